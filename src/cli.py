@@ -1,0 +1,212 @@
+"""The ``dfbench`` command.
+
+``dfbench fit | validate | test | predict`` are LightningCLI subcommands
+(stacked ``-c`` configs, ``class_path``/``init_args`` for model and data).
+Every other verb is a plain function registered with :func:`verb`; adding one
+is a decorated function, and ``dfbench --help`` lists them all::
+
+    @verb("index", "write a dataset's video table")
+    def index(argv: list[str]) -> int:
+        parser = argparse.ArgumentParser(prog="dfbench index")
+        ...
+
+What the Lightning subcommands add to plain LightningCLI:
+
+* a ``checkpoint`` callback that keeps the best epoch by ``val/frame_auc``
+  (validation data only; the test sets never choose a checkpoint) and the last;
+* a CSV logger under ``runs/`` by default and a default seed of 0;
+* ``validate``/``test`` print the frame- and video-level table; ``test`` writes
+  it to ``<log_dir>/test_metrics.json``;
+* ``predict`` writes ``<log_dir>/predictions/frames.csv`` and ``videos.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+
+from src.data.base import DeepfakeDataModuleBase
+from src.detectors import Detector, build_detector, list_detectors
+from src.detectors.registry import registry_entry
+from src.files import atomic_write_csv, atomic_write_json
+from src.metrics import format_metrics_table, video_scores
+
+LIGHTNING_SUBCOMMANDS = {
+    "fit": "train a detector (checkpoint chosen on the validation split)",
+    "validate": "evaluate on the validation split",
+    "test": "evaluate on every test set; print and save frame/video metrics",
+    "predict": "score every frame and video; write CSV files",
+}
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    help: str
+    run: Callable[[list[str]], int]
+
+
+VERBS: dict[str, Verb] = {}
+
+
+def verb(name: str, help: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
+    """Register ``run(argv) -> exit code`` as ``dfbench NAME``."""
+
+    def decorator(run: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+        VERBS[name] = Verb(name, help, run)
+        return run
+
+    return decorator
+
+
+class DFBenchCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/frame_auc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch{epoch:03d}",
+                "checkpoint.auto_insert_metric_name": False,
+                "trainer.default_root_dir": "runs",
+                "trainer.logger": {
+                    "class_path": "pytorch_lightning.loggers.CSVLogger",
+                    "init_args": {"save_dir": "runs"},
+                },
+            }
+        )
+
+    def _log_dir(self) -> Path:
+        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
+
+    def after_fit(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        callback = self.trainer.checkpoint_callback
+        if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
+            print(f"best checkpoint ({callback.monitor} = {float(callback.best_model_score):.4f}): "
+                  f"{callback.best_model_path}")
+        if self.model.val_results:
+            print(format_metrics_table(self.model.val_results, "validation (last epoch)"))
+
+    def after_validate(self) -> None:
+        if self.trainer.is_global_zero and self.model.val_results:
+            print(format_metrics_table(self.model.val_results, "validation"))
+
+    def after_test(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        results = self.model.test_results
+        print(format_metrics_table(results, "test (frame and video level; values in %)"))
+        path = atomic_write_json(self._log_dir() / "test_metrics.json", results)
+        print(f"metrics written to {path}")
+
+    def after_predict(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        frames, videos = prediction_tables(self.model, self.datamodule)
+        out = self._log_dir() / "predictions"
+        atomic_write_csv(out / "frames.csv", frames)
+        atomic_write_csv(out / "videos.csv", videos)
+        print(f"{len(frames)} frame and {len(videos)} video scores written to {out}/frames.csv, videos.csv")
+
+
+def prediction_tables(model: Detector, datamodule: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-frame and per-video scores of the last ``predict`` run, with video keys."""
+    frame_parts, video_parts = [], []
+    for index, (name, p) in enumerate(model.predictions.items()):
+        keys = np.asarray(datamodule.video_keys("predict", index), dtype=object)
+        frame_parts.append(
+            pd.DataFrame(
+                {
+                    "set": name,
+                    "video_key": keys[p["video_idx"]],
+                    "frame_idx": p["frame_idx"],
+                    "sample_idx": p["sample_idx"],
+                    "label": p["label"],
+                    "logit": p["logit"],
+                    "score": p["score"],
+                }
+            )
+        )
+        ids, scores, _ = video_scores(p["score"], p["label"] == 1, p["video_idx"], model.video_score)
+        first = np.unique(p["video_idx"], return_index=True)[1]
+        video_parts.append(
+            pd.DataFrame(
+                {
+                    "set": name,
+                    "video_key": keys[ids],
+                    "label": p["label"][first],
+                    "n_frames": np.bincount(np.searchsorted(ids, p["video_idx"]), minlength=ids.size),
+                    "score": scores,
+                }
+            )
+        )
+    return pd.concat(frame_parts, ignore_index=True), pd.concat(video_parts, ignore_index=True)
+
+
+def run_lightning(argv: list[str]) -> int:
+    DFBenchCLI(
+        Detector,
+        DeepfakeDataModuleBase,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        args=argv,
+    )
+    return 0
+
+
+@verb("detectors", "list the registered detectors and their input contracts")
+def detectors_verb(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="dfbench detectors", description=VERBS["detectors"].help)
+    parser.add_argument("--params", action="store_true", help="also build each one and count its parameters")
+    args = parser.parse_args(argv)
+    for name in list_detectors():
+        entry = registry_entry(name)
+        model = build_detector(name, pretrained=False)
+        contract = model.input_contract
+        line = (f"{name:<18} {entry.cls.__name__:<20} input {contract.input_size[0]}x{contract.input_size[1]} "
+                f"mean {contract.mean} std {contract.std}")
+        if args.params:
+            line += f"  {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters"
+        print(line)
+    return 0
+
+
+def print_help() -> None:
+    print("usage: dfbench COMMAND [options]   (dfbench COMMAND --help for its options)\n")
+    print("Lightning commands (stack configs with -c; see configs/):")
+    for name, text in LIGHTNING_SUBCOMMANDS.items():
+        print(f"  {name:<14} {text}")
+    print("\ndfbench commands:")
+    for name in sorted(VERBS):
+        print(f"  {name:<14} {VERBS[name].help}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print_help()
+        return 0
+    if argv[0] in VERBS:
+        return VERBS[argv[0]].run(argv[1:])
+    if argv[0] in LIGHTNING_SUBCOMMANDS:
+        return run_lightning(argv)
+    print(f"dfbench: unknown command {argv[0]!r}\n", file=sys.stderr)
+    print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""Datasets, preprocessing and the shared DataModules."""
+
+from src.data.base import DeepfakeDataModuleBase
+from src.data.synthetic import SyntheticFaceDataModule, SyntheticFaceDataset
+
+__all__ = ["DeepfakeDataModuleBase", "SyntheticFaceDataModule", "SyntheticFaceDataset"]

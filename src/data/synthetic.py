@@ -1,0 +1,166 @@
+"""An in-memory synthetic face DataModule for tests and quick demos.
+
+Faces come from :mod:`src.data.render`; nothing touches the disk. Splits use
+disjoint identities (a test face was never seen in training), videos have
+several frames with head motion, half the videos (``fake_fraction``) are
+fakes whose inner face comes from another identity of the same split, blended
+through a soft mask that the batch carries. Every item is rendered on demand
+from a seed derived from ``(seed, set, video, frame)``, so the data is the
+same in every worker, rank and run.
+
+Each test set is named after a fake style (:data:`~src.data.render.FAKE_STYLES`):
+``test_sets: [blend, matched]`` gives two test sets with differently made
+fakes, reported separately.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from src.data.base import DeepfakeDataModuleBase
+from src.data.render import (
+    FAKE_STYLES,
+    FakeStyle,
+    blend_fake,
+    random_identity,
+    random_motion,
+    render_face,
+    swap_mask,
+)
+
+
+class SyntheticFaceDataset(Dataset):
+    """``n_videos x frames_per_video`` rendered frames following the batch contract.
+
+    Args:
+        name: the set's name; it seeds the set, so train/val/test differ.
+        n_videos: number of videos (face sequences).
+        frames_per_video: frames rendered per video.
+        size: image size in pixels (square).
+        style: how fakes are blended.
+        fake_fraction: share of videos that are fakes.
+        n_identities: identities the set draws its people from.
+        seed: global seed.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        n_videos: int,
+        frames_per_video: int,
+        size: int,
+        style: FakeStyle,
+        fake_fraction: float = 0.5,
+        n_identities: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if n_videos < 1 or frames_per_video < 1:
+            raise ValueError(f"set {name!r}: n_videos and frames_per_video must be positive")
+        self.name = name
+        self.frames_per_video = frames_per_video
+        self.size = size
+        self.style = style
+        self._seed = [seed, zlib.crc32(name.encode())]
+        rng = np.random.default_rng(self._seed)
+        n_identities = max(2, n_identities or max(2, n_videos // 2))
+        self.identities = [random_identity(rng) for _ in range(n_identities)]
+        n_fake = int(round(n_videos * fake_fraction))
+        self.labels = (rng.permutation(n_videos) < n_fake).astype(np.float32)
+        self.targets = rng.integers(0, n_identities, n_videos)
+        # A source identity that differs from the target: shift by 1..n-1.
+        self.sources = (self.targets + rng.integers(1, n_identities, n_videos)) % n_identities
+        self.motions = [random_motion(rng) for _ in range(n_videos)]
+        self.video_keys = [f"synthetic/{name}/{v:05d}" for v in range(n_videos)]
+
+    def __len__(self) -> int:
+        return len(self.labels) * self.frames_per_video
+
+    def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGB image (H, W, 3) and float32 mask (H, W) of item ``index``."""
+        video, frame = divmod(index, self.frames_per_video)
+        rng = np.random.default_rng([*self._seed, video, frame])
+        motion = self.motions[video]
+        target = self.identities[self.targets[video]]
+        image = render_face(target, motion, frame, self.size, rng)
+        if not self.labels[video]:
+            return image, np.zeros((self.size, self.size), np.float32)
+        source = render_face(self.identities[self.sources[video]], motion, frame, self.size, rng)
+        mask = swap_mask(target, motion, frame, self.size, self.style)
+        return blend_fake(image, source, mask, self.style), mask
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        image, mask = self.render(index)
+        video, frame = divmod(index, self.frames_per_video)
+        return {
+            "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
+            "label": torch.tensor(self.labels[video]),
+            "mask": torch.from_numpy(np.round(mask * 255).astype(np.uint8))[None],
+            "has_mask": torch.tensor(bool(self.labels[video])),
+            "sample_idx": torch.tensor(index, dtype=torch.long),
+            "video_idx": torch.tensor(video, dtype=torch.long),
+            "frame_idx": torch.tensor(frame, dtype=torch.long),
+        }
+
+
+class SyntheticFaceDataModule(DeepfakeDataModuleBase):
+    """Synthetic train / val / test sets of rendered faces (see the module docstring).
+
+    Args:
+        train_videos, val_videos, test_videos: videos per set.
+        frames_per_video: frames per video.
+        fake_fraction: share of fake videos in every set.
+        train_style: fake style of the training and validation sets.
+        test_sets: one test set per named fake style.
+        seed: global seed.
+        **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
+    """
+
+    def __init__(
+        self,
+        train_videos: int = 64,
+        val_videos: int = 16,
+        test_videos: int = 24,
+        frames_per_video: int = 4,
+        fake_fraction: float = 0.5,
+        train_style: str = "blend",
+        test_sets: Sequence[str] = ("blend",),
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        unknown = sorted({train_style, *test_sets} - FAKE_STYLES.keys())
+        if unknown:
+            raise ValueError(f"unknown fake styles {unknown}; choose from {sorted(FAKE_STYLES)}")
+        self.counts = {"train": train_videos, "val": val_videos, "test": test_videos}
+        self.frames_per_video = frames_per_video
+        self.fake_fraction = fake_fraction
+        self.train_style = train_style
+        self.test_styles = list(test_sets)
+        self.seed = seed
+
+    def _dataset(self, seed_name: str, n_videos: int, style: str) -> SyntheticFaceDataset:
+        height, width = self.contract.input_size
+        if height != width:
+            raise ValueError(f"synthetic faces are square; got input size {height}x{width}")
+        return SyntheticFaceDataset(
+            seed_name, n_videos, self.frames_per_video, height, FAKE_STYLES[style], self.fake_fraction, seed=self.seed
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            train = self._dataset("train", self.counts["train"], self.train_style)
+            self.sets["fit"] = [("train", train, train.video_keys)]
+        if stage in (None, "fit", "validate"):
+            val = self._dataset("val", self.counts["val"], self.train_style)
+            self.sets["validate"] = [("val", val, val.video_keys)]
+        if stage in (None, "test", "predict"):
+            tests = [(style, self._dataset(f"test_{style}", self.counts["test"], style)) for style in self.test_styles]
+            self.sets["test"] = self.sets["predict"] = [(style, ds, ds.video_keys) for style, ds in tests]

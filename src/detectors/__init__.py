@@ -1,0 +1,23 @@
+"""Detectors behind one interface, registered by name.
+
+>>> from src.detectors import build_detector, list_detectors
+>>> model = build_detector("xception", pretrained=False)
+"""
+
+from src.detectors.backbones import PretrainedWeightsUnavailable, create_backbone
+from src.contracts import InputContract
+from src.detectors.base import Detector, DetectorOutput
+from src.detectors.baseline import BackboneClassifier
+from src.detectors.registry import build_detector, list_detectors, register_detector
+
+__all__ = [
+    "BackboneClassifier",
+    "Detector",
+    "DetectorOutput",
+    "InputContract",
+    "PretrainedWeightsUnavailable",
+    "build_detector",
+    "create_backbone",
+    "list_detectors",
+    "register_detector",
+]

@@ -1,0 +1,242 @@
+"""The one interface every dfbench detector implements.
+
+A method's module only builds its network (``forward``) and its objective
+(``loss``); this base class owns the rest: the training, validation, test and
+predict steps, logging of every loss term, metric accumulation (DDP-correct,
+see :class:`~src.metrics.DeepfakeMetric`), optimiser and scheduler wiring, and
+the input contract the DataModule reads.
+
+Results a caller can read after a run:
+
+* ``detector.val_results``: ``{"val": metrics}`` of the last validation epoch;
+* ``detector.test_results``: ``{test set name: metrics}``, one entry per test
+  dataloader;
+* ``detector.predictions``: ``{set name: columns}`` after ``predict``, with
+  ``sample_idx, video_idx, frame_idx, logit, score, label`` arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from src.contracts import InputContract, as_size
+from src.metrics import DeepfakeMetric, VideoScore
+
+Batch = dict[str, Tensor]
+
+
+@dataclass
+class DetectorOutput:
+    """What ``Detector.forward`` returns.
+
+    ``logit`` (B,) is always present; score = sigmoid(logit) = P(fake). The
+    optional fields carry the dense outputs a method's loss or a user's
+    visualisation needs; ``extras`` holds anything not named here.
+    """
+
+    logit: Tensor
+    heatmap: Tensor | None = None
+    consistency: Tensor | None = None
+    mask_logit: Tensor | None = None
+    reconstruction: Tensor | None = None
+    features: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.logit.dim() != 1:
+            raise ValueError(f"DetectorOutput.logit must have shape (B,), got {tuple(self.logit.shape)}")
+
+    def maps(self) -> dict[str, Tensor]:
+        """Every optional tensor that is set, by name."""
+        named = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in {"logit", "extras"}}
+        return {k: v for k, v in named.items() if v is not None} | dict(self.extras)
+
+
+class Detector(pl.LightningModule):
+    """Base class of every detector.
+
+    Args:
+        input_size: face size fed to the network, an int or (height, width).
+            ``None`` takes the method's default (usually its paper's).
+        optimizer: a callable that takes the parameters and returns an
+            optimiser, e.g. from YAML ``{class_path: torch.optim.Adam,
+            init_args: {lr: 2e-4}}``. ``None``: :meth:`default_optimizer`.
+        lr_scheduler: a callable that takes the optimiser and returns a
+            scheduler. ``None``: :meth:`default_lr_scheduler` (none by default).
+        scheduler_interval: step the scheduler every ``"epoch"`` or ``"step"``.
+        video_score: how frame scores become a video score in the metrics.
+    """
+
+    #: Set by subclasses: (height, width), mean, std when ``input_size`` is None.
+    default_contract = InputContract(input_size=(256, 256))
+
+    def __init__(
+        self,
+        input_size: int | tuple[int, int] | None = None,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: str = "epoch",
+        video_score: VideoScore = "mean",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        if scheduler_interval not in {"epoch", "step"}:
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        self._input_size = None if input_size is None else as_size(input_size)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.scheduler_interval = scheduler_interval
+        self.video_score = video_score
+        self.val_metric = DeepfakeMetric(video_score=video_score)
+        self.test_metrics = nn.ModuleList()
+        self.predict_metrics = nn.ModuleList()
+        self.val_results: dict[str, dict[str, float]] = {}
+        self.test_results: dict[str, dict[str, float]] = {}
+        self.predictions: dict[str, dict[str, np.ndarray]] = {}
+
+    # ----------------------------------------------------------------- contract
+    @property
+    def input_contract(self) -> InputContract:
+        contract = self.default_contract
+        if self._input_size is not None:
+            contract = InputContract(self._input_size, contract.mean, contract.std)
+        return contract
+
+    # ------------------------------------------------------- what methods write
+    def forward(self, images: Tensor) -> DetectorOutput:
+        raise NotImplementedError
+
+    def loss(self, output: DetectorOutput, batch: Batch) -> dict[str, Tensor]:
+        """Named loss terms with the total under ``"loss"``.
+
+        The default is binary cross-entropy on the logit; methods override it
+        and may call :meth:`classification_loss` for their BCE term.
+        """
+        bce = self.classification_loss(output, batch)
+        return {"loss": bce, "bce": bce}
+
+    def classification_loss(self, output: DetectorOutput, batch: Batch, label_smoothing: float = 0.0) -> Tensor:
+        target = batch["label"].float()
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + 0.5 * label_smoothing
+        return nn.functional.binary_cross_entropy_with_logits(output.logit.float(), target)
+
+    def default_optimizer(self, params: Iterable[Tensor]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=2e-4, weight_decay=1e-5)
+
+    def default_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        return None
+
+    def parameter_groups(self) -> Iterable[Any]:
+        """What the optimiser receives; override for per-module learning rates."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------- wiring
+    def configure_optimizers(self) -> Any:
+        params = self.parameter_groups()
+        optimizer = (self.optimizer_factory or self.default_optimizer)(params)
+        scheduler = (
+            self.scheduler_factory(optimizer) if self.scheduler_factory else self.default_lr_scheduler(optimizer)
+        )
+        if scheduler is None:
+            return optimizer
+        config = {"scheduler": scheduler, "interval": self.scheduler_interval}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def _log_losses(self, stage: str, losses: dict[str, Tensor], batch_size: int) -> None:
+        training = stage == "train"
+        for name, value in losses.items():
+            self.log(
+                f"{stage}/{name}",
+                value.detach(),
+                on_step=training,
+                on_epoch=True,
+                prog_bar=name == "loss",
+                batch_size=batch_size,
+                sync_dist=not training,
+                add_dataloader_idx=False,
+            )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        output = self(batch["image"])
+        losses = self.loss(output, batch)
+        self._log_losses("train", losses, batch["image"].shape[0])
+        return losses["loss"]
+
+    @staticmethod
+    def _update(metric: DeepfakeMetric, output: DetectorOutput, batch: Batch) -> None:
+        metric.update(
+            output.logit,
+            batch["label"],
+            batch["sample_idx"],
+            batch["video_idx"],
+            batch.get("frame_idx"),
+        )
+
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        output = self(batch["image"])
+        self._log_losses("val", self.loss(output, batch), batch["image"].shape[0])
+        self._update(self.val_metric, output, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or not self.val_metric.update_called:
+            self.val_metric.reset()
+            return
+        metrics = self.val_metric.compute()
+        self.val_metric.reset()
+        self.val_results = {"val": metrics}
+        # Every rank holds the same gathered values, so no further reduction.
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, sync_dist=False)
+
+    # ------------------------------------------------------- test and predict
+    def _set_names(self, stage: str, count: int) -> list[str]:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = list(getattr(datamodule, f"{stage}_set_names", None) or [])
+        if len(names) != count:
+            names = [stage] if count == 1 else [f"{stage}_{i}" for i in range(count)]
+        return names
+
+    def _metric_for(self, metrics: nn.ModuleList, dataloader_idx: int) -> DeepfakeMetric:
+        while len(metrics) <= dataloader_idx:
+            metrics.append(DeepfakeMetric(video_score=self.video_score).to(self.device))
+        return metrics[dataloader_idx]
+
+    def on_test_epoch_start(self) -> None:
+        self.test_metrics = nn.ModuleList()
+        self.test_results = {}
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        output = self(batch["image"])
+        self._update(self._metric_for(self.test_metrics, dataloader_idx), output, batch)
+
+    def on_test_epoch_end(self) -> None:
+        names = self._set_names("test", len(self.test_metrics))
+        for name, metric in zip(names, self.test_metrics, strict=True):
+            self.test_results[name] = metric.compute()
+            self.log_dict({f"test/{name}/{k}": v for k, v in self.test_results[name].items()}, sync_dist=False)
+            metric.reset()
+
+    def on_predict_epoch_start(self) -> None:
+        self.predict_metrics = nn.ModuleList()
+        self.predictions = {}
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        output = self(batch["image"])
+        self._update(self._metric_for(self.predict_metrics, dataloader_idx), output, batch)
+        return {"logit": output.logit, "score": torch.sigmoid(output.logit), "sample_idx": batch["sample_idx"]}
+
+    def on_predict_epoch_end(self) -> None:
+        names = self._set_names("predict", len(self.predict_metrics))
+        for name, metric in zip(names, self.predict_metrics, strict=True):
+            self.predictions[name] = metric.predictions()
+            metric.reset()

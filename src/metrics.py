@@ -1,0 +1,295 @@
+"""Frame- and video-level detection metrics, correct under DDP.
+
+Conventions (see ``../shared/reference/protocol.md``):
+
+* a score is P(fake) in [0, 1]; a label is 1 for fake, 0 for real;
+* ACC thresholds the score at 0.5, and a score of exactly 0.5 counts as *real*
+  (``score > threshold``), the same as rounding a sigmoid output;
+* AUC treats tied scores as scikit-learn's ``roc_auc_score`` does (half a
+  concordant pair); AP is scikit-learn's step-wise ``average_precision_score``;
+* EER is read off the ROC curve where the false-positive and false-negative
+  rates cross, interpolating linearly between the two neighbouring points;
+* a video's score is the mean of its frames' scores by default (``"mean"``);
+  ``"mean_logit"`` averages logits instead and ``"max"`` takes the maximum;
+* every value is a fraction in [0, 1]; the tables multiply by 100.
+
+The metrics are computed here with numpy rather than by calling scikit-learn,
+so that the tests can check them against scikit-learn as an independent
+reference.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from torchmetrics import Metric
+
+VideoScore = Literal["mean", "mean_logit", "max"]
+
+FRAME_KEYS = ("frame_auc", "frame_ap", "frame_acc", "frame_eer", "real_acc", "fake_acc")
+VIDEO_KEYS = ("video_auc", "video_ap", "video_acc", "video_eer")
+
+
+def _check_inputs(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores and labels differ in length: {scores.size} vs {labels.size}")
+    if scores.size == 0:
+        raise ValueError("no predictions to compute metrics on")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinity")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be 0 (real) or 1 (fake), got {np.unique(labels)[:10]}")
+    return scores, labels.astype(np.int64)
+
+
+def _both_classes(labels: np.ndarray, what: str) -> bool:
+    if labels.min() == labels.max():
+        only = "fake" if labels[0] == 1 else "real"
+        warnings.warn(
+            f"{what}: every sample is {only}; AUC, AP and EER are undefined and reported as NaN",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve via the Mann-Whitney U statistic (ties count half)."""
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    ranks = rankdata(scores, method="average")
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _roc_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative true and false positives at each distinct threshold, high to low."""
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    last_of_run = np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_scores.size - 1]
+    tps = np.cumsum(sorted_labels)[last_of_run]
+    fps = last_of_run + 1 - tps
+    return tps, fps
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Sum over thresholds of precision times the recall gained there."""
+    tps, fps = _roc_points(scores, labels)
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The rate at which false positives and false negatives are equally likely."""
+    tps, fps = _roc_points(scores, labels)
+    fpr = np.r_[0.0, fps / fps[-1]]
+    fnr = np.r_[1.0, 1.0 - tps / tps[-1]]
+    gap = fnr - fpr  # decreasing from 1 to -1 along the curve
+    i = int(np.argmax(gap <= 0))
+    if gap[i] == 0:
+        return float(fpr[i])
+    t = gap[i - 1] / (gap[i - 1] - gap[i])
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def _binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float, what: str) -> dict:
+    accuracy = float(np.mean((scores > threshold) == labels))
+    if not _both_classes(labels, what):
+        return {"auc": float("nan"), "ap": float("nan"), "acc": accuracy, "eer": float("nan")}
+    return {
+        "auc": roc_auc(scores, labels),
+        "ap": average_precision(scores, labels),
+        "acc": accuracy,
+        "eer": equal_error_rate(scores, labels),
+    }
+
+
+def video_scores(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    video_ids: np.ndarray,
+    how: VideoScore = "mean",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aggregate frame scores per video.
+
+    Returns:
+        ``(unique video ids, video scores, video labels)``, sorted by video id.
+
+    Raises:
+        ValueError: if one video id carries both labels (its frames were grouped
+            under a key that is not unique).
+    """
+    ids, inverse, counts = np.unique(video_ids, return_inverse=True, return_counts=True)
+    fake_frames = np.bincount(inverse, weights=labels, minlength=ids.size)
+    mixed = (fake_frames > 0) & (fake_frames < counts)
+    if mixed.any():
+        raise ValueError(
+            f"video ids {ids[mixed][:5].tolist()} hold both real and fake frames; "
+            "video keys must be unique across datasets and methods"
+        )
+    if how == "mean":
+        aggregated = np.bincount(inverse, weights=scores, minlength=ids.size) / counts
+    elif how == "mean_logit":
+        p = np.clip(scores, 1e-7, 1 - 1e-7)
+        mean_logit = np.bincount(inverse, weights=np.log(p / (1 - p)), minlength=ids.size) / counts
+        aggregated = 1.0 / (1.0 + np.exp(-mean_logit))
+    elif how == "max":
+        aggregated = np.full(ids.size, -np.inf)
+        np.maximum.at(aggregated, inverse, scores)
+    else:
+        raise ValueError(f"unknown video score {how!r}; choose mean, mean_logit or max")
+    return ids, aggregated, (fake_frames > 0).astype(np.int64)
+
+
+def compute_metrics(
+    scores: Any,
+    labels: Any,
+    video_ids: Any = None,
+    *,
+    threshold: float = 0.5,
+    video_score: VideoScore = "mean",
+) -> dict[str, float]:
+    """Frame-level (and, given ``video_ids``, video-level) AUC, AP, ACC and EER.
+
+    Args:
+        scores: P(fake) per frame, shape (N,).
+        labels: 1 = fake, 0 = real, shape (N,).
+        video_ids: the video each frame belongs to (any hashable numeric or
+            string ids), shape (N,); enables the ``video_*`` keys.
+        threshold: score above which a frame or video is called fake.
+        video_score: how frame scores become a video score.
+
+    Returns:
+        ``frame_auc, frame_ap, frame_acc, frame_eer, real_acc, fake_acc`` and,
+        with video ids, ``video_auc, video_ap, video_acc, video_eer``; fractions
+        in [0, 1], NaN where a quantity is undefined (one class only).
+    """
+    scores, labels = _check_inputs(scores, labels)
+    frame = _binary_metrics(scores, labels, threshold, "frame level")
+    called_fake = scores > threshold
+    result = {f"frame_{k}": v for k, v in frame.items()}
+    result["real_acc"] = float(np.mean(~called_fake[labels == 0])) if (labels == 0).any() else float("nan")
+    result["fake_acc"] = float(np.mean(called_fake[labels == 1])) if (labels == 1).any() else float("nan")
+    if video_ids is not None:
+        video_ids = np.asarray(video_ids).reshape(-1)
+        if video_ids.shape != scores.shape:
+            raise ValueError(f"video_ids has {video_ids.size} entries for {scores.size} scores")
+        _, v_scores, v_labels = video_scores(scores, labels, video_ids, video_score)
+        video = _binary_metrics(v_scores, v_labels, threshold, "video level")
+        result.update({f"video_{k}": v for k, v in video.items()})
+    return result
+
+
+class DeepfakeMetric(Metric):
+    """Accumulates per-frame predictions and computes :func:`compute_metrics`.
+
+    Under DDP every rank holds a shard; ``compute()`` gathers
+    ``(sample_idx, video_idx, frame_idx, logit, label)`` from all ranks (shards
+    may differ in length), drops the copies that a distributed sampler adds to
+    even out shards (same ``sample_idx``), and only then computes, so the result
+    equals a single-process run. Never average per-rank AUCs.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, video_score: VideoScore = "mean", threshold: float = 0.5, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.video_score = video_score
+        self.threshold = threshold
+        for name in ("sample_idx", "video_idx", "frame_idx", "logit", "label"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(
+        self,
+        logit: torch.Tensor,
+        label: torch.Tensor,
+        sample_idx: torch.Tensor,
+        video_idx: torch.Tensor,
+        frame_idx: torch.Tensor | None = None,
+    ) -> None:
+        if frame_idx is None:
+            frame_idx = torch.full_like(sample_idx, -1)
+        self.logit.append(logit.detach().float().reshape(-1))
+        self.label.append(label.detach().float().reshape(-1))
+        self.sample_idx.append(sample_idx.detach().long().reshape(-1))
+        self.video_idx.append(video_idx.detach().long().reshape(-1))
+        self.frame_idx.append(frame_idx.detach().long().reshape(-1))
+
+    def predictions(self) -> dict[str, np.ndarray]:
+        """The gathered, de-duplicated predictions, sorted by ``sample_idx``.
+
+        Must be called on every rank under DDP (it is a collective operation).
+        """
+        with self.sync_context(should_unsync=True):
+            columns = {
+                name: torch.cat(state) if isinstance(state, list) and state else state
+                for name, state in (
+                    ("sample_idx", self.sample_idx),
+                    ("video_idx", self.video_idx),
+                    ("frame_idx", self.frame_idx),
+                    ("logit", self.logit),
+                    ("label", self.label),
+                )
+            }
+        if any(isinstance(c, list) for c in columns.values()):
+            return {name: np.empty(0) for name in columns} | {"score": np.empty(0)}
+        arrays = {name: c.cpu().numpy() for name, c in columns.items()}
+        _, first = np.unique(arrays["sample_idx"], return_index=True)
+        arrays = {name: a[first] for name, a in arrays.items()}
+        arrays["label"] = arrays["label"].astype(np.int64)
+        arrays["score"] = 1.0 / (1.0 + np.exp(-arrays["logit"].astype(np.float64)))
+        return arrays
+
+    def compute(self) -> dict[str, float]:
+        p = self.predictions()
+        if p["score"].size == 0:
+            raise RuntimeError("DeepfakeMetric.compute() called before any update()")
+        result = compute_metrics(
+            p["score"], p["label"], p["video_idx"], threshold=self.threshold, video_score=self.video_score
+        )
+        result["n_frames"] = float(p["score"].size)
+        result["n_videos"] = float(np.unique(p["video_idx"]).size)
+        return result
+
+
+def format_metrics_table(results: dict[str, dict[str, float]], title: str = "") -> str:
+    """A plain-text table: one row per (test set, level), values in percent."""
+    header = ["test set", "level", "AUC", "AP", "ACC", "EER", "real ACC", "fake ACC", "frames", "videos"]
+    rows: list[Sequence[str]] = []
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None or np.isnan(value) else f"{100 * value:.2f}"
+
+    for name, m in results.items():
+        for level in ("frame", "video"):
+            if f"{level}_auc" not in m:
+                continue
+            rows.append(
+                [
+                    name,
+                    level,
+                    pct(m[f"{level}_auc"]),
+                    pct(m[f"{level}_ap"]),
+                    pct(m[f"{level}_acc"]),
+                    pct(m[f"{level}_eer"]),
+                    pct(m.get("real_acc")) if level == "frame" else "",
+                    pct(m.get("fake_acc")) if level == "frame" else "",
+                    str(int(m["n_frames"])) if "n_frames" in m else "",
+                    str(int(m["n_videos"])) if "n_videos" in m else "",
+                ]
+            )
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [title] if title else []
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
