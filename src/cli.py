@@ -85,6 +85,14 @@ class DFBenchCLI(LightningCLI):
             }
         )
 
+    def before_instantiate_classes(self) -> None:
+        # With a checkpoint the weights come from it: building the network with
+        # `pretrained: true` first would only fetch weights (and fail offline).
+        config = self.config.get(self.subcommand, self.config)
+        init_args = config.get("model", {}).get("init_args", {})
+        if config.get("ckpt_path") and init_args.get("pretrained"):
+            init_args["pretrained"] = False
+
     def _log_dir(self) -> Path:
         return Path(self.trainer.log_dir or self.trainer.default_root_dir)
 
@@ -162,7 +170,8 @@ def run_lightning(argv: list[str]) -> int:
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
-        args=argv,
+        # LightningCLI warns when given args while sys.argv holds others (as under pytest).
+        args=None if argv == sys.argv[1:] else argv,
     )
     return 0
 

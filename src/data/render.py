@@ -77,6 +77,9 @@ class FakeStyle:
             at 256 px and scaled with the image.
         mask_scale: size of the pasted region relative to the inner face.
         jpeg_quality: re-encode the fake with this JPEG quality (None: no).
+        min_skin_gap: pair each target with a source whose skin colour differs
+            by at least this RGB distance (when the pool has one), as early face
+            swaps between mismatched people did.
     """
 
     mask_blur: float = 0.03
@@ -84,11 +87,12 @@ class FakeStyle:
     source_blur: float = 0.0
     mask_scale: float = 1.0
     jpeg_quality: int | None = None
+    min_skin_gap: float = 0.0
 
 
 FAKE_STYLES: dict[str, FakeStyle] = {
-    "blend": FakeStyle(),
-    "hard": FakeStyle(mask_blur=0.005),
+    "blend": FakeStyle(min_skin_gap=40.0),
+    "hard": FakeStyle(mask_blur=0.005, min_skin_gap=40.0),
     "matched": FakeStyle(colour_match=0.8, mask_blur=0.04),
     "resampled": FakeStyle(colour_match=0.5, source_blur=2.0, jpeg_quality=70),
 }
@@ -122,6 +126,19 @@ def random_identity(rng: np.random.Generator) -> Identity:
         mouth_h=rng.uniform(0.015, 0.035),
         lips=tuple(rng.uniform([140, 50, 50], [220, 110, 120]).tolist()),
     )
+
+
+def pick_source(
+    target: int, identities: list[Identity], style: FakeStyle, rng: np.random.Generator
+) -> int:
+    """A source identity for a swap onto ``target``: another person, skin gap permitting."""
+    skins = np.array([identity.skin for identity in identities])
+    gaps = np.linalg.norm(skins - skins[target], axis=1)
+    candidates = np.flatnonzero(gaps >= style.min_skin_gap)
+    candidates = candidates[candidates != target]
+    if candidates.size == 0:
+        candidates = np.delete(np.arange(len(identities)), target)
+    return int(rng.choice(candidates))
 
 
 def random_motion(rng: np.random.Generator) -> Motion:

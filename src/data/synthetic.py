@@ -27,7 +27,10 @@ from src.data.base import DeepfakeDataModuleBase
 from src.data.render import (
     FAKE_STYLES,
     FakeStyle,
+    Identity,
+    Motion,
     blend_fake,
+    pick_source,
     random_identity,
     random_motion,
     render_face,
@@ -45,8 +48,11 @@ class SyntheticFaceDataset(Dataset):
         size: image size in pixels (square).
         style: how fakes are blended.
         fake_fraction: share of videos that are fakes.
-        n_identities: identities the set draws its people from.
+        n_identities: identities the set draws its people from (default: one per video).
         seed: global seed.
+        resample: draw new people and motion for every item on every access,
+            from torch's RNG (which Lightning seeds per worker and epoch): an
+            endless training stream that cannot be memorised. Labels stay fixed.
     """
 
     def __init__(
@@ -59,6 +65,7 @@ class SyntheticFaceDataset(Dataset):
         fake_fraction: float = 0.5,
         n_identities: int | None = None,
         seed: int = 0,
+        resample: bool = False,
     ) -> None:
         if n_videos < 1 or frames_per_video < 1:
             raise ValueError(f"set {name!r}: n_videos and frames_per_video must be positive")
@@ -66,33 +73,41 @@ class SyntheticFaceDataset(Dataset):
         self.frames_per_video = frames_per_video
         self.size = size
         self.style = style
+        self.resample = resample
         self._seed = [seed, zlib.crc32(name.encode())]
         rng = np.random.default_rng(self._seed)
-        n_identities = max(2, n_identities or max(2, n_videos // 2))
+        n_identities = max(2, n_identities or n_videos)
         self.identities = [random_identity(rng) for _ in range(n_identities)]
         n_fake = int(round(n_videos * fake_fraction))
         self.labels = (rng.permutation(n_videos) < n_fake).astype(np.float32)
         self.targets = rng.integers(0, n_identities, n_videos)
-        # A source identity that differs from the target: shift by 1..n-1.
-        self.sources = (self.targets + rng.integers(1, n_identities, n_videos)) % n_identities
+        self.sources = np.array([pick_source(t, self.identities, style, rng) for t in self.targets])
         self.motions = [random_motion(rng) for _ in range(n_videos)]
         self.video_keys = [f"synthetic/{name}/{v:05d}" for v in range(n_videos)]
 
     def __len__(self) -> int:
         return len(self.labels) * self.frames_per_video
 
+    def _people(self, video: int, frame: int) -> tuple[Identity, Identity, Motion, np.random.Generator]:
+        """Target, source, motion and a pixel-noise RNG for one item."""
+        if self.resample:
+            rng = np.random.default_rng([*self._seed, int(torch.randint(0, 2**62, ()))])
+            pool = [random_identity(rng) for _ in range(4)]
+            return pool[0], pool[pick_source(0, pool, self.style, rng)], random_motion(rng), rng
+        rng = np.random.default_rng([*self._seed, video, frame])
+        target, source = self.identities[self.targets[video]], self.identities[self.sources[video]]
+        return target, source, self.motions[video], rng
+
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """uint8 RGB image (H, W, 3) and float32 mask (H, W) of item ``index``."""
         video, frame = divmod(index, self.frames_per_video)
-        rng = np.random.default_rng([*self._seed, video, frame])
-        motion = self.motions[video]
-        target = self.identities[self.targets[video]]
+        target, source, motion, rng = self._people(video, frame)
         image = render_face(target, motion, frame, self.size, rng)
         if not self.labels[video]:
             return image, np.zeros((self.size, self.size), np.float32)
-        source = render_face(self.identities[self.sources[video]], motion, frame, self.size, rng)
+        source_image = render_face(source, motion, frame, self.size, rng)
         mask = swap_mask(target, motion, frame, self.size, self.style)
-        return blend_fake(image, source, mask, self.style), mask
+        return blend_fake(image, source_image, mask, self.style), mask
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
@@ -115,23 +130,28 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
 
     Args:
         train_videos, val_videos, test_videos: videos per set.
-        frames_per_video: frames per video.
+        frames_per_video: frames per validation and test video.
+        train_frames_per_video: frames per training video.
         fake_fraction: share of fake videos in every set.
         train_style: fake style of the training and validation sets.
         test_sets: one test set per named fake style.
+        resample_train: draw fresh people for every training item every epoch
+            (see :class:`SyntheticFaceDataset`); validation and test stay fixed.
         seed: global seed.
         **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
     """
 
     def __init__(
         self,
-        train_videos: int = 64,
-        val_videos: int = 16,
-        test_videos: int = 24,
+        train_videos: int = 512,
+        val_videos: int = 64,
+        test_videos: int = 64,
         frames_per_video: int = 4,
+        train_frames_per_video: int = 1,
         fake_fraction: float = 0.5,
         train_style: str = "blend",
         test_sets: Sequence[str] = ("blend",),
+        resample_train: bool = True,
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
@@ -141,26 +161,39 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
             raise ValueError(f"unknown fake styles {unknown}; choose from {sorted(FAKE_STYLES)}")
         self.counts = {"train": train_videos, "val": val_videos, "test": test_videos}
         self.frames_per_video = frames_per_video
+        self.train_frames_per_video = train_frames_per_video
         self.fake_fraction = fake_fraction
         self.train_style = train_style
         self.test_styles = list(test_sets)
+        self.resample_train = resample_train
         self.seed = seed
 
-    def _dataset(self, seed_name: str, n_videos: int, style: str) -> SyntheticFaceDataset:
+    def _dataset(
+        self, seed_name: str, n_videos: int, style: str, frames: int, resample: bool = False
+    ) -> SyntheticFaceDataset:
         height, width = self.contract.input_size
         if height != width:
             raise ValueError(f"synthetic faces are square; got input size {height}x{width}")
         return SyntheticFaceDataset(
-            seed_name, n_videos, self.frames_per_video, height, FAKE_STYLES[style], self.fake_fraction, seed=self.seed
+            seed_name,
+            n_videos,
+            frames,
+            height,
+            FAKE_STYLES[style],
+            self.fake_fraction,
+            seed=self.seed,
+            resample=resample,
         )
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            train = self._dataset("train", self.counts["train"], self.train_style)
+            train = self._dataset(
+                "train", self.counts["train"], self.train_style, self.train_frames_per_video, self.resample_train
+            )
             self.sets["fit"] = [("train", train, train.video_keys)]
         if stage in (None, "fit", "validate"):
-            val = self._dataset("val", self.counts["val"], self.train_style)
+            val = self._dataset("val", self.counts["val"], self.train_style, self.frames_per_video)
             self.sets["validate"] = [("val", val, val.video_keys)]
         if stage in (None, "test", "predict"):
-            tests = [(style, self._dataset(f"test_{style}", self.counts["test"], style)) for style in self.test_styles]
+            tests = [(style, self._dataset(f"test_{style}", self.counts["test"], style, self.frames_per_video)) for style in self.test_styles]
             self.sets["test"] = self.sets["predict"] = [(style, ds, ds.video_keys) for style, ds in tests]

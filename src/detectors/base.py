@@ -139,6 +139,13 @@ class Detector(pl.LightningModule):
         """What the optimiser receives; override for per-module learning rates."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The checkpoint holds every weight: rebuilding the model from it must not
+        # fetch pretrained weights (which fails offline).
+        hparams = checkpoint.get("hyper_parameters")
+        if hparams is not None and "pretrained" in hparams:
+            hparams["pretrained"] = False
+
     # ------------------------------------------------------------------- wiring
     def configure_optimizers(self) -> Any:
         params = self.parameter_groups()
