@@ -94,6 +94,7 @@ class DFBenchCLI(LightningCLI):
             init_args["pretrained"] = False
 
     def _log_dir(self) -> Path:
+        # trainer.log_dir broadcasts from rank 0 under DDP: every rank must call it.
         return Path(self.trainer.log_dir or self.trainer.default_root_dir)
 
     def after_fit(self) -> None:
@@ -111,18 +112,19 @@ class DFBenchCLI(LightningCLI):
             print(format_metrics_table(self.model.val_results, "validation"))
 
     def after_test(self) -> None:
+        log_dir = self._log_dir()
         if not self.trainer.is_global_zero:
             return
         results = self.model.test_results
         print(format_metrics_table(results, "test (frame and video level; values in %)"))
-        path = atomic_write_json(self._log_dir() / "test_metrics.json", results)
+        path = atomic_write_json(log_dir / "test_metrics.json", results)
         print(f"metrics written to {path}")
 
     def after_predict(self) -> None:
+        out = self._log_dir() / "predictions"
         if not self.trainer.is_global_zero:
             return
         frames, videos = prediction_tables(self.model, self.datamodule)
-        out = self._log_dir() / "predictions"
         atomic_write_csv(out / "frames.csv", frames)
         atomic_write_csv(out / "videos.csv", videos)
         print(f"{len(frames)} frame and {len(videos)} video scores written to {out}/frames.csv, videos.csv")

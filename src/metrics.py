@@ -230,19 +230,18 @@ class DeepfakeMetric(Metric):
         Must be called on every rank under DDP (it is a collective operation).
         """
         with self.sync_context(should_unsync=True):
-            columns = {
-                name: torch.cat(state) if isinstance(state, list) and state else state
-                for name, state in (
-                    ("sample_idx", self.sample_idx),
-                    ("video_idx", self.video_idx),
-                    ("frame_idx", self.frame_idx),
-                    ("logit", self.logit),
-                    ("label", self.label),
-                )
-            }
-        if any(isinstance(c, list) for c in columns.values()):
-            return {name: np.empty(0) for name in columns} | {"score": np.empty(0)}
-        arrays = {name: c.cpu().numpy() for name, c in columns.items()}
+            return self._deduplicated()
+
+    def _deduplicated(self) -> dict[str, np.ndarray]:
+        """Columns of the states as they stand (synced by the caller), one row per sample."""
+        names = ("sample_idx", "video_idx", "frame_idx", "logit", "label")
+        states = [getattr(self, name) for name in names]
+        if any(isinstance(state, list) and not state for state in states):
+            return {name: np.empty(0) for name in (*names, "score")}
+        arrays = {
+            name: (torch.cat(state) if isinstance(state, list) else state).cpu().numpy()
+            for name, state in zip(names, states, strict=True)
+        }
         _, first = np.unique(arrays["sample_idx"], return_index=True)
         arrays = {name: a[first] for name, a in arrays.items()}
         arrays["label"] = arrays["label"].astype(np.int64)
@@ -250,7 +249,8 @@ class DeepfakeMetric(Metric):
         return arrays
 
     def compute(self) -> dict[str, float]:
-        p = self.predictions()
+        # torchmetrics has already gathered the states of every rank here.
+        p = self._deduplicated()
         if p["score"].size == 0:
             raise RuntimeError("DeepfakeMetric.compute() called before any update()")
         result = compute_metrics(

@@ -12,8 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import TINY_SIZE
+
+from src.metrics import compute_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [
@@ -57,3 +60,14 @@ def test_ddp_test_metrics_equal_single_process(tmp_path: Path, tiny_synthetic_ar
         assert single[test_set]["n_frames"] == ddp[test_set]["n_frames"] == 15
         for key, value in single[test_set].items():
             assert ddp[test_set][key] == pytest.approx(value, abs=1e-6, nan_ok=True), (test_set, key)
+
+    # predict on two ranks writes every frame once, and its scores give the same metrics.
+    dfbench(tmp_path, "predict", *common, f"--ckpt_path={checkpoint}", "--trainer.devices=2",
+            "--trainer.strategy=ddp", "--trainer.logger.init_args.save_dir=predict")
+    (frames_csv,) = tmp_path.glob("predict/lightning_logs/*/predictions/frames.csv")
+    frames = pd.read_csv(frames_csv)
+    assert len(frames) == 2 * 15 and not frames.duplicated(["set", "sample_idx"]).any()
+    for name, part in frames.groupby("set"):
+        again = compute_metrics(part.score, part.label, part.video_key)
+        for key, value in again.items():
+            assert single[name][key] == pytest.approx(value, abs=1e-6, nan_ok=True), (name, key)
