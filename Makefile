@@ -12,6 +12,7 @@ STAMP := $(VENV)/.dfbench-installed
 # Tests never touch a network: no hub downloads, W&B offline, no update checks.
 TEST_ENV := HF_HUB_OFFLINE=1 WANDB_MODE=offline NO_ALBUMENTATIONS_UPDATE=1
 PYTEST_ARGS ?=
+LINT_PATHS := $(wildcard src tests benchmarks)
 
 .PHONY: help venv test test-full lint format clean clean-venv
 
@@ -38,12 +39,12 @@ test-full: $(STAMP) ## Run every test, slow and DDP ones included
 	$(TEST_ENV) $(BIN)/pytest -m "" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## Check style with ruff
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 format: $(STAMP) ## Reformat and auto-fix with ruff
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 clean: ## Remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache runs lightning_logs build *.egg-info

@@ -57,7 +57,9 @@ class Verb:
 VERBS: dict[str, Verb] = {}
 
 
-def verb(name: str, help: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
+def verb(
+    name: str, help: str
+) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
     """Register ``run(argv) -> exit code`` as ``dfbench NAME``."""
 
     def decorator(run: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
@@ -102,8 +104,10 @@ class DFBenchCLI(LightningCLI):
             return
         callback = self.trainer.checkpoint_callback
         if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
-            print(f"best checkpoint ({callback.monitor} = {float(callback.best_model_score):.4f}): "
-                  f"{callback.best_model_path}")
+            print(
+                f"best checkpoint ({callback.monitor} = {float(callback.best_model_score):.4f}): "
+                f"{callback.best_model_path}"
+            )
         if self.model.val_results:
             print(format_metrics_table(self.model.val_results, "validation (last epoch)"))
 
@@ -127,7 +131,9 @@ class DFBenchCLI(LightningCLI):
         frames, videos = prediction_tables(self.model, self.datamodule)
         atomic_write_csv(out / "frames.csv", frames)
         atomic_write_csv(out / "videos.csv", videos)
-        print(f"{len(frames)} frame and {len(videos)} video scores written to {out}/frames.csv, videos.csv")
+        print(
+            f"{len(frames)} frame and {len(videos)} video scores written to {out}/frames.csv, videos.csv"
+        )
 
 
 def prediction_tables(model: Detector, datamodule: object) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -148,7 +154,9 @@ def prediction_tables(model: Detector, datamodule: object) -> tuple[pd.DataFrame
                 }
             )
         )
-        ids, scores, _ = video_scores(p["score"], p["label"] == 1, p["video_idx"], model.video_score)
+        ids, scores, _ = video_scores(
+            p["score"], p["label"] == 1, p["video_idx"], model.video_score
+        )
         first = np.unique(p["video_idx"], return_index=True)[1]
         video_parts.append(
             pd.DataFrame(
@@ -156,7 +164,9 @@ def prediction_tables(model: Detector, datamodule: object) -> tuple[pd.DataFrame
                     "set": name,
                     "video_key": keys[ids],
                     "label": p["label"][first],
-                    "n_frames": np.bincount(np.searchsorted(ids, p["video_idx"]), minlength=ids.size),
+                    "n_frames": np.bincount(
+                        np.searchsorted(ids, p["video_idx"]), minlength=ids.size
+                    ),
                     "score": scores,
                 }
             )
@@ -181,14 +191,18 @@ def run_lightning(argv: list[str]) -> int:
 @verb("detectors", "list the registered detectors and their input contracts")
 def detectors_verb(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="dfbench detectors", description=VERBS["detectors"].help)
-    parser.add_argument("--params", action="store_true", help="also build each one and count its parameters")
+    parser.add_argument(
+        "--params", action="store_true", help="also build each one and count its parameters"
+    )
     args = parser.parse_args(argv)
     for name in list_detectors():
         entry = registry_entry(name)
         model = build_detector(name, pretrained=False)
         contract = model.input_contract
-        line = (f"{name:<18} {entry.cls.__name__:<20} input {contract.input_size[0]}x{contract.input_size[1]} "
-                f"mean {contract.mean} std {contract.std}")
+        line = (
+            f"{name:<18} {entry.cls.__name__:<20} input {contract.input_size[0]}x{contract.input_size[1]} "
+            f"mean {contract.mean} std {contract.std}"
+        )
         if args.params:
             line += f"  {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters"
         print(line)

@@ -32,7 +32,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    return atomic_write_text(
+        path, json.dumps(data, indent=2, sort_keys=True, allow_nan=True) + "\n"
+    )
 
 
 def atomic_write_csv(path: str | Path, frame: Any) -> Path:

@@ -176,8 +176,12 @@ def compute_metrics(
     frame = _binary_metrics(scores, labels, threshold, "frame level")
     called_fake = scores > threshold
     result = {f"frame_{k}": v for k, v in frame.items()}
-    result["real_acc"] = float(np.mean(~called_fake[labels == 0])) if (labels == 0).any() else float("nan")
-    result["fake_acc"] = float(np.mean(called_fake[labels == 1])) if (labels == 1).any() else float("nan")
+    result["real_acc"] = (
+        float(np.mean(~called_fake[labels == 0])) if (labels == 0).any() else float("nan")
+    )
+    result["fake_acc"] = (
+        float(np.mean(called_fake[labels == 1])) if (labels == 1).any() else float("nan")
+    )
     if video_ids is not None:
         video_ids = np.asarray(video_ids).reshape(-1)
         if video_ids.shape != scores.shape:
@@ -254,7 +258,11 @@ class DeepfakeMetric(Metric):
         if p["score"].size == 0:
             raise RuntimeError("DeepfakeMetric.compute() called before any update()")
         result = compute_metrics(
-            p["score"], p["label"], p["video_idx"], threshold=self.threshold, video_score=self.video_score
+            p["score"],
+            p["label"],
+            p["video_idx"],
+            threshold=self.threshold,
+            video_score=self.video_score,
         )
         result["n_frames"] = float(p["score"].size)
         result["n_videos"] = float(np.unique(p["video_idx"]).size)
@@ -263,7 +271,18 @@ class DeepfakeMetric(Metric):
 
 def format_metrics_table(results: dict[str, dict[str, float]], title: str = "") -> str:
     """A plain-text table: one row per (test set, level), values in percent."""
-    header = ["test set", "level", "AUC", "AP", "ACC", "EER", "real ACC", "fake ACC", "frames", "videos"]
+    header = [
+        "test set",
+        "level",
+        "AUC",
+        "AP",
+        "ACC",
+        "EER",
+        "real ACC",
+        "fake ACC",
+        "frames",
+        "videos",
+    ]
     rows: list[Sequence[str]] = []
 
     def pct(value: float | None) -> str:

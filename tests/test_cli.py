@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_SIZE
-
 import timm
 import torch
+from conftest import TINY_SIZE
 
 from src.cli import main
 from src.detectors import BackboneClassifier
@@ -46,7 +45,15 @@ def test_detectors_verb(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("detector", DETECTOR_CONFIGS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("trainer", TRAINER_CONFIGS, ids=lambda p: p.stem)
 def test_configs_compose(detector: Path, trainer: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["fit", "-c", str(detector), "-c", str(CONFIGS / "data/synthetic.yaml"), "-c", str(trainer)]
+    args = [
+        "fit",
+        "-c",
+        str(detector),
+        "-c",
+        str(CONFIGS / "data/synthetic.yaml"),
+        "-c",
+        str(trainer),
+    ]
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--print_config"])
     assert exit_info.value.code == 0
@@ -65,7 +72,10 @@ def run(command: str, *extra: str, demo: bool = True) -> None:
 
 
 def test_fit_test_predict_round_trip(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_synthetic_args: list[str], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_synthetic_args: list[str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     run("fit", *tiny_synthetic_args)
@@ -78,7 +88,11 @@ def test_fit_test_predict_round_trip(
     # The paper config says pretrained: true; with a checkpoint nothing is fetched (offline here).
     run("test", *tiny_synthetic_args, f"--ckpt_path={best}", demo=False)
     out = capsys.readouterr().out
-    rows = [line.split()[:2] for line in out.splitlines() if line.split()[:2] in (["blend", "frame"], ["matched", "video"])]
+    rows = [
+        line.split()[:2]
+        for line in out.splitlines()
+        if line.split()[:2] in (["blend", "frame"], ["matched", "video"])
+    ]
     assert len(rows) == 2
     tested = json.loads(next(tmp_path.glob("runs/lightning_logs/*/test_metrics.json")).read_text())
     assert set(tested) == {"blend", "matched"}
@@ -92,7 +106,9 @@ def test_fit_test_predict_round_trip(
     assert frames.groupby("set").video_key.nunique().to_dict() == {"blend": 5, "matched": 5}
     # The CSV's video scores are the mean of its frame scores ...
     means = frames.groupby(["set", "video_key"]).score.mean()
-    assert np.allclose(videos.set_index(["set", "video_key"]).score.loc[means.index], means, atol=1e-9)
+    assert np.allclose(
+        videos.set_index(["set", "video_key"]).score.loc[means.index], means, atol=1e-9
+    )
     # ... and the predictions reproduce the test metrics of the same checkpoint.
     for name, part in frames.groupby("set"):
         again = compute_metrics(part.score, part.label, part.video_key)
@@ -100,12 +116,19 @@ def test_fit_test_predict_round_trip(
             assert tested[name][key] == pytest.approx(value, abs=1e-6, nan_ok=True), (name, key)
 
 
-def test_checkpoint_reloads_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_synthetic_args) -> None:
+def test_checkpoint_reloads_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_synthetic_args
+) -> None:
     monkeypatch.chdir(tmp_path)
     weights = tmp_path / "imagenet_xception.pth"
     torch.save(timm.create_model("legacy_xception").state_dict(), weights)
-    run("fit", *tiny_synthetic_args, "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
-        f"--model.init_args.pretrained={weights}")
+    run(
+        "fit",
+        *tiny_synthetic_args,
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1",
+        f"--model.init_args.pretrained={weights}",
+    )
     weights.unlink()
     (last,) = tmp_path.glob("runs/lightning_logs/version_0/checkpoints/last.ckpt")
     # The saved hyper-parameters never ask for the (now deleted) pretrained file again.

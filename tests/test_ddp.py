@@ -20,26 +20,43 @@ from src.metrics import compute_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [
-    "-c", str(ROOT / "configs/detectors/xception.yaml"),
-    "-c", str(ROOT / "configs/data/synthetic.yaml"),
-    "-c", str(ROOT / "configs/trainer/cpu.yaml"),
-    "-c", str(ROOT / "configs/profiles/demo.yaml"),
+    "-c",
+    str(ROOT / "configs/detectors/xception.yaml"),
+    "-c",
+    str(ROOT / "configs/data/synthetic.yaml"),
+    "-c",
+    str(ROOT / "configs/trainer/cpu.yaml"),
+    "-c",
+    str(ROOT / "configs/profiles/demo.yaml"),
 ]
 
 
 def dfbench(cwd: Path, *args: str) -> str:
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1")
     result = subprocess.run(
-        [sys.executable, "-m", "src.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "src.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
 
 @pytest.mark.ddp
-def test_ddp_test_metrics_equal_single_process(tmp_path: Path, tiny_synthetic_args: list[str]) -> None:
+def test_ddp_test_metrics_equal_single_process(
+    tmp_path: Path, tiny_synthetic_args: list[str]
+) -> None:
     common = [*CONFIGS, f"--model.init_args.input_size={TINY_SIZE}", *tiny_synthetic_args]
-    dfbench(tmp_path, "fit", *common, "--trainer.default_root_dir=fit", "--trainer.logger.init_args.save_dir=fit")
+    dfbench(
+        tmp_path,
+        "fit",
+        *common,
+        "--trainer.default_root_dir=fit",
+        "--trainer.logger.init_args.save_dir=fit",
+    )
     (checkpoint,) = tmp_path.glob("fit/lightning_logs/version_0/checkpoints/last.ckpt")
 
     results = {}
@@ -47,8 +64,14 @@ def test_ddp_test_metrics_equal_single_process(tmp_path: Path, tiny_synthetic_ar
         "single": ["--trainer.devices=1"],
         "ddp": ["--trainer.devices=2", "--trainer.strategy=ddp"],
     }.items():
-        out = dfbench(tmp_path, "test", *common, f"--ckpt_path={checkpoint}", *extra,
-                      f"--trainer.logger.init_args.save_dir={name}")
+        out = dfbench(
+            tmp_path,
+            "test",
+            *common,
+            f"--ckpt_path={checkpoint}",
+            *extra,
+            f"--trainer.logger.init_args.save_dir={name}",
+        )
         assert "metrics written to" in out
         (path,) = tmp_path.glob(f"{name}/lightning_logs/*/test_metrics.json")
         results[name] = json.loads(path.read_text())
@@ -59,11 +82,21 @@ def test_ddp_test_metrics_equal_single_process(tmp_path: Path, tiny_synthetic_ar
         # 15 frames on 2 ranks: the sampler pads to 16; the copy must not count.
         assert single[test_set]["n_frames"] == ddp[test_set]["n_frames"] == 15
         for key, value in single[test_set].items():
-            assert ddp[test_set][key] == pytest.approx(value, abs=1e-6, nan_ok=True), (test_set, key)
+            assert ddp[test_set][key] == pytest.approx(value, abs=1e-6, nan_ok=True), (
+                test_set,
+                key,
+            )
 
     # predict on two ranks writes every frame once, and its scores give the same metrics.
-    dfbench(tmp_path, "predict", *common, f"--ckpt_path={checkpoint}", "--trainer.devices=2",
-            "--trainer.strategy=ddp", "--trainer.logger.init_args.save_dir=predict")
+    dfbench(
+        tmp_path,
+        "predict",
+        *common,
+        f"--ckpt_path={checkpoint}",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp",
+        "--trainer.logger.init_args.save_dir=predict",
+    )
     (frames_csv,) = tmp_path.glob("predict/lightning_logs/*/predictions/frames.csv")
     frames = pd.read_csv(frames_csv)
     assert len(frames) == 2 * 15 and not frames.duplicated(["set", "sample_idx"]).any()

@@ -14,11 +14,11 @@ from src.detectors import (
     Detector,
     DetectorOutput,
     PretrainedWeightsUnavailable,
+    backbones,
     build_detector,
     list_detectors,
     register_detector,
 )
-from src.detectors import backbones
 
 
 def tiny_batch(size: int = TINY_SIZE, batch: int = 4) -> dict[str, torch.Tensor]:
@@ -99,22 +99,33 @@ def test_bce_loss_matches_hand_computation() -> None:
     assert model.loss(DetectorOutput(logit=logit), batch)["loss"] == pytest.approx(expected.item())
     smoothed = BackboneClassifier(backbone="resnet50", label_smoothing=0.2)
     target = torch.tensor([0.9, 0.9])
-    expected = -(target * torch.log(torch.sigmoid(logit)) + (1 - target) * torch.log(1 - torch.sigmoid(logit)))
-    assert smoothed.loss(DetectorOutput(logit=logit), batch)["loss"] == pytest.approx(expected.mean().item())
+    expected = -(
+        target * torch.log(torch.sigmoid(logit))
+        + (1 - target) * torch.log(1 - torch.sigmoid(logit))
+    )
+    assert smoothed.loss(DetectorOutput(logit=logit), batch)["loss"] == pytest.approx(
+        expected.mean().item()
+    )
 
 
 def test_output_rejects_wrong_logit_shape() -> None:
     with pytest.raises(ValueError, match=r"shape \(B,\)"):
         DetectorOutput(logit=torch.zeros(3, 1))
-    out = DetectorOutput(logit=torch.zeros(2), heatmap=torch.zeros(2, 1, 4, 4), extras={"x": torch.ones(1)})
+    out = DetectorOutput(
+        logit=torch.zeros(2), heatmap=torch.zeros(2, 1, 4, 4), extras={"x": torch.ones(1)}
+    )
     assert set(out.maps()) == {"heatmap", "x"}
 
 
-def test_pretrained_true_offline_fails_fast_with_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_true_offline_fails_fast_with_instructions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(backbones, "_cached_weights", lambda name: None)
     start = time.monotonic()
-    with pytest.raises(PretrainedWeightsUnavailable, match=r"offline.*pretrained=/path/to/model\.safetensors"):
+    with pytest.raises(
+        PretrainedWeightsUnavailable, match=r"offline.*pretrained=/path/to/model\.safetensors"
+    ):
         build_detector("xception", pretrained=True)
     assert time.monotonic() - start < 10
 

@@ -18,7 +18,12 @@ def test_xception_learns_synthetic_faces(tmp_path: Path, monkeypatch: pytest.Mon
     # configs/data/synthetic.yaml as written: 512 fresh training faces per epoch,
     # 64 validation and 64 test videos of held-out people, 4 frames each.
     configs = []
-    for config in ("detectors/xception.yaml", "data/synthetic.yaml", "trainer/cpu.yaml", "profiles/demo.yaml"):
+    for config in (
+        "detectors/xception.yaml",
+        "data/synthetic.yaml",
+        "trainer/cpu.yaml",
+        "profiles/demo.yaml",
+    ):
         configs += ["-c", str(ROOT / "configs" / config)]
     data = [
         "--data.init_args.test_sets=[blend]",

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, average_precision_score, recall_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
 
 from src.metrics import DeepfakeMetric, compute_metrics, format_metrics_table, video_scores
 
@@ -124,7 +130,9 @@ def test_metric_drops_sampler_padding_duplicates() -> None:
     order = np.r_[np.arange(51), [0]]  # 52 items on two ranks: sample 0 twice
     for chunk in np.array_split(order, 4):
         idx = torch.as_tensor(chunk)
-        metric.update(logits[idx], torch.as_tensor(labels[chunk]), idx, torch.as_tensor(video[chunk]))
+        metric.update(
+            logits[idx], torch.as_tensor(labels[chunk]), idx, torch.as_tensor(video[chunk])
+        )
     result = metric.compute()
     assert result["n_frames"] == 51
     assert result["n_videos"] == np.unique(video).size
@@ -133,6 +141,8 @@ def test_metric_drops_sampler_padding_duplicates() -> None:
 
 
 def test_table_lists_both_levels_in_percent() -> None:
-    table = format_metrics_table({"cdf2": compute_metrics([0.1, 0.9, 0.8, 0.3], [0, 1, 1, 0], [0, 1, 2, 3])})
+    table = format_metrics_table(
+        {"cdf2": compute_metrics([0.1, 0.9, 0.8, 0.3], [0, 1, 1, 0], [0, 1, 2, 3])}
+    )
     rows = [line.split() for line in table.splitlines()[2:]]
     assert [r[:3] for r in rows] == [["cdf2", "frame", "100.00"], ["cdf2", "video", "100.00"]]

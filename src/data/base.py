@@ -119,7 +119,9 @@ class DeepfakeDataModuleBase(pl.LightningDataModule):
         return self.sets[stage][index][2]
 
     # -------------------------------------------------------------- loaders
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool = False
+    ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -134,11 +136,15 @@ class DeepfakeDataModuleBase(pl.LightningDataModule):
     def _eval_loaders(self, stage: str) -> list[DataLoader]:
         if stage not in self.sets:
             raise RuntimeError(f"{type(self).__name__} has no {stage} sets; was setup() called?")
-        return [self._loader(ds, self.eval_batch_size, shuffle=False) for _, ds, _ in self.sets[stage]]
+        return [
+            self._loader(ds, self.eval_batch_size, shuffle=False) for _, ds, _ in self.sets[stage]
+        ]
 
     def train_dataloader(self) -> DataLoader:
         ((_, dataset, _),) = self.sets["fit"]
-        return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size)
+        return self._loader(
+            dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size
+        )
 
     def val_dataloader(self) -> DataLoader:
         (loader,) = self._eval_loaders("validate")

@@ -21,11 +21,19 @@ import cv2
 import numpy as np
 
 SKIN_TONES = np.array(
-    [[255, 224, 196], [241, 194, 160], [224, 172, 130], [198, 140, 100], [161, 110, 75], [110, 72, 50]],
+    [
+        [255, 224, 196],
+        [241, 194, 160],
+        [224, 172, 130],
+        [198, 140, 100],
+        [161, 110, 75],
+        [110, 72, 50],
+    ],
     dtype=np.float32,
 )
 HAIR_COLOURS = np.array(
-    [[30, 25, 20], [70, 45, 25], [120, 80, 40], [200, 170, 110], [90, 90, 90], [150, 60, 30]], dtype=np.float32
+    [[30, 25, 20], [70, 45, 25], [120, 80, 40], [200, 170, 110], [90, 90, 90], [150, 60, 30]],
+    dtype=np.float32,
 )
 
 
@@ -98,7 +106,9 @@ FAKE_STYLES: dict[str, FakeStyle] = {
 }
 
 
-def _pick(rng: np.random.Generator, palette: np.ndarray, jitter: float) -> tuple[float, float, float]:
+def _pick(
+    rng: np.random.Generator, palette: np.ndarray, jitter: float
+) -> tuple[float, float, float]:
     colour = palette[rng.integers(len(palette))] + rng.normal(0, jitter, 3)
     return tuple(np.clip(colour, 0, 255).tolist())
 
@@ -180,8 +190,17 @@ def _draw_canonical(identity: Identity, size: int) -> np.ndarray:
     cv2.ellipse(image, (int(c), int(c - 0.06 * size)), hair_axes, 0, 0, 360, identity.hair, -1, aa)
     cv2.ellipse(image, (int(c), int(c)), face_axes, 0, 0, 360, identity.skin, -1, aa)
     # A hairline over the forehead.
-    cv2.ellipse(image, (int(c), int(c - 0.24 * size)), (face_axes[0], _px(0.1, size)), 0, 180, 360,
-                identity.hair, -1, aa)
+    cv2.ellipse(
+        image,
+        (int(c), int(c - 0.24 * size)),
+        (face_axes[0], _px(0.1, size)),
+        0,
+        180,
+        360,
+        identity.hair,
+        -1,
+        aa,
+    )
 
     shade = np.array(identity.skin, dtype=np.float32) * 0.75
     for side in (-1, 1):
@@ -191,16 +210,42 @@ def _draw_canonical(identity: Identity, size: int) -> np.ndarray:
         cv2.circle(image, (ex, ey), max(eye_axes[1], 1), identity.iris, -1, aa)
         cv2.circle(image, (ex, ey), max(eye_axes[1] // 2, 1), (15, 15, 15), -1, aa)
         by = int(c + identity.brow_y * size)
-        cv2.ellipse(image, (ex, by + _px(0.02, size)), (_px(identity.eye_w * 1.2, size), _px(0.025, size)),
-                    0, 200, 340, identity.hair, max(_px(identity.brow_thickness, size), 1), aa)
+        cv2.ellipse(
+            image,
+            (ex, by + _px(0.02, size)),
+            (_px(identity.eye_w * 1.2, size), _px(0.025, size)),
+            0,
+            200,
+            340,
+            identity.hair,
+            max(_px(identity.brow_thickness, size), 1),
+            aa,
+        )
     nose_top = (int(c), int(c + identity.eye_y * size))
     nose_tip = (int(c), int(c + (identity.eye_y + identity.nose_len) * size))
     cv2.line(image, nose_top, nose_tip, shade.tolist(), max(_px(0.012, size), 1), aa)
-    cv2.ellipse(image, nose_tip, (_px(identity.nose_w, size), _px(0.015, size)), 0, 0, 180,
-                shade.tolist(), max(_px(0.01, size), 1), aa)
-    cv2.ellipse(image, (int(c), int(c + identity.mouth_y * size)),
-                (_px(identity.mouth_w, size), max(_px(identity.mouth_h, size), 1)), 0, 0, 360,
-                identity.lips, -1, aa)
+    cv2.ellipse(
+        image,
+        nose_tip,
+        (_px(identity.nose_w, size), _px(0.015, size)),
+        0,
+        0,
+        180,
+        shade.tolist(),
+        max(_px(0.01, size), 1),
+        aa,
+    )
+    cv2.ellipse(
+        image,
+        (int(c), int(c + identity.mouth_y * size)),
+        (_px(identity.mouth_w, size), max(_px(identity.mouth_h, size), 1)),
+        0,
+        0,
+        360,
+        identity.lips,
+        -1,
+        aa,
+    )
     # Soft directional light over the whole head.
     cols = np.linspace(-1.0, 1.0, size, dtype=np.float32)[None, :, None]
     return image * (1.0 + 0.12 * cols)
@@ -215,27 +260,43 @@ def inner_face_polygon(identity: Identity, size: int, scale: float = 1.0) -> np.
     angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
     centre_y = (top + bottom) / 2
     half_h = (bottom - top) / 2
-    return np.stack([c + half_w * size * np.cos(angles), c + (centre_y + half_h * np.sin(angles)) * size], 1)
+    return np.stack(
+        [c + half_w * size * np.cos(angles), c + (centre_y + half_h * np.sin(angles)) * size], 1
+    )
 
 
 def render_face(
-    identity: Identity, motion: Motion, frame: int, size: int, rng: np.random.Generator, noise: float = 3.0
+    identity: Identity,
+    motion: Motion,
+    frame: int,
+    size: int,
+    rng: np.random.Generator,
+    noise: float = 3.0,
 ) -> np.ndarray:
     """One uint8 RGB frame (size x size) of ``identity`` at ``frame`` of a video moving with ``motion``."""
     canonical = _draw_canonical(identity, size)
-    image = cv2.warpAffine(canonical, pose_matrix(motion, frame, size), (size, size),
-                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    image = cv2.warpAffine(
+        canonical,
+        pose_matrix(motion, frame, size),
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )
     if noise:
         image += rng.normal(0, noise, image.shape).astype(np.float32)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def swap_mask(identity: Identity, motion: Motion, frame: int, size: int, style: FakeStyle) -> np.ndarray:
+def swap_mask(
+    identity: Identity, motion: Motion, frame: int, size: int, style: FakeStyle
+) -> np.ndarray:
     """Float32 blend mask in [0, 1] of the swapped region at ``frame``."""
     polygon = inner_face_polygon(identity, size, style.mask_scale)
     mask = np.zeros((size, size), np.float32)
     cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1.0, cv2.LINE_AA)
-    mask = cv2.warpAffine(mask, pose_matrix(motion, frame, size), (size, size), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpAffine(
+        mask, pose_matrix(motion, frame, size), (size, size), flags=cv2.INTER_LINEAR
+    )
     sigma = style.mask_blur * size
     if sigma > 0.3:
         mask = cv2.GaussianBlur(mask, (0, 0), sigma)
@@ -255,9 +316,13 @@ def blend_fake(
         total = max(float(weight.sum()), 1e-6)
         shift = ((target_f - source_f) * weight).sum(axis=(0, 1)) / total
         source_f = source_f + style.colour_match * shift
-    fake = np.clip(mask[..., None] * source_f + (1 - mask[..., None]) * target_f, 0, 255).astype(np.uint8)
+    fake = np.clip(mask[..., None] * source_f + (1 - mask[..., None]) * target_f, 0, 255).astype(
+        np.uint8
+    )
     if style.jpeg_quality is not None:
-        ok, encoded = cv2.imencode(".jpg", fake, [cv2.IMWRITE_JPEG_QUALITY, int(style.jpeg_quality)])
+        ok, encoded = cv2.imencode(
+            ".jpg", fake, [cv2.IMWRITE_JPEG_QUALITY, int(style.jpeg_quality)]
+        )
         if ok:
             fake = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
     return fake

@@ -88,7 +88,9 @@ class SyntheticFaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels) * self.frames_per_video
 
-    def _people(self, video: int, frame: int) -> tuple[Identity, Identity, Motion, np.random.Generator]:
+    def _people(
+        self, video: int, frame: int
+    ) -> tuple[Identity, Identity, Motion, np.random.Generator]:
         """Target, source, motion and a pixel-noise RNG for one item."""
         if self.resample:
             rng = np.random.default_rng([*self._seed, int(torch.randint(0, 2**62, ()))])
@@ -188,12 +190,26 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
             train = self._dataset(
-                "train", self.counts["train"], self.train_style, self.train_frames_per_video, self.resample_train
+                "train",
+                self.counts["train"],
+                self.train_style,
+                self.train_frames_per_video,
+                self.resample_train,
             )
             self.sets["fit"] = [("train", train, train.video_keys)]
         if stage in (None, "fit", "validate"):
             val = self._dataset("val", self.counts["val"], self.train_style, self.frames_per_video)
             self.sets["validate"] = [("val", val, val.video_keys)]
         if stage in (None, "test", "predict"):
-            tests = [(style, self._dataset(f"test_{style}", self.counts["test"], style, self.frames_per_video)) for style in self.test_styles]
-            self.sets["test"] = self.sets["predict"] = [(style, ds, ds.video_keys) for style, ds in tests]
+            tests = [
+                (
+                    style,
+                    self._dataset(
+                        f"test_{style}", self.counts["test"], style, self.frames_per_video
+                    ),
+                )
+                for style in self.test_styles
+            ]
+            self.sets["test"] = self.sets["predict"] = [
+                (style, ds, ds.video_keys) for style, ds in tests
+            ]

@@ -4,8 +4,8 @@
 >>> model = build_detector("xception", pretrained=False)
 """
 
-from src.detectors.backbones import PretrainedWeightsUnavailable, create_backbone
 from src.contracts import InputContract
+from src.detectors.backbones import PretrainedWeightsUnavailable, create_backbone
 from src.detectors.base import Detector, DetectorOutput
 from src.detectors.baseline import BackboneClassifier
 from src.detectors.registry import build_detector, list_detectors, register_detector

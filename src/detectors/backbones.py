@@ -54,7 +54,9 @@ def _cached_weights(model_name: str) -> Path | None:
     if cfg.hf_hub_id:
         from huggingface_hub import try_to_load_from_cache
 
-        for filename in filter(None, (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin")):
+        for filename in filter(
+            None, (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin")
+        ):
             found = try_to_load_from_cache(cfg.hf_hub_id, filename)
             if isinstance(found, str):
                 return Path(found)
@@ -101,7 +103,9 @@ def pretrained_overlay(model_name: str, pretrained: Pretrained) -> dict[str, Any
     return {}
 
 
-def create_backbone(model_name: str, pretrained: Pretrained = False, **kwargs: Any) -> torch.nn.Module:
+def create_backbone(
+    model_name: str, pretrained: Pretrained = False, **kwargs: Any
+) -> torch.nn.Module:
     """``timm.create_model`` with dfbench's offline-safe ``pretrained`` semantics.
 
     ``kwargs`` go to timm unchanged (``num_classes``, ``features_only``,
@@ -118,4 +122,8 @@ def backbone_data_config(model_name: str) -> dict[str, Any]:
     cfg = get_pretrained_cfg(model_name)
     if cfg is None:
         raise KeyError(f"timm knows no model {model_name!r}")
-    return {"input_size": tuple(cfg.input_size[-2:]), "mean": tuple(cfg.mean), "std": tuple(cfg.std)}
+    return {
+        "input_size": tuple(cfg.input_size[-2:]),
+        "mean": tuple(cfg.mean),
+        "std": tuple(cfg.std),
+    }

@@ -52,11 +52,15 @@ class DetectorOutput:
 
     def __post_init__(self) -> None:
         if self.logit.dim() != 1:
-            raise ValueError(f"DetectorOutput.logit must have shape (B,), got {tuple(self.logit.shape)}")
+            raise ValueError(
+                f"DetectorOutput.logit must have shape (B,), got {tuple(self.logit.shape)}"
+            )
 
     def maps(self) -> dict[str, Tensor]:
         """Every optional tensor that is set, by name."""
-        named = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in {"logit", "extras"}}
+        named = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in {"logit", "extras"}
+        }
         return {k: v for k, v in named.items() if v is not None} | dict(self.extras)
 
 
@@ -89,7 +93,9 @@ class Detector(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         if scheduler_interval not in {"epoch", "step"}:
-            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+            raise ValueError(
+                f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}"
+            )
         self._input_size = None if input_size is None else as_size(input_size)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
@@ -123,7 +129,9 @@ class Detector(pl.LightningModule):
         bce = self.classification_loss(output, batch)
         return {"loss": bce, "bce": bce}
 
-    def classification_loss(self, output: DetectorOutput, batch: Batch, label_smoothing: float = 0.0) -> Tensor:
+    def classification_loss(
+        self, output: DetectorOutput, batch: Batch, label_smoothing: float = 0.0
+    ) -> Tensor:
         target = batch["label"].float()
         if label_smoothing:
             target = target * (1 - label_smoothing) + 0.5 * label_smoothing
@@ -151,7 +159,9 @@ class Detector(pl.LightningModule):
         params = self.parameter_groups()
         optimizer = (self.optimizer_factory or self.default_optimizer)(params)
         scheduler = (
-            self.scheduler_factory(optimizer) if self.scheduler_factory else self.default_lr_scheduler(optimizer)
+            self.scheduler_factory(optimizer)
+            if self.scheduler_factory
+            else self.default_lr_scheduler(optimizer)
         )
         if scheduler is None:
             return optimizer
@@ -230,17 +240,25 @@ class Detector(pl.LightningModule):
         names = self._set_names("test", len(self.test_metrics))
         for name, metric in zip(names, self.test_metrics, strict=True):
             self.test_results[name] = metric.compute()
-            self.log_dict({f"test/{name}/{k}": v for k, v in self.test_results[name].items()}, sync_dist=False)
+            self.log_dict(
+                {f"test/{name}/{k}": v for k, v in self.test_results[name].items()}, sync_dist=False
+            )
             metric.reset()
 
     def on_predict_epoch_start(self) -> None:
         self.predict_metrics = nn.ModuleList()
         self.predictions = {}
 
-    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+    def predict_step(
+        self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
         output = self(batch["image"])
         self._update(self._metric_for(self.predict_metrics, dataloader_idx), output, batch)
-        return {"logit": output.logit, "score": torch.sigmoid(output.logit), "sample_idx": batch["sample_idx"]}
+        return {
+            "logit": output.logit,
+            "score": torch.sigmoid(output.logit),
+            "sample_idx": batch["sample_idx"],
+        }
 
     def on_predict_epoch_end(self) -> None:
         names = self._set_names("predict", len(self.predict_metrics))

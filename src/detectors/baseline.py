@@ -16,8 +16,8 @@ from typing import Any
 
 from torch import Tensor
 
-from src.detectors.backbones import Pretrained, backbone_data_config, create_backbone
 from src.contracts import InputContract
+from src.detectors.backbones import Pretrained, backbone_data_config, create_backbone
 from src.detectors.base import Detector, DetectorOutput
 from src.detectors.layers import BinaryHead
 from src.detectors.registry import register_detector
@@ -55,7 +55,9 @@ class BackboneClassifier(Detector):
         data = backbone_data_config(backbone)
         self.default_contract = InputContract(data["input_size"], data["mean"], data["std"])
         self.label_smoothing = label_smoothing
-        self.backbone = create_backbone(backbone, pretrained, num_classes=0, **(backbone_kwargs or {}))
+        self.backbone = create_backbone(
+            backbone, pretrained, num_classes=0, **(backbone_kwargs or {})
+        )
         # VGG's pooled output passes through its pre-logits MLP (4096 wide).
         width = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         self.head = BinaryHead(width, drop_rate)

@@ -36,7 +36,9 @@ def register_detector(name: str, **defaults: Any) -> Callable[[type[T]], type[T]
     def decorator(cls: type[T]) -> type[T]:
         existing = _REGISTRY.get(name)
         if existing is not None and existing.cls is not cls:
-            raise ValueError(f"detector name {name!r} is already taken by {existing.cls.__qualname__}")
+            raise ValueError(
+                f"detector name {name!r} is already taken by {existing.cls.__qualname__}"
+            )
         _REGISTRY[name] = RegistryEntry(name, cls, dict(defaults))
         return cls
 
@@ -52,7 +54,9 @@ def registry_entry(name: str) -> RegistryEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"no detector named {name!r}; registered: {', '.join(list_detectors())}") from None
+        raise KeyError(
+            f"no detector named {name!r}; registered: {', '.join(list_detectors())}"
+        ) from None
 
 
 def build_detector(name: str, **kwargs: Any) -> Any:
