@@ -209,6 +209,27 @@ def detectors_verb(argv: list[str]) -> int:
     return 0
 
 
+@verb("index", "write a dataset's video table (CSV) from its official layout")
+def index_verb(argv: list[str]) -> int:
+    from src.data.indexers.command import run_index
+
+    return run_index(argv)
+
+
+@verb("preprocess", "extract evenly spaced face frames, landmarks and masks into the frame cache")
+def preprocess_verb(argv: list[str]) -> int:
+    from src.data.preprocess import run_preprocess
+
+    return run_preprocess(argv)
+
+
+@verb("synth", "write small synthetic copies of every dataset's on-disk layout")
+def synth_verb(argv: list[str]) -> int:
+    from src.data.synth import run_synth
+
+    return run_synth(argv)
+
+
 def print_help() -> None:
     print("usage: dfbench COMMAND [options]   (dfbench COMMAND --help for its options)\n")
     print("Lightning commands (stack configs with -c; see configs/):")

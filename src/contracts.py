@@ -8,7 +8,9 @@ key             shape / dtype       meaning
 ``image``       (B,3,H,W) float     normalised as the detector's contract asks
 ``label``       (B,) float          1 = fake, 0 = real
 ``mask``        (B,1,H,W) float     blend/manipulation mask in [0, 1]; 0 for reals
-``has_mask``    (B,) bool           False where a fake has no mask
+``has_mask``    (B,) bool           whether ``mask`` is a valid target: True for reals
+                                    (all zero) and for fakes with a mask, False
+                                    for fakes whose dataset has none
 ``sample_idx``  (B,) long           unique index of the item in its split
 ``video_idx``   (B,) long           integer id of the video (face sequence)
 ``frame_idx``   (B,) long           frame number in the video

@@ -10,8 +10,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write`` on a temporary file beside ``path``, then rename it into place."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], durable: bool = True) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, then rename it into place.
+
+    ``durable=False`` skips the fsync: still atomic for readers, but a power cut
+    may lose the file. Fine for bulk outputs (face crops) that a marker written
+    later vouches for.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -19,7 +24,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

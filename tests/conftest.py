@@ -28,3 +28,23 @@ def tiny_synthetic_args() -> list[str]:
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
     ]
+
+
+@pytest.fixture(scope="session")
+def toy_videos(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """Video-table rows of six small real videos (a real and a fake per split)."""
+    from media import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("toy_videos"))
+
+
+@pytest.fixture(scope="session")
+def toy_cache(tmp_path_factory: pytest.TempPathFactory, toy_videos: list[dict]):
+    """The toy videos preprocessed (6 frames per video) into a frame cache named 'toy'."""
+    import pandas as pd
+
+    from src.data.preprocess import PreprocessConfig, preprocess
+
+    cache = tmp_path_factory.mktemp("toy_cache")
+    config = PreprocessConfig(frames={"train": 6, "val": 6, "test": 6})
+    return preprocess(pd.DataFrame(toy_videos), cache, "toy", config, progress=False), cache, config

@@ -9,7 +9,7 @@ serves every detector. Outside a Trainer (or to force a size), pass
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -131,6 +131,7 @@ class DeepfakeDataModuleBase(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
             worker_init_fn=quiet_worker if self.num_workers > 0 else None,
+            collate_fn=collate_fn,
         )
 
     def _eval_loaders(self, stage: str) -> list[DataLoader]:

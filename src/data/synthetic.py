@@ -120,7 +120,7 @@ class SyntheticFaceDataset(Dataset):
             "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
             "label": torch.tensor(self.labels[video]),
             "mask": torch.from_numpy(np.round(mask * 255).astype(np.uint8))[None],
-            "has_mask": torch.tensor(bool(self.labels[video])),
+            "has_mask": torch.tensor(True),
             "sample_idx": torch.tensor(index, dtype=torch.long),
             "video_idx": torch.tensor(video, dtype=torch.long),
             "frame_idx": torch.tensor(frame, dtype=torch.long),
