@@ -120,7 +120,12 @@ class DeepfakeDataModuleBase(pl.LightningDataModule):
 
     # -------------------------------------------------------------- loaders
     def _loader(
-        self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool = False
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool = False,
+        collate_fn: Callable | None = None,
     ) -> DataLoader:
         return DataLoader(
             dataset,

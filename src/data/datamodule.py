@@ -1,0 +1,288 @@
+"""The shared DataModule: frame tables of one or more datasets -> batches.
+
+Sets come from frame tables written by ``dfbench preprocess``
+(``<cache_dir>/tables/<name>.parquet``), named in the config::
+
+    data:
+      class_path: src.data.DeepfakeDataModule
+      init_args:
+        cache_dir: data/cache
+        train: [ffpp_c23]            # rows of split "train"
+        val: null                    # default: the training tables' "val" rows
+        test: [ffpp_c23, cdf2, dfd]  # each table's "test" rows, reported separately
+
+Training draws ``train_frames_per_video`` frames per video afresh every epoch
+(from torch's RNG, which Lightning seeds per worker and epoch), one from each
+of that many equal stretches of the video's cached frames, so they spread over
+the video and never repeat within an epoch. Validation and test use every
+cached frame, in a fixed order, so ``sample_idx`` and ``video_idx`` are the same
+on every rank.
+
+Options for the papers' protocols:
+
+* ``methods``: keep only these manipulations' fakes (reals always stay), for
+  cross-manipulation (train on one FF++ method, test on each).
+* ``pseudo_fake``: a generator ``(image, landmarks, rng) -> (fake, mask)``
+  (SBI, BI from ``src.augment``); training then uses real frames only, and each
+  real yields the pair (real, its pseudo-fake) in the same batch, as LAA-Net and
+  SBI train. ``batch_size`` counts reals, so a batch holds twice as many images.
+  A generator with a ``prepare(frames, cache_dir)`` method gets the training
+  frames first (BI needs the pool of faces).
+* ``train_augment``: a callable ``(image, mask, rng) -> (image, mask)`` applied
+  to training faces at the input size (paper recipes come from ``src.augment``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from src.data.base import DeepfakeDataModuleBase
+from src.data.preprocess import load_frame_table
+
+
+class PseudoFakeGenerator(Protocol):
+    def __call__(
+        self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+Augment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def resolve_table(name: str, cache_dir: str | Path) -> Path:
+    """A table name (``<cache_dir>/tables/<name>.parquet``) or a path to a .parquet file."""
+    if name.endswith(".parquet"):
+        return Path(name)
+    return Path(cache_dir) / "tables" / f"{name}.parquet"
+
+
+def read_face(cache_dir: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The cached RGB face crop of a frame-table row and its uint8 mask (None: no mask)."""
+    path = cache_dir / row["crop_path"]
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"face crop missing or unreadable: {path} (re-run `dfbench preprocess`)")
+    mask = None
+    if row.get("crop_mask_path"):
+        mask_path = cache_dir / row["crop_mask_path"]
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise FileNotFoundError(f"mask crop missing or unreadable: {mask_path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), mask
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = image.shape[0] > height
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def _item(
+    image: np.ndarray, mask: np.ndarray, label: int, has_mask: bool, sample: int, video: int, frame: int
+) -> dict[str, torch.Tensor]:
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+        "label": torch.tensor(float(label)),
+        "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
+        "has_mask": torch.tensor(has_mask),
+        "sample_idx": torch.tensor(sample, dtype=torch.long),
+        "video_idx": torch.tensor(video, dtype=torch.long),
+        "frame_idx": torch.tensor(frame, dtype=torch.long),
+    }
+
+
+class FrameSet(Dataset):
+    """Frames of one set, grouped by video.
+
+    Args:
+        frames: frame-table rows of this set.
+        cache_dir: root the crop paths are relative to.
+        size: output (height, width).
+        frames_per_video: None: every row is one item (evaluation). An int k:
+            k items per video, each a frame drawn afresh on every access (training).
+        augment: training augmentation at the output size.
+        pseudo_fake: with it, every item is a (real, pseudo-fake) pair.
+    """
+
+    def __init__(
+        self,
+        frames: pd.DataFrame,
+        cache_dir: str | Path,
+        size: tuple[int, int],
+        frames_per_video: int | None = None,
+        augment: Augment | None = None,
+        pseudo_fake: PseudoFakeGenerator | None = None,
+    ) -> None:
+        if frames.empty:
+            raise ValueError("a set with no frames")
+        frames = frames.sort_values(["video_key", "frame_idx", "face_idx"], kind="stable").reset_index(drop=True)
+        self.rows = frames.to_dict("records")
+        self.cache_dir = Path(cache_dir)
+        self.size = size
+        self.frames_per_video = frames_per_video
+        self.augment = augment
+        self.pseudo_fake = pseudo_fake
+        self.video_keys: list[str] = sorted(frames["video_key"].unique())
+        video_of = {key: i for i, key in enumerate(self.video_keys)}
+        self.video_idx = np.array([video_of[k] for k in frames["video_key"]], dtype=np.int64)
+        starts = np.searchsorted(self.video_idx, np.arange(len(self.video_keys) + 1))
+        self.video_rows = [np.arange(starts[v], starts[v + 1]) for v in range(len(self.video_keys))]
+
+    def __len__(self) -> int:
+        if self.frames_per_video is None:
+            return len(self.rows)
+        return len(self.video_keys) * self.frames_per_video
+
+    def _row_for(self, index: int) -> int:
+        if self.frames_per_video is None:
+            return index
+        video, slot = divmod(index, self.frames_per_video)
+        rows = self.video_rows[video]
+        # One frame from the slot-th of k equal stretches of the video.
+        low = slot * len(rows) // self.frames_per_video
+        high = max((slot + 1) * len(rows) // self.frames_per_video, low + 1)
+        return int(rows[min(int(torch.randint(low, high, ())), len(rows) - 1)])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        row_index = self._row_for(index)
+        row = self.rows[row_index]
+        image, mask = read_face(self.cache_dir, row)
+        has_mask = mask is not None or row["label"] == 0
+        if mask is None:
+            mask = np.zeros(image.shape[:2], np.uint8)
+        video, frame = int(self.video_idx[row_index]), int(row["frame_idx"])
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()))) if self.frames_per_video else None
+        if self.pseudo_fake is None:
+            return self._finish(image, mask, row["label"], has_mask, index, video, frame, rng)
+        fake, fake_mask = self.pseudo_fake(image, row["landmarks"], rng)
+        fake_mask = np.round(np.clip(fake_mask, 0, 1) * 255).astype(np.uint8)
+        pair = [
+            self._finish(image, mask, 0, True, 2 * index, video, frame, rng),
+            self._finish(fake, fake_mask, 1, True, 2 * index + 1, video, frame, rng),
+        ]
+        return {key: torch.stack([pair[0][key], pair[1][key]]) for key in pair[0]}
+
+    def _finish(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        label: int,
+        has_mask: bool,
+        sample: int,
+        video: int,
+        frame: int,
+        rng: np.random.Generator | None,
+    ) -> dict[str, torch.Tensor]:
+        image, mask = _resize(image, self.size), _resize(mask, self.size)
+        if self.augment is not None and rng is not None:
+            image, mask = self.augment(image, mask, rng)
+        return _item(image, mask, label, has_mask, sample, video, frame)
+
+
+def collate_pairs(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Collate (real, pseudo-fake) pairs into one flat batch: real, fake, real, fake, ..."""
+    batch = default_collate(items)
+    return {key: value.flatten(0, 1) for key, value in batch.items()}
+
+
+class DeepfakeDataModule(DeepfakeDataModuleBase):
+    """Train / val / test sets from frame tables (see the module docstring).
+
+    Args:
+        cache_dir: the frame cache (``dfbench preprocess --cache``).
+        train: tables whose ``train`` rows train the detector.
+        val: tables whose ``val`` rows choose the checkpoint (default: ``train``'s).
+        test: tables whose ``test`` rows are evaluated, each reported under its name.
+        train_frames_per_video: frames per training video drawn every epoch.
+        methods: fakes of these methods only (None: all).
+        pseudo_fake: train on reals, each paired with its pseudo-fake.
+        train_augment: training augmentation at the input size.
+        **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str = "data/cache",
+        train: Sequence[str] = (),
+        val: Sequence[str] | None = None,
+        test: Sequence[str] = (),
+        train_frames_per_video: int = 8,
+        methods: Sequence[str] | None = None,
+        pseudo_fake: PseudoFakeGenerator | None = None,
+        train_augment: Augment | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cache_dir = Path(cache_dir)
+        self.train_tables = list(train)
+        self.val_tables = list(val) if val is not None else list(train)
+        self.test_tables = list(test)
+        self.train_frames_per_video = train_frames_per_video
+        self.methods = list(methods) if methods is not None else None
+        self.pseudo_fake = pseudo_fake
+        self.train_augment = train_augment
+        self._tables: dict[str, pd.DataFrame] = {}
+
+    def table(self, name: str) -> pd.DataFrame:
+        if name not in self._tables:
+            self._tables[name] = load_frame_table(resolve_table(name, self.cache_dir))
+        return self._tables[name]
+
+    def frames(self, names: Sequence[str], split: str) -> pd.DataFrame:
+        """Rows of ``split`` from the named tables, after the method filter."""
+        if not names:
+            raise ValueError(f"no tables given for the {split} split")
+        parts = [self.table(name) for name in names]
+        frames = pd.concat([p[p["split"] == split] for p in parts], ignore_index=True)
+        if self.methods is not None:
+            frames = frames[(frames["label"] == 0) | frames["method"].isin(self.methods)]
+        if frames.empty:
+            raise ValueError(f"tables {list(names)} hold no {split} frames" + (
+                f" of methods {self.methods}" if self.methods is not None else ""))
+        return frames.reset_index(drop=True)
+
+    def _set(self, name: str, frames: pd.DataFrame, **options: Any) -> tuple[str, FrameSet, list[str]]:
+        dataset = FrameSet(frames, self.cache_dir, self.contract.input_size, **options)
+        return name, dataset, dataset.video_keys
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            train = self.frames(self.train_tables, "train")
+            if self.pseudo_fake is not None:
+                train = train[train["label"] == 0].reset_index(drop=True)
+                prepare = getattr(self.pseudo_fake, "prepare", None)
+                if prepare is not None:
+                    prepare(train, self.cache_dir)
+            self.sets["fit"] = [
+                self._set(
+                    "train",
+                    train,
+                    frames_per_video=self.train_frames_per_video,
+                    augment=self.train_augment,
+                    pseudo_fake=self.pseudo_fake,
+                )
+            ]
+        if stage in (None, "fit", "validate"):
+            self.sets["validate"] = [self._set("val", self.frames(self.val_tables, "val"))]
+        if stage in (None, "test", "predict"):
+            self.sets["test"] = self.sets["predict"] = [
+                self._set(name, self.frames([name], "test")) for name in self.test_tables
+            ]
+
+    def train_dataloader(self) -> DataLoader:
+        ((_, dataset, _),) = self.sets["fit"]
+        collate = collate_pairs if self.pseudo_fake is not None else None
+        return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size,
+                            collate_fn=collate)

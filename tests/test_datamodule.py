@@ -1,0 +1,99 @@
+"""DeepfakeDataModule over a real frame cache: sets, per-epoch sampling, filters, pseudo-fakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from src.contracts import BATCH_KEYS
+from src.data import DeepfakeDataModule
+
+
+def make_dm(cache: Path, **kwargs) -> DeepfakeDataModule:
+    options = {"cache_dir": str(cache), "train": ["toy"], "test": ["toy"], "batch_size": 4, "input_size": 64}
+    dm = DeepfakeDataModule(**(options | kwargs))
+    dm.setup()
+    return dm
+
+
+class PaintSquare:
+    """A trivial pseudo-fake: a bright square over the nose landmarks, with its mask."""
+
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator):
+        x, y = landmarks[30].astype(int)
+        mask = np.zeros(image.shape[:2], np.float32)
+        mask[max(y - 8, 0) : y + 8, max(x - 8, 0) : x + 8] = 1.0
+        fake = image.copy()
+        fake[mask > 0] = 255
+        return fake, mask
+
+
+def test_sets_follow_the_splits_and_the_contract(toy_cache) -> None:
+    _, cache, _ = toy_cache
+    dm = make_dm(cache, train_frames_per_video=4)
+    train, val, test = (dm.sets[stage][0][1] for stage in ("fit", "validate", "test"))
+    assert len(train) == 2 * 4 and len(val) == 2 * 6 and len(test) == 2 * 6
+    assert test.video_keys == ["toy/Swap/test", "toy/real/test"]
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert set(batch) == set(BATCH_KEYS)
+    assert batch["image"].shape == (4, 3, 64, 64) and batch["image"].dtype == torch.float32
+    assert batch["has_mask"].all()
+    items = [test[i] for i in range(len(test))]
+    assert [int(i["sample_idx"]) for i in items] == list(range(12))
+    assert [int(i["video_idx"]) for i in items] == [0] * 6 + [1] * 6
+    fake_masks = torch.stack([i["mask"] for i in items[:6]]).float()
+    assert (fake_masks > 0).float().mean() > 0.05 and all(i["mask"].max() == 0 for i in items[6:])
+
+
+def test_training_frames_are_drawn_afresh_and_spread(toy_cache) -> None:
+    _, cache, _ = toy_cache
+    dm = make_dm(cache, train_frames_per_video=3)
+    train = dm.sets["fit"][0][1]
+    epochs = []
+    for seed in (0, 1, 2, 3):
+        torch.manual_seed(seed)
+        epochs.append([int(train[i]["frame_idx"]) for i in range(len(train))])
+    assert len({tuple(e) for e in epochs}) > 1
+    for drawn in epochs:
+        for video in range(2):
+            frames = drawn[3 * video : 3 * video + 3]
+            assert len(set(frames)) == 3 and frames == sorted(frames)  # one per stretch
+
+
+def test_method_filter_keeps_reals(toy_cache) -> None:
+    _, cache, _ = toy_cache
+    assert make_dm(cache, methods=["Swap"]).frames(["toy"], "test").label.tolist().count(0) == 6
+    only_reals = make_dm(cache, methods=["NeuralTextures"]).frames(["toy"], "test")
+    assert set(only_reals.label) == {0}
+
+
+def test_pseudo_fakes_pair_each_real_in_the_batch(toy_cache) -> None:
+    _, cache, _ = toy_cache
+    dm = make_dm(cache, pseudo_fake=PaintSquare(), train_frames_per_video=2, batch_size=2)
+    train = dm.sets["fit"][0][1]
+    assert len(train) == 1 * 2  # reals only: one training real video
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape[0] == 4
+    assert batch["label"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert batch["sample_idx"].unique().numel() == 4
+    real, fake = batch["image"][0], batch["image"][1]
+    fake_mask = batch["mask"][1, 0] > 0
+    assert batch["mask"][0].max() == 0 and fake_mask.any()
+    assert torch.equal(real[:, ~fake_mask], fake[:, ~fake_mask])
+    core = batch["mask"][1, 0] == 255  # resizing softens the edge; the core is all fake
+    assert core.any() and (fake[:, core] == 255).all()
+
+
+def test_missing_table_and_empty_split_are_explained(toy_cache, tmp_path) -> None:
+    result, cache, _ = toy_cache
+    with pytest.raises(FileNotFoundError, match=r"nope\.parquet.*dfbench preprocess"):
+        make_dm(cache, train=["nope"])
+    test_only = tmp_path / "test_only.parquet"
+    table = pd.read_parquet(result.table_path)
+    table[table.split == "test"].to_parquet(test_only)
+    with pytest.raises(ValueError, match=r"hold no train frames"):
+        make_dm(cache, train=[str(test_only)])
