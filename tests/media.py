@@ -20,7 +20,11 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+        writer.write(
+            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+            if frame.ndim == 3
+            else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        )
     writer.release()
     return path
 
@@ -60,11 +64,33 @@ def write_dataset(root: Path, n_frames: int = 12) -> list[dict]:
         write_video(root / f"{split}_real.mp4", real)
         write_video(root / f"{split}_fake.mp4", fake)
         write_video(root / f"{split}_fake_mask.mp4", masks)
-        common = {"split": split, "dataset": "toy", "compression": "", "source_id": "", "target_id": ""}
-        rows.append({**common, "video_key": f"toy/real/{split}", "path": str(root / f"{split}_real.mp4"),
-                     "label": 0, "method": "youtube", "mask_path": ""})
-        rows.append({**common, "video_key": f"toy/Swap/{split}", "path": str(root / f"{split}_fake.mp4"),
-                     "label": 1, "method": "Swap", "mask_path": str(root / f"{split}_fake_mask.mp4")})
+        common = {
+            "split": split,
+            "dataset": "toy",
+            "compression": "",
+            "source_id": "",
+            "target_id": "",
+        }
+        rows.append(
+            {
+                **common,
+                "video_key": f"toy/real/{split}",
+                "path": str(root / f"{split}_real.mp4"),
+                "label": 0,
+                "method": "youtube",
+                "mask_path": "",
+            }
+        )
+        rows.append(
+            {
+                **common,
+                "video_key": f"toy/Swap/{split}",
+                "path": str(root / f"{split}_fake.mp4"),
+                "label": 1,
+                "method": "Swap",
+                "mask_path": str(root / f"{split}_fake_mask.mp4"),
+            }
+        )
     return rows
 
 
@@ -76,9 +102,19 @@ def write_defects(root: Path) -> list[dict]:
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     (root / "empty.mp4").write_bytes(b"")
     rng = np.random.default_rng(0)
-    write_video(root / "noface.mp4", [rng.integers(60, 90, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(10)])
+    write_video(
+        root / "noface.mp4",
+        [rng.integers(60, 90, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(10)],
+    )
     return [
-        {"video_key": f"toy/defect/{name}", "path": str(root / f"{name}.mp4"), "label": 0, "split": "test",
-         "dataset": "toy", "method": "youtube", "mask_path": ""}
+        {
+            "video_key": f"toy/defect/{name}",
+            "path": str(root / f"{name}.mp4"),
+            "label": 0,
+            "split": "test",
+            "dataset": "toy",
+            "method": "youtube",
+            "mask_path": "",
+        }
         for name in ("truncated", "empty", "noface")
     ]

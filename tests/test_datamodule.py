@@ -14,7 +14,13 @@ from src.data import DeepfakeDataModule
 
 
 def make_dm(cache: Path, **kwargs) -> DeepfakeDataModule:
-    options = {"cache_dir": str(cache), "train": ["toy"], "test": ["toy"], "batch_size": 4, "input_size": 64}
+    options = {
+        "cache_dir": str(cache),
+        "train": ["toy"],
+        "test": ["toy"],
+        "batch_size": 4,
+        "input_size": 64,
+    }
     dm = DeepfakeDataModule(**(options | kwargs))
     dm.setup()
     return dm

@@ -26,7 +26,9 @@ def test_every_video_gets_faces_landmarks_and_masks(toy_cache) -> None:
     result, cache, _ = toy_cache
     frames = result.frames
     assert result.failures.empty
-    assert frames.groupby("video_key").size().to_dict() == {key: 6 for key in frames.video_key.unique()}
+    assert frames.groupby("video_key").size().to_dict() == {
+        key: 6 for key in frames.video_key.unique()
+    }
     assert frames.video_key.nunique() == 6
     for key, group in frames.groupby("video_key"):
         assert group.frame_idx.tolist() == sample_indices(12, 6).tolist(), key
@@ -50,8 +52,13 @@ def test_every_video_gets_faces_landmarks_and_masks(toy_cache) -> None:
 
 def test_bad_videos_are_reported_and_the_rest_processed(tmp_path, toy_videos) -> None:
     rows = write_defects(tmp_path / "defects") + toy_videos[:2]
-    result = preprocess(pd.DataFrame(rows), tmp_path / "cache", "mixed",
-                        PreprocessConfig(frames={"train": 3, "test": 3}), progress=False)
+    result = preprocess(
+        pd.DataFrame(rows),
+        tmp_path / "cache",
+        "mixed",
+        PreprocessConfig(frames={"train": 3, "test": 3}),
+        progress=False,
+    )
     reasons = result.failures.groupby("video_key").reason.first().to_dict()
     assert "empty" in reasons["toy/defect/empty"]
     assert "cannot be opened" in reasons["toy/defect/truncated"]
@@ -76,15 +83,22 @@ def test_interrupted_run_resumes_and_equals_a_clean_run(tmp_path, toy_videos, to
     assert (resumed.processed, resumed.skipped) == (4, 2)
     again = preprocess(videos, cache, "toy", config, progress=False)
     assert (again.processed, again.skipped) == (0, 6)
-    pd.testing.assert_frame_equal(load_frame_table(resumed.table_path).drop(columns="landmarks"),
-                                  load_frame_table(clean.table_path).drop(columns="landmarks"))
-    for a, b in zip(load_frame_table(resumed.table_path).landmarks, load_frame_table(clean.table_path).landmarks,
-                    strict=True):
+    pd.testing.assert_frame_equal(
+        load_frame_table(resumed.table_path).drop(columns="landmarks"),
+        load_frame_table(clean.table_path).drop(columns="landmarks"),
+    )
+    for a, b in zip(
+        load_frame_table(resumed.table_path).landmarks,
+        load_frame_table(clean.table_path).landmarks,
+        strict=True,
+    ):
         assert np.array_equal(a, b)
 
 
 def test_changed_settings_redo_finished_videos(tmp_path, toy_videos) -> None:
     videos = pd.DataFrame(toy_videos[:1])
     preprocess(videos, tmp_path, "one", PreprocessConfig(frames={"train": 2}), progress=False)
-    redo = preprocess(videos, tmp_path, "one", PreprocessConfig(frames={"train": 3}), progress=False)
+    redo = preprocess(
+        videos, tmp_path, "one", PreprocessConfig(frames={"train": 3}), progress=False
+    )
     assert redo.processed == 1 and len(redo.frames) == 3

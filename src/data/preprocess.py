@@ -41,7 +41,8 @@ from src.data.faces import Face, FaceDetector, Landmarker, crop_box, select_face
 from src.data.tables import FRAME_COLUMNS, video_table
 from src.files import atomic_write, atomic_write_csv, atomic_write_json
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FAILURE_COLUMNS = ("video_key", "frame_idx", "path", "reason")
 
 
@@ -160,9 +161,18 @@ def _sequence_frames(path: str, count: int) -> tuple[dict[int, np.ndarray], np.n
 
 
 def read_frames(path: str, count: int) -> tuple[dict[int, np.ndarray], np.ndarray]:
-    """Evenly spaced RGB frames ``{frame number: image}`` and the frame numbers asked for."""
+    """Evenly spaced RGB frames ``{frame number: image}`` and the frame numbers asked for.
+
+    ``path`` is a video file, a face-sequence folder (or ``archive::folder``),
+    or a single image (one frame).
+    """
     if "::" in path or Path(path).is_dir():
         return _sequence_frames(path, count)
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise VideoReadError("cannot be read as an image (missing, empty or corrupt)")
+        return {0: cv2.cvtColor(image, cv2.COLOR_BGR2RGB)}, np.zeros(1, dtype=np.int64)
     return _video_frames(path, count)
 
 
@@ -406,9 +416,13 @@ def run_preprocess(argv: list[str]) -> int:
     parser.add_argument("--cache", required=True, help="root of the frame cache")
     parser.add_argument("--name", help="frame table name (default: the index file's stem)")
     parser.add_argument("--train-frames", type=int, default=32, help="frames per training video")
-    parser.add_argument("--eval-frames", type=int, default=32, help="frames per validation/test video")
+    parser.add_argument(
+        "--eval-frames", type=int, default=32, help="frames per validation/test video"
+    )
     parser.add_argument("--crop-scale", type=float, default=PreprocessConfig.crop_scale)
-    parser.add_argument("--all-faces", action="store_true", help="keep every face >= half the largest")
+    parser.add_argument(
+        "--all-faces", action="store_true", help="keep every face >= half the largest"
+    )
     parser.add_argument("--detect-size", type=int, default=PreprocessConfig.detect_size)
     parser.add_argument("--splits", nargs="+", help="only these splits (default: all)")
     parser.add_argument("--no-progress", action="store_true")
@@ -426,7 +440,9 @@ def run_preprocess(argv: list[str]) -> int:
         keep_all_faces=args.all_faces,
         detect_size=args.detect_size,
     )
-    result = preprocess(videos, args.cache, args.name or index.stem, config, progress=not args.no_progress)
+    result = preprocess(
+        videos, args.cache, args.name or index.stem, config, progress=not args.no_progress
+    )
     print(
         f"{len(result.frames)} face frames from {result.frames['video_key'].nunique()} videos "
         f"({result.processed} processed, {result.skipped} already done) -> {result.table_path}"

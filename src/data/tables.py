@@ -14,7 +14,7 @@ path           str    absolute path of the video file; for a face sequence, of
                       its folder of frames, or ``<archive>::<member folder>``
                       for one inside a tar archive (WildDeepfake)
 label          int    1 = fake, 0 = real (dfbench's convention, whatever the
-                      dataset's own files say)
+                      dataset's own files say); -1 = unknown (a user's own files)
 split          str    ``train`` / ``val`` / ``test``
 dataset        str    ``ffpp, cdf2, dfd, dfdc, dfdcp, dfw, df1``
 method         str    manipulation (``Deepfakes`` ...) or the real source
@@ -100,8 +100,8 @@ def video_table(rows: Iterable[dict] | pd.DataFrame, name: str = "video table") 
         if column != "label":
             frame[column] = frame[column].fillna("").astype(str)
     frame["label"] = frame["label"].astype(int)
-    if not frame["label"].isin((0, 1)).all():
-        raise TableError(f"{name}: labels must be 0 (real) or 1 (fake)")
+    if not frame["label"].isin((-1, 0, 1)).all():
+        raise TableError(f"{name}: labels must be 0 (real), 1 (fake) or -1 (unknown)")
     bad_splits = sorted(set(frame["split"]) - set(SPLITS))
     if bad_splits:
         raise TableError(f"{name}: unknown splits {bad_splits}; expected {SPLITS}")
