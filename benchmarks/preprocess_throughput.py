@@ -25,7 +25,6 @@ Results go to ``benchmarks/results/preprocess_throughput.json`` and the terminal
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
