@@ -62,6 +62,17 @@ def test_configs_compose(detector: Path, trainer: Path, capsys: pytest.CaptureFi
     assert "class_path: src.data.SyntheticFaceDataModule" in printed
 
 
+@pytest.mark.parametrize("data", sorted((CONFIGS / "data").glob("*.yaml")), ids=lambda p: p.stem)
+def test_data_configs_parse(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["test", "-c", str(CONFIGS / "detectors/xception.yaml"), "-c", str(data), "--print_config"]
+    if data.stem == "folder":
+        args.append("--data.init_args.path=.")
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+    assert "class_path: src.data." in capsys.readouterr().out
+
+
 def run(command: str, *extra: str, demo: bool = True) -> None:
     configs = ["detectors/xception.yaml", "data/synthetic.yaml", "trainer/cpu.yaml"]
     configs += ["profiles/demo.yaml"] if demo else []
