@@ -103,3 +103,38 @@ def test_missing_table_and_empty_split_are_explained(toy_cache, tmp_path) -> Non
     table[table.split == "test"].to_parquet(test_only)
     with pytest.raises(ValueError, match=r"hold no train frames"):
         make_dm(cache, train=[str(test_only)])
+
+
+def test_fit_and_test_through_the_cli(toy_cache, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from src.cli import main
+
+    _, cache, _ = toy_cache
+    root = Path(__file__).resolve().parents[1] / "configs"
+    monkeypatch.chdir(tmp_path)
+    common = [
+        "-c",
+        str(root / "detectors/xception.yaml"),
+        "-c",
+        str(root / "data/ffpp.yaml"),
+        "-c",
+        str(root / "profiles/demo.yaml"),
+        f"--data.init_args.cache_dir={cache}",
+        "--data.init_args.train=[toy]",
+        "--data.init_args.test=[toy]",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.batch_size=4",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+    ]
+    assert main(["fit", *common]) == 0
+    (last,) = tmp_path.glob("runs/lightning_logs/version_0/checkpoints/last.ckpt")
+    assert main(["test", *common, f"--ckpt_path={last}"]) == 0
+    (metrics,) = tmp_path.glob("runs/lightning_logs/version_1/test_metrics.json")
+    result = json.loads(metrics.read_text())
+    assert (
+        list(result) == ["toy"]
+        and result["toy"]["n_frames"] == 12
+        and result["toy"]["n_videos"] == 2
+    )
