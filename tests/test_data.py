@@ -134,3 +134,19 @@ def test_resampled_training_items_are_fresh_but_seeded() -> None:
     # Validation and test sets never resample.
     dm = make_dm(resample_train=True)
     assert dm.sets["fit"][0][1].resample and not dm.sets["validate"][0][1].resample
+
+
+class _ThreadReport(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> dict:
+        import cv2
+
+        return {"torch": torch.get_num_threads(), "cv2": cv2.getNumThreads()}
+
+
+def test_loader_workers_run_single_threaded() -> None:
+    dm = SyntheticFaceDataModule(num_workers=1)
+    (report,) = dm._loader(_ThreadReport(), batch_size=1, shuffle=False)
+    assert int(report["torch"]) == 1 and int(report["cv2"]) <= 1

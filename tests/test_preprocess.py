@@ -102,3 +102,51 @@ def test_changed_settings_redo_finished_videos(tmp_path, toy_videos) -> None:
         videos, tmp_path, "one", PreprocessConfig(frames={"train": 3}), progress=False
     )
     assert redo.processed == 1 and len(redo.frames) == 3
+
+
+@pytest.mark.slow
+def test_killed_preprocess_resumes_to_the_clean_result(tmp_path, toy_videos, toy_cache) -> None:
+    """SIGKILL `dfbench preprocess` once a video is done; the re-run redoes only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clean, _, _ = toy_cache
+    index = tmp_path / "toy.csv"
+    pd.DataFrame(toy_videos).to_csv(index, index=False)
+    cache = tmp_path / "cache"
+    command = [
+        sys.executable,
+        "-m",
+        "src.cli",
+        "preprocess",
+        "--index",
+        str(index),
+        "--cache",
+        str(cache),
+        "--train-frames",
+        "6",
+        "--eval-frames",
+        "6",
+        "--no-progress",
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(cache.glob("toy/*/*/frames.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before = len(list(cache.glob("toy/*/*/frames.parquet")))
+    assert 1 <= finished_before < 6, "the kill came too late to test resuming"
+    assert not (cache / "tables" / "toy.parquet").exists()
+
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    assert f"{6 - finished_before} processed, {finished_before} already done" in out
+    resumed = load_frame_table(cache / "tables" / "toy.parquet")
+    expected = load_frame_table(clean.table_path)
+    pd.testing.assert_frame_equal(
+        resumed.drop(columns="landmarks"), expected.drop(columns="landmarks")
+    )
