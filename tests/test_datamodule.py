@@ -138,3 +138,20 @@ def test_fit_and_test_through_the_cli(toy_cache, tmp_path, monkeypatch: pytest.M
         and result["toy"]["n_frames"] == 12
         and result["toy"]["n_videos"] == 2
     )
+
+
+def test_deepfakebench_json_index_feeds_the_same_frames(toy_cache, tmp_path) -> None:
+    from src.data.deepfakebench import write_deepfakebench_json
+
+    result, cache, _ = toy_cache
+    table = pd.read_parquet(result.table_path)
+    index = write_deepfakebench_json(
+        table, tmp_path / "Toy.json", data_root=cache, dataset_name="Toy"
+    )
+    from_json = make_dm(cache, train=[str(index)], test=[str(index)], deepfakebench_root=str(cache))
+    from_parquet = make_dm(cache)
+    a, b = from_json.sets["test"][0][1], from_parquet.sets["test"][0][1]
+    assert len(a) == len(b) == 12
+    for i in range(len(a)):
+        assert torch.equal(a[i]["image"], b[i]["image"])
+        assert a[i]["label"] == b[i]["label"]

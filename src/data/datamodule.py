@@ -1,7 +1,9 @@
 """The shared DataModule: frame tables of one or more datasets -> batches.
 
 Sets come from frame tables written by ``dfbench preprocess``
-(``<cache_dir>/tables/<name>.parquet``), named in the config::
+(``<cache_dir>/tables/<name>.parquet``), or from DeepfakeBench JSON indexes
+(a path ending in ``.json``: frames that benchmark already extracted), named
+in the config::
 
     data:
       class_path: src.data.DeepfakeDataModule
@@ -45,6 +47,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from src.data.base import DeepfakeDataModuleBase
+from src.data.deepfakebench import read_deepfakebench_json
 from src.data.preprocess import load_frame_table
 
 
@@ -58,8 +61,8 @@ Augment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarr
 
 
 def resolve_table(name: str, cache_dir: str | Path) -> Path:
-    """A table name (``<cache_dir>/tables/<name>.parquet``) or a path to a .parquet file."""
-    if name.endswith(".parquet"):
+    """A table name (``<cache_dir>/tables/<name>.parquet``), or a path to a .parquet or .json file."""
+    if name.endswith((".parquet", ".json")):
         return Path(name)
     return Path(cache_dir) / "tables" / f"{name}.parquet"
 
@@ -69,7 +72,9 @@ def read_face(cache_dir: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndar
     path = cache_dir / row["crop_path"]
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise FileNotFoundError(f"face crop missing or unreadable: {path} (re-run `dfbench preprocess`)")
+        raise FileNotFoundError(
+            f"face crop missing or unreadable: {path} (re-run `dfbench preprocess`)"
+        )
     mask = None
     if row.get("crop_mask_path"):
         mask_path = cache_dir / row["crop_mask_path"]
@@ -84,11 +89,19 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
     shrinking = image.shape[0] > height
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return cv2.resize(
+        image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    )
 
 
 def _item(
-    image: np.ndarray, mask: np.ndarray, label: int, has_mask: bool, sample: int, video: int, frame: int
+    image: np.ndarray,
+    mask: np.ndarray,
+    label: int,
+    has_mask: bool,
+    sample: int,
+    video: int,
+    frame: int,
 ) -> dict[str, torch.Tensor]:
     return {
         "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
@@ -125,7 +138,9 @@ class FrameSet(Dataset):
     ) -> None:
         if frames.empty:
             raise ValueError("a set with no frames")
-        frames = frames.sort_values(["video_key", "frame_idx", "face_idx"], kind="stable").reset_index(drop=True)
+        frames = frames.sort_values(
+            ["video_key", "frame_idx", "face_idx"], kind="stable"
+        ).reset_index(drop=True)
         self.rows = frames.to_dict("records")
         self.cache_dir = Path(cache_dir)
         self.size = size
@@ -163,7 +178,11 @@ class FrameSet(Dataset):
         if mask is None:
             mask = np.zeros(image.shape[:2], np.uint8)
         video, frame = int(self.video_idx[row_index]), int(row["frame_idx"])
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()))) if self.frames_per_video else None
+        rng = (
+            np.random.default_rng(int(torch.randint(0, 2**62, ())))
+            if self.frames_per_video
+            else None
+        )
         if self.pseudo_fake is None:
             return self._finish(image, mask, row["label"], has_mask, index, video, frame, rng)
         fake, fake_mask = self.pseudo_fake(image, row["landmarks"], rng)
@@ -209,6 +228,8 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         methods: fakes of these methods only (None: all).
         pseudo_fake: train on reals, each paired with its pseudo-fake.
         train_augment: training augmentation at the input size.
+        deepfakebench_root: where the relative frame paths of DeepfakeBench JSON
+            indexes (tables given as ``.json`` files) start.
         **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
     """
 
@@ -222,10 +243,12 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         methods: Sequence[str] | None = None,
         pseudo_fake: PseudoFakeGenerator | None = None,
         train_augment: Augment | None = None,
+        deepfakebench_root: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.cache_dir = Path(cache_dir)
+        self.deepfakebench_root = deepfakebench_root
         self.train_tables = list(train)
         self.val_tables = list(val) if val is not None else list(train)
         self.test_tables = list(test)
@@ -237,7 +260,18 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in self._tables:
-            self._tables[name] = load_frame_table(resolve_table(name, self.cache_dir))
+            path = resolve_table(name, self.cache_dir)
+            if path.suffix == ".json":
+                table = read_deepfakebench_json(path, data_root=self.deepfakebench_root)
+                table["landmarks"] = [
+                    np.full((68, 2), np.nan, np.float32)
+                    if v is None
+                    else np.asarray(v, np.float32).reshape(-1, 2)
+                    for v in table["landmarks"]
+                ]
+                self._tables[name] = table
+            else:
+                self._tables[name] = load_frame_table(path)
         return self._tables[name]
 
     def frames(self, names: Sequence[str], split: str) -> pd.DataFrame:
@@ -249,11 +283,15 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         if self.methods is not None:
             frames = frames[(frames["label"] == 0) | frames["method"].isin(self.methods)]
         if frames.empty:
-            raise ValueError(f"tables {list(names)} hold no {split} frames" + (
-                f" of methods {self.methods}" if self.methods is not None else ""))
+            raise ValueError(
+                f"tables {list(names)} hold no {split} frames"
+                + (f" of methods {self.methods}" if self.methods is not None else "")
+            )
         return frames.reset_index(drop=True)
 
-    def _set(self, name: str, frames: pd.DataFrame, **options: Any) -> tuple[str, FrameSet, list[str]]:
+    def _set(
+        self, name: str, frames: pd.DataFrame, **options: Any
+    ) -> tuple[str, FrameSet, list[str]]:
         dataset = FrameSet(frames, self.cache_dir, self.contract.input_size, **options)
         return name, dataset, dataset.video_keys
 
@@ -284,5 +322,10 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
     def train_dataloader(self) -> DataLoader:
         ((_, dataset, _),) = self.sets["fit"]
         collate = collate_pairs if self.pseudo_fake is not None else None
-        return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size,
-                            collate_fn=collate)
+        return self._loader(
+            dataset,
+            self.batch_size,
+            shuffle=True,
+            drop_last=len(dataset) > self.batch_size,
+            collate_fn=collate,
+        )

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 VIDEO_COLUMNS = (
@@ -108,4 +109,35 @@ def video_table(rows: Iterable[dict] | pd.DataFrame, name: str = "video table") 
     duplicated = frame["video_key"][frame["video_key"].duplicated()]
     if not duplicated.empty:
         raise TableError(f"{name}: video keys are not unique, e.g. {duplicated.iloc[:3].tolist()}")
+    return frame.reset_index(drop=True)
+
+
+_FLOAT_COLUMNS = [
+    *(c for c in FRAME_COLUMNS if c.startswith(("crop_x", "crop_y", "face_")) and c != "face_idx"),
+    "score",
+]
+
+
+def frame_table(frame: pd.DataFrame, name: str = "frame table") -> pd.DataFrame:
+    """Check and type a frame table: the video columns as :func:`video_table` does, per video."""
+    missing = [c for c in FRAME_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name}: missing columns {missing}")
+    if frame.empty:
+        raise ValueError(f"{name}: no frames")
+    video_table(frame.drop_duplicates("video_key")[list(VIDEO_COLUMNS)], name=name)
+    varying = frame.groupby("video_key")[["label", "split", "dataset"]].nunique()
+    if (varying > 1).any().any():
+        raise ValueError(f"{name}: a video's frames disagree on its label, split or dataset")
+    if frame.duplicated(["video_key", "frame_idx"]).any():
+        raise ValueError(f"{name}: a (video_key, frame_idx) pair occurs twice")
+    frame = frame[[*FRAME_COLUMNS, *(c for c in frame.columns if c not in FRAME_COLUMNS)]].copy()
+    for column in (*VIDEO_COLUMNS, "crop_path", "crop_mask_path"):
+        if column != "label":
+            frame[column] = frame[column].fillna("").astype(str)
+    frame["label"] = frame["label"].astype(int)
+    frame["frame_idx"] = frame["frame_idx"].astype(np.int64)
+    frame["face_idx"] = frame["face_idx"].fillna(0).astype(np.int64)
+    frame[_FLOAT_COLUMNS] = frame[_FLOAT_COLUMNS].astype(np.float64)
+    frame["landmarks"] = frame["landmarks"].astype(object)
     return frame.reset_index(drop=True)

@@ -1,0 +1,323 @@
+"""The indexer registry and what every dataset indexer shares.
+
+An indexer reads one dataset's raw tree, as its authors distribute it, and
+returns the rows of its video table (:func:`src.data.tables.video_table`).
+Each dataset module registers one under the dataset's short name::
+
+    @register_indexer("cdf2")
+    def index_cdf2(root: Path, *, val_fraction: float = 0.0, strict: bool = True) -> list[dict]:
+        ...
+
+    table = build_video_table("cdf2", "/data/Celeb-DF-v2", val_fraction=0.1)
+
+Conventions that hold for every dataset (decided once, here):
+
+* **Extra ``videos/`` level.** Wherever a folder is expected to hold videos
+  (or WildDeepfake archives), they may also sit one level down in a ``videos/``
+  subfolder of it (FF++ ships ``c23/videos/000.mp4``; many copies of the other
+  datasets are rearranged the same way). :func:`video_dir` picks whichever exists.
+* **Strictness.** A video named by an official split or list file but absent
+  on disk raises :class:`DatasetLayoutError` when ``strict`` (the default), since
+  a silently shorter test set changes the numbers; with ``strict=False`` it is
+  skipped and a :class:`DatasetLayoutWarning` names it. A missing dataset root,
+  a missing or malformed list file is always an error.
+* **Pairing ids.** Where a dataset says which real video a fake was made from,
+  the fake's ``target_id`` is that real's id and each real's ``target_id`` is its
+  own id, so grouping by ``target_id`` pairs a real with its fakes (Mask-SSIM
+  needs that). Elsewhere both ids are ``""``.
+* **Paths** are absolute but not resolved: symbolic links stay as the user
+  wrote them, so a table stays valid when a dataset disk is re-linked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+
+from src.data.tables import SPLITS, video_table
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+COMPRESSIONS = ("raw", "c23", "c40")
+_COMPRESSION_ALIASES = {"c0": "raw", "hq": "c23", "lq": "c40"}
+#: When one video is listed under several splits it is kept in the most held-out
+#: one: a test video must never be trained on or used to choose a checkpoint.
+HELD_OUT_ORDER = ("test", "val", "train")
+#: How many missing videos a message names before it says "and N more".
+_SHOWN = 10
+
+Indexer = Callable[..., Iterable[dict[str, Any]]]
+_INDEXERS: dict[str, Indexer] = {}
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset tree that does not match its documented layout.
+
+    The message always names the path and what was expected there:
+    ``"<path>: <problem>; expected <what>"``.
+    """
+
+    def __init__(self, path: str | Path, expected: str, problem: str = "not found") -> None:
+        self.path = Path(path)
+        self.expected = expected
+        self.problem = problem
+        super().__init__(f"{path}: {problem}; expected {expected}")
+
+
+class DatasetLayoutWarning(UserWarning):
+    """Something absent from a dataset tree was skipped (``strict=False``)."""
+
+
+# ------------------------------------------------------------------ registry
+def register_indexer(name: str) -> Callable[[Indexer], Indexer]:
+    """Register ``fn(root: Path, **options) -> rows`` as the indexer of dataset ``name``."""
+
+    def decorator(fn: Indexer) -> Indexer:
+        existing = _INDEXERS.get(name)
+        if existing is not None and existing is not fn:
+            raise ValueError(f"indexer name {name!r} is already taken by {existing.__qualname__}")
+        _INDEXERS[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_indexers() -> list[str]:
+    """Names of every registered indexer, sorted."""
+    return sorted(_INDEXERS)
+
+
+def get_indexer(name: str) -> Indexer:
+    try:
+        return _INDEXERS[name]
+    except KeyError:
+        raise KeyError(
+            f"no dataset indexer named {name!r}; registered: {', '.join(list_indexers())}"
+        ) from None
+
+
+def indexer_options(name: str) -> list[str]:
+    """The keyword options the indexer of ``name`` accepts."""
+    parameters = list(inspect.signature(get_indexer(name)).parameters.values())[1:]
+    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def build_video_table(name: str, root: str | Path, **options: Any) -> pd.DataFrame:
+    """Index dataset ``name`` under ``root`` and return its validated video table.
+
+    Args:
+        name: a registered indexer (:func:`list_indexers`).
+        root: the dataset's top folder as unpacked.
+        **options: the indexer's own options (see its module), e.g. ``strict=False``.
+
+    Raises:
+        DatasetLayoutError: the tree does not match the dataset's layout.
+        ValueError: an option the indexer does not have, or a bad option value.
+    """
+    indexer = get_indexer(name)
+    unknown = sorted(set(options) - set(indexer_options(name)))
+    if unknown:
+        raise ValueError(
+            f"dataset {name!r} has no option {', '.join(unknown)}; "
+            f"its options: {', '.join(indexer_options(name))}"
+        )
+    root = absolute(root)
+    require_dir(root, f"the {name} dataset root folder")
+    rows = list(indexer(root, **options))
+    if not rows:
+        raise DatasetLayoutError(root, f"the {name} layout (see src/data/indexers)", "no videos")
+    return video_table(rows, name=f"{name} video table")
+
+
+# ------------------------------------------------------------------ paths
+def absolute(path: str | Path) -> Path:
+    """``path`` made absolute and normalised without resolving symbolic links."""
+    return Path(os.path.abspath(os.path.expanduser(str(path))))
+
+
+def require_dir(path: Path, expected: str) -> Path:
+    if not path.is_dir():
+        raise DatasetLayoutError(path, expected, "not a folder" if path.exists() else "not found")
+    return path
+
+
+def require_file(path: Path, expected: str) -> Path:
+    if not path.is_file():
+        raise DatasetLayoutError(path, expected, "not a file" if path.exists() else "not found")
+    return path
+
+
+def video_dir(folder: Path) -> Path:
+    """The folder that holds ``folder``'s videos: ``folder/videos`` if there is one, else itself."""
+    nested = folder / "videos"
+    return nested if nested.is_dir() else folder
+
+
+def scan_videos(
+    folder: Path, expected: str, extensions: Iterable[str] = VIDEO_EXTENSIONS
+) -> dict[str, Path]:
+    """Map stem -> path of the files in ``folder`` (or its ``videos/``) with those extensions.
+
+    Raises:
+        DatasetLayoutError: ``folder`` does not exist.
+    """
+    require_dir(folder, expected)
+    where = video_dir(folder)
+    extensions = frozenset(extensions)
+    found: dict[str, Path] = {}
+    # One listing per folder: FF++ lookups stay cheap on network file systems.
+    for entry in sorted(os.scandir(where), key=lambda e: e.name):
+        path = Path(entry.path)
+        if path.suffix.lower() in extensions and entry.is_file():
+            found.setdefault(path.stem, path)
+    return found
+
+
+def scan_or_skip(folder: Path, expected: str, strict: bool) -> dict[str, Path] | None:
+    """:func:`scan_videos`, or ``None`` with a warning when the folder is absent and not strict."""
+    try:
+        return scan_videos(folder, expected)
+    except DatasetLayoutError as error:
+        if strict:
+            raise
+        warnings.warn(f"skipped: {error}", DatasetLayoutWarning, stacklevel=3)
+        return None
+
+
+def find_file(base: Path, relative: str) -> Path | None:
+    """``base/relative`` or the same file with a ``videos/`` level inserted anywhere in it."""
+    parts = PurePosixPath(relative.replace("\\", "/")).parts
+    candidates = [base.joinpath(*parts)]
+    # Innermost first: `method_A/videos/x.mp4` is likelier than `videos/method_A/x.mp4`.
+    candidates += [
+        base.joinpath(*parts[:i], "videos", *parts[i:]) for i in reversed(range(len(parts)))
+    ]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def read_lines(path: Path, expected: str) -> list[tuple[int, str]]:
+    """The non-blank lines of a list file with their 1-based line numbers."""
+    require_file(path, expected)
+    text = path.read_text(encoding="utf-8-sig")
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+# ------------------------------------------------------------------ options
+def as_list(value: str | Sequence[str] | None) -> list[str]:
+    """A single name or a sequence of names as a list (``None`` -> ``[]``)."""
+    if value is None:
+        return []
+    if isinstance(value, str | os.PathLike):
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+def as_compressions(value: str | Sequence[str]) -> list[str]:
+    """Compression levels ``raw, c23, c40`` (also ``c0``, ``HQ``, ``LQ``), deduplicated."""
+    levels: list[str] = []
+    for item in as_list(value):
+        level = _COMPRESSION_ALIASES.get(item.lower(), item.lower())
+        if level not in COMPRESSIONS:
+            raise ValueError(f"unknown compression {item!r}; expected one of {COMPRESSIONS}")
+        if level not in levels:
+            levels.append(level)
+    if not levels:
+        raise ValueError(f"no compression level given; expected some of {COMPRESSIONS}")
+    return levels
+
+
+def check_split(split: str, where: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"{where}: unknown split {split!r}; expected one of {SPLITS}")
+    return split
+
+
+def deterministic_subset(names: Iterable[str], fraction: float, salt: str) -> set[str]:
+    """``round(fraction * n)`` of ``names``, the same ones on every machine and run.
+
+    Names are ordered by a hash rather than drawn from a seeded generator, so
+    adding or removing one name moves at most one other in or out.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    unique = sorted(set(names))
+
+    def rank(name: str) -> str:
+        return hashlib.sha1(f"{salt}/{name}".encode()).hexdigest()
+
+    return set(sorted(unique, key=rank)[: round(fraction * len(unique))])
+
+
+# ------------------------------------------------------------------ rows
+def video_row(
+    dataset: str,
+    key: Sequence[str],
+    path: str | Path,
+    *,
+    label: int,
+    split: str,
+    method: str,
+    compression: str = "",
+    mask_path: str | Path = "",
+    source_id: str = "",
+    target_id: str = "",
+) -> dict[str, Any]:
+    """One video-table row; the key is ``dataset/<key parts joined by '/'>``."""
+    return {
+        "video_key": "/".join((dataset, *key)),
+        "path": str(path),
+        "label": int(label),
+        "split": split,
+        "dataset": dataset,
+        "method": method,
+        "compression": compression,
+        "mask_path": str(mask_path) if mask_path else "",
+        "source_id": source_id,
+        "target_id": target_id,
+    }
+
+
+class MissingVideos:
+    """Videos named by a list file but absent: an error when strict, else one warning per list.
+
+    Collected first and reported together, so the message says how many are
+    missing rather than stopping at the first.
+    """
+
+    def __init__(self, dataset: str, strict: bool) -> None:
+        self.dataset = dataset
+        self.strict = strict
+        self.paths: dict[str, list[Path]] = {}
+
+    def add(self, path: Path, listed_in: str | Path) -> None:
+        self.paths.setdefault(str(listed_in), []).append(path)
+
+    def report(self) -> None:
+        for listed_in, paths in self.paths.items():
+            shown = ", ".join(str(p) for p in paths[:_SHOWN])
+            if len(paths) > _SHOWN:
+                shown += f" and {len(paths) - _SHOWN} more"
+            if self.strict:
+                others = paths[1:]
+                problem = "missing (strict=False skips it)"
+                if others:
+                    more = ", ".join(str(p) for p in others[:_SHOWN])
+                    more += f" and {len(others) - _SHOWN} more" if len(others) > _SHOWN else ""
+                    problem = (
+                        f"missing, as are {len(others)} more listed videos ({more}); "
+                        "strict=False skips them"
+                    )
+                raise DatasetLayoutError(paths[0], f"the video named in {listed_in}", problem)
+            warnings.warn(
+                f"{self.dataset}: skipped {len(paths)} videos named in {listed_in} "
+                f"but missing: {shown}",
+                DatasetLayoutWarning,
+                stacklevel=3,
+            )

@@ -1,0 +1,163 @@
+"""DFDC, the full Deepfake Detection Challenge data: its public test set and training parts.
+
+Layout (``shared/reference/datasets.md``)::
+
+    <root>/test/*.mp4  +  labels.csv           ("filename,label", 1 = fake; 5000 videos)
+    <root>/dfdc_train_part_<n>/*.mp4  +  metadata.json
+        {"aaqaifqrwn.mp4": {"label": "FAKE"|"REAL", "split": "train", "original": "x.mp4"}}
+
+Either half may be absent (most users evaluate on the test set only), not both.
+Keys are ``dfdc/<folder>/<stem>`` (``dfdc/test/aaqaifqrwn``,
+``dfdc/dfdc_train_part_0/abc``); the method is ``real`` or ``fake`` (DFDC does
+not name the manipulation of each video).
+
+Decisions where the layout is silent:
+
+* ``labels.csv`` is read from ``test/`` and, failing that, from the root.
+  Videos of ``test/`` that it does not list are ignored (they have no label).
+* Training parts are ``train``; DFDC has no official validation split, so
+  ``val_parts`` names whole parts (e.g. ``[49]``) to hold out as ``val``: parts
+  were filmed separately, so a held-out part shares no clip with training.
+  The metadata's own ``split`` field is ``train`` everywhere and is not used.
+* A training fake's ``target_id`` is the stem of its ``original`` (the real it
+  was made from) and a training real's is its own stem. Test videos carry no
+  such information: their ids are empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from src.data.indexers.base import (
+    DatasetLayoutError,
+    MissingVideos,
+    read_lines,
+    register_indexer,
+    require_file,
+    scan_videos,
+    video_dir,
+    video_row,
+)
+
+_PART = re.compile(r"^dfdc_train_part_(\d+)$")
+LABELS_CSV = 'a CSV with the header "filename,label" and labels 0 (real) / 1 (fake)'
+METADATA = 'a JSON object {"<video>.mp4": {"label": "FAKE" | "REAL", "original": ...}}'
+
+
+def _labels_csv(root: Path) -> Path:
+    in_test = root / "test" / "labels.csv"
+    return (
+        root / "labels.csv" if not in_test.exists() and (root / "labels.csv").is_file() else in_test
+    )
+
+
+def read_labels_csv(path: Path) -> dict[str, int]:
+    """File stem -> label of the test set's ``labels.csv``."""
+    lines = read_lines(path, LABELS_CSV)
+    rows = list(csv.reader(line for _, line in lines))
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if "filename" not in header or "label" not in header:
+        raise DatasetLayoutError(path, LABELS_CSV, f"line 1 is {lines[0][1] if lines else ''!r}")
+    name_at, label_at = header.index("filename"), header.index("label")
+    labels = {}
+    for (number, line), fields in zip(lines[1:], rows[1:], strict=True):
+        try:
+            name, label = fields[name_at].strip(), float(fields[label_at])
+        except (IndexError, ValueError):
+            raise DatasetLayoutError(path, LABELS_CSV, f"line {number} is {line!r}") from None
+        if label not in (0.0, 1.0) or not name:
+            raise DatasetLayoutError(path, LABELS_CSV, f"line {number} is {line!r}")
+        labels[Path(name).stem] = int(label)
+    return labels
+
+
+def read_metadata(path: Path) -> dict[str, tuple[int, str]]:
+    """File stem -> (label, target_id) of a training part's ``metadata.json``.
+
+    A fake's target_id is the stem of its ``original``; a real's is its own stem.
+    """
+    require_file(path, METADATA)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetLayoutError(path, METADATA, f"not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise DatasetLayoutError(path, METADATA, "not a JSON object")
+    entries = {}
+    for name, info in data.items():
+        label = str(info.get("label", "")).upper() if isinstance(info, dict) else ""
+        if label not in ("FAKE", "REAL"):
+            raise DatasetLayoutError(path, METADATA, f"entry {name!r} is {info!r}")
+        stem = Path(name).stem
+        original = Path(str(info.get("original") or "")).stem
+        entries[stem] = (1, original) if label == "FAKE" else (0, stem)
+    return entries
+
+
+def _part_number(value: int | str) -> int:
+    match = _PART.match(str(value))
+    return int(match[1]) if match else int(value)
+
+
+@register_indexer("dfdc")
+def index_dfdc(
+    root: Path, *, val_parts: int | str | Sequence[int | str] = (), strict: bool = True
+) -> list[dict[str, Any]]:
+    """Index the DFDC test set (``test``) and training parts (``train``, or ``val``).
+
+    Args:
+        root: the folder holding ``test/`` and/or ``dfdc_train_part_<n>/``.
+        val_parts: training parts (numbers or folder names) to use as ``val``.
+        strict: raise on a listed video that is missing (else skip it with a warning).
+    """
+    parts = {}
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and (match := _PART.match(entry.name)):
+            parts[int(match[1])] = entry
+    single = isinstance(val_parts, str | int)
+    held_out = {_part_number(p) for p in ([val_parts] if single else val_parts)}
+    if unknown := sorted(held_out - set(parts)):
+        raise DatasetLayoutError(
+            root / f"dfdc_train_part_{unknown[0]}", "the training part that val_parts names"
+        )
+    test = root / "test"
+    if not test.is_dir() and not parts:
+        raise DatasetLayoutError(
+            root, "DFDC's test/ (with labels.csv) and/or dfdc_train_part_<n>/ folders"
+        )
+
+    missing = MissingVideos("dfdc", strict)
+    rows: list[dict[str, Any]] = []
+
+    def add(folder: Path, listed_in: Path, entries: dict[str, tuple[int, str]], split: str) -> None:
+        videos = scan_videos(folder, "DFDC videos")
+        for name, (label, target) in entries.items():
+            if name not in videos:
+                missing.add(video_dir(folder) / f"{name}.mp4", listed_in)
+                continue
+            rows.append(
+                video_row(
+                    "dfdc",
+                    (folder.name, name),
+                    videos[name],
+                    label=label,
+                    split=split,
+                    method="fake" if label else "real",
+                    target_id=target,
+                )
+            )
+
+    if test.is_dir():
+        labels_path = _labels_csv(root)
+        labels = read_labels_csv(labels_path)
+        add(test, labels_path, {name: (label, "") for name, label in labels.items()}, "test")
+    for number, folder in sorted(parts.items()):
+        metadata = folder / "metadata.json"
+        add(folder, metadata, read_metadata(metadata), "val" if number in held_out else "train")
+    missing.report()
+    return rows

@@ -1,0 +1,86 @@
+"""DFDC-Preview (DFDCP): the preview release described by its ``dataset.json``.
+
+Layout (``shared/reference/datasets.md``)::
+
+    <root>/dataset.json
+        {"method_A/.../x.mp4": {"label": "fake"|"real", "set": "train"|"test", ...}}
+    <root>/original_videos/...  method_A/...  method_B/...
+
+Every entry of ``dataset.json`` is one video; its ``set`` is the split and its
+``label`` the class. Keys are ``dfdcp/<path without extension>`` (the relative
+path is what makes a preview video unique) and the method is the path's first
+folder (``original_videos``, ``method_A``, ``method_B``).
+
+Decisions where the layout is silent:
+
+* A ``videos/`` level may sit anywhere along an entry's path (at the root or
+  inside a method folder); the first existing variant is used.
+* The preview has no validation split; a ``set`` of ``val`` is accepted should
+  a user's copy carry one. Any other value is an error.
+* ``dataset.json`` does not say which real a fake was made from in a form
+  dfbench relies on, so ``target_id``/``source_id`` stay empty.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from src.data.indexers.base import (
+    DatasetLayoutError,
+    MissingVideos,
+    find_file,
+    register_indexer,
+    require_file,
+    video_row,
+)
+from src.data.tables import SPLITS
+
+DATASET_JSON = (
+    'a JSON object {"<folder>/.../<video>.mp4": {"label": "fake" | "real", '
+    '"set": "train" | "test"}}'
+)
+
+
+def read_dataset_json(path: Path) -> list[tuple[str, int, str]]:
+    """(relative path, dfbench label, split) of each entry, sorted by path."""
+    require_file(path, DATASET_JSON)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetLayoutError(path, DATASET_JSON, f"not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise DatasetLayoutError(path, DATASET_JSON, "not a JSON object")
+    entries = []
+    for relative, info in sorted(data.items()):
+        label = str(info.get("label", "")).lower() if isinstance(info, dict) else ""
+        split = str(info.get("set", "")).lower() if isinstance(info, dict) else ""
+        if label not in ("fake", "real") or split not in SPLITS:
+            raise DatasetLayoutError(path, DATASET_JSON, f"entry {relative!r} is {info!r}")
+        entries.append((relative.replace("\\", "/"), int(label == "fake"), split))
+    return entries
+
+
+@register_indexer("dfdcp")
+def index_dfdcp(root: Path, *, strict: bool = True) -> list[dict[str, Any]]:
+    """Index the DFDC preview's videos with the splits and labels of ``dataset.json``.
+
+    Args:
+        root: the folder holding ``dataset.json``.
+        strict: raise on a listed video that is missing (else skip it with a warning).
+    """
+    listed_in = root / "dataset.json"
+    missing = MissingVideos("dfdcp", strict)
+    rows = []
+    for relative, label, split in read_dataset_json(listed_in):
+        path = find_file(root, relative)
+        if path is None:
+            missing.add(root / relative, listed_in)
+            continue
+        stem = PurePosixPath(relative).with_suffix("")
+        rows.append(
+            video_row("dfdcp", stem.parts, path, label=label, split=split, method=stem.parts[0])
+        )
+    missing.report()
+    return rows
