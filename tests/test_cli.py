@@ -64,7 +64,14 @@ def test_configs_compose(detector: Path, trainer: Path, capsys: pytest.CaptureFi
 
 @pytest.mark.parametrize("data", sorted((CONFIGS / "data").glob("*.yaml")), ids=lambda p: p.stem)
 def test_data_configs_parse(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["test", "-c", str(CONFIGS / "detectors/xception.yaml"), "-c", str(data), "--print_config"]
+    args = [
+        "test",
+        "-c",
+        str(CONFIGS / "detectors/xception.yaml"),
+        "-c",
+        str(data),
+        "--print_config",
+    ]
     if data.stem == "folder":
         args.append("--data.init_args.path=.")
     with pytest.raises(SystemExit) as exit_info:

@@ -4,4 +4,9 @@ from src.data.base import DeepfakeDataModuleBase
 from src.data.datamodule import DeepfakeDataModule
 from src.data.synthetic import SyntheticFaceDataModule, SyntheticFaceDataset
 
-__all__ = ["DeepfakeDataModule", "DeepfakeDataModuleBase", "SyntheticFaceDataModule", "SyntheticFaceDataset"]
+__all__ = [
+    "DeepfakeDataModule",
+    "DeepfakeDataModuleBase",
+    "SyntheticFaceDataModule",
+    "SyntheticFaceDataset",
+]
