@@ -29,7 +29,7 @@ def make_dm(cache: Path, **kwargs) -> DeepfakeDataModule:
 class PaintSquare:
     """A trivial pseudo-fake: a bright square over the nose landmarks, with its mask."""
 
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator):
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, row=None):
         x, y = landmarks[30].astype(int)
         mask = np.zeros(image.shape[:2], np.float32)
         mask[max(y - 8, 0) : y + 8, max(x - 8, 0) : x + 8] = 1.0

@@ -52,8 +52,20 @@ from src.data.preprocess import load_frame_table
 
 
 class PseudoFakeGenerator(Protocol):
+    """Turns a real face into a fake with a known blend mask (SBI, BI, ...).
+
+    ``__call__(image, landmarks, rng, row=None) -> (fake, mask)``: ``image`` is
+    the RGB uint8 face crop, ``landmarks`` its 68 x 2 points in crop pixels,
+    ``row`` the frame-table row (for generators that need the video, e.g. BI
+    excludes faces of the same video); ``mask`` is float32 in [0, 1].
+
+    A generator may also define ``pair(image, landmarks, rng, row=None) ->
+    (real, fake, mask)`` when it may change the real as well (SBI transforms
+    either the source or the target); the DataModule then uses that real.
+    """
+
     def __call__(
-        self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator
+        self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, row: dict | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -185,7 +197,11 @@ class FrameSet(Dataset):
         )
         if self.pseudo_fake is None:
             return self._finish(image, mask, row["label"], has_mask, index, video, frame, rng)
-        fake, fake_mask = self.pseudo_fake(image, row["landmarks"], rng)
+        pair = getattr(self.pseudo_fake, "pair", None)
+        if pair is not None:
+            image, fake, fake_mask = pair(image, row["landmarks"], rng, row)
+        else:
+            fake, fake_mask = self.pseudo_fake(image, row["landmarks"], rng, row)
         fake_mask = np.round(np.clip(fake_mask, 0, 1) * 255).astype(np.uint8)
         pair = [
             self._finish(image, mask, 0, True, 2 * index, video, frame, rng),
