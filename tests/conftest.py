@@ -48,3 +48,20 @@ def toy_cache(tmp_path_factory: pytest.TempPathFactory, toy_videos: list[dict]):
     cache = tmp_path_factory.mktemp("toy_cache")
     config = PreprocessConfig(frames={"train": 6, "val": 6, "test": 6})
     return preprocess(pd.DataFrame(toy_videos), cache, "toy", config, progress=False), cache, config
+
+
+@pytest.fixture(scope="session")
+def astronaut_face():
+    """The bundled astronaut photo's face crop (380 px, RGB) and its 68 dlib landmarks in crop pixels."""
+    import cv2
+    from skimage import data
+
+    from src.data.faces import FaceDetector, Landmarker, crop_box
+
+    image = data.astronaut()
+    face = FaceDetector().detect([image])[0][0]
+    landmarks = Landmarker()(image, face.box)
+    x0, y0, x1, y1 = crop_box(face.box, 1.3, *image.shape[:2])
+    scale = 380 / (x1 - x0)
+    crop = cv2.resize(image[y0:y1, x0:x1], (380, 380), interpolation=cv2.INTER_LINEAR)
+    return crop, ((landmarks - [x0, y0]) * scale).astype("float32")
