@@ -95,3 +95,32 @@ def test_bad_options() -> None:
         SBI(variant="x")
     with pytest.raises(ValueError, match="unknown hull types"):
         SBI(hull_types=["blob"])
+
+
+def test_sbi_by_name_in_the_datamodule(toy_cache) -> None:
+    import torch
+
+    from src.data import DeepfakeDataModule
+
+    _, cache, _ = toy_cache
+    dm = DeepfakeDataModule(
+        cache_dir=str(cache),
+        train=["toy"],
+        test=["toy"],
+        pseudo_fake="sbi_laa",
+        batch_size=2,
+        train_frames_per_video=2,
+        input_size=64,
+    )
+    dm.setup("fit")
+    torch.manual_seed(0)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["label"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert batch["mask"][0::2].max() == 0 and (batch["mask"][1::2] > 0).flatten(1).any(1).all()
+    outside = batch["mask"][1::2] == 0
+    reals, fakes = batch["image"][0::2], batch["image"][1::2]
+    assert torch.equal(
+        reals.expand_as(reals)[outside.expand_as(reals)], fakes[outside.expand_as(fakes)]
+    )
+    with pytest.raises(ValueError, match="unknown pseudo_fake"):
+        DeepfakeDataModule(pseudo_fake="faceswap")

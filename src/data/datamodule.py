@@ -36,6 +36,7 @@ Options for the papers' protocols:
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,7 +66,11 @@ class PseudoFakeGenerator(Protocol):
     """
 
     def __call__(
-        self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, row: dict | None = None
+        self,
+        image: np.ndarray,
+        landmarks: np.ndarray,
+        rng: np.random.Generator,
+        row: dict | None = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -137,6 +142,7 @@ class FrameSet(Dataset):
             k items per video, each a frame drawn afresh on every access (training).
         augment: training augmentation at the output size.
         pseudo_fake: with it, every item is a (real, pseudo-fake) pair.
+        perturb: a test-time perturbation of the face crop (before resizing).
     """
 
     def __init__(
@@ -147,6 +153,7 @@ class FrameSet(Dataset):
         frames_per_video: int | None = None,
         augment: Augment | None = None,
         pseudo_fake: PseudoFakeGenerator | None = None,
+        perturb: Callable[[np.ndarray, dict], np.ndarray] | None = None,
     ) -> None:
         if frames.empty:
             raise ValueError("a set with no frames")
@@ -159,6 +166,7 @@ class FrameSet(Dataset):
         self.frames_per_video = frames_per_video
         self.augment = augment
         self.pseudo_fake = pseudo_fake
+        self.perturb = perturb
         self.video_keys: list[str] = sorted(frames["video_key"].unique())
         video_of = {key: i for i, key in enumerate(self.video_keys)}
         self.video_idx = np.array([video_of[k] for k in frames["video_key"]], dtype=np.int64)
@@ -195,6 +203,8 @@ class FrameSet(Dataset):
             if self.frames_per_video
             else None
         )
+        if self.perturb is not None:
+            image = self.perturb(image, row)
         if self.pseudo_fake is None:
             return self._finish(image, mask, row["label"], has_mask, index, video, frame, rng)
         pair = getattr(self.pseudo_fake, "pair", None)
@@ -203,11 +213,18 @@ class FrameSet(Dataset):
         else:
             fake, fake_mask = self.pseudo_fake(image, row["landmarks"], rng, row)
         fake_mask = np.round(np.clip(fake_mask, 0, 1) * 255).astype(np.uint8)
-        pair = [
-            self._finish(image, mask, 0, True, 2 * index, video, frame, rng),
-            self._finish(fake, fake_mask, 1, True, 2 * index + 1, video, frame, rng),
+        # The pair shares every augmentation draw (flip, crop, colour, JPEG), as the
+        # authors transform a real and its fake together.
+        shared = int(rng.integers(2**62))
+        items = [
+            self._finish(
+                image, mask, 0, True, 2 * index, video, frame, np.random.default_rng(shared)
+            ),
+            self._finish(
+                fake, fake_mask, 1, True, 2 * index + 1, video, frame, np.random.default_rng(shared)
+            ),
         ]
-        return {key: torch.stack([pair[0][key], pair[1][key]]) for key in pair[0]}
+        return {key: torch.stack([items[0][key], items[1][key]]) for key in items[0]}
 
     def _finish(
         self,
@@ -226,6 +243,37 @@ class FrameSet(Dataset):
         return _item(image, mask, label, has_mask, sample, video, frame)
 
 
+class TestPerturbation:
+    """A robustness perturbation of a test face, seeded by the frame so every run,
+    worker and rank perturbs a face the same way."""
+
+    def __init__(self, name: str, level: int) -> None:
+        self.name, self.level = name, level
+
+    def __call__(self, image: np.ndarray, row: dict) -> np.ndarray:
+        from src.augment.perturb import perturb
+
+        rng = np.random.default_rng(zlib.crc32(str(row["crop_path"]).encode()))
+        return perturb(image, self.name, self.level, rng)
+
+
+def named_pseudo_fake(name: str) -> PseudoFakeGenerator | None:
+    """``sbi``, ``sbi_laa``, ``bi`` or ``none`` as a generator."""
+    if name == "none":
+        return None
+    if name in ("sbi", "sbi_laa"):
+        from src.augment.sbi import SBI
+
+        return SBI(variant="laa" if name == "sbi_laa" else "sbi")
+    if name == "bi":
+        from src.augment.bi import BI
+
+        return BI()
+    raise ValueError(
+        f"unknown pseudo_fake {name!r}; choose sbi, sbi_laa, bi or none (or give a generator)"
+    )
+
+
 def collate_pairs(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Collate (real, pseudo-fake) pairs into one flat batch: real, fake, real, fake, ..."""
     batch = default_collate(items)
@@ -242,8 +290,14 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         test: tables whose ``test`` rows are evaluated, each reported under its name.
         train_frames_per_video: frames per training video drawn every epoch.
         methods: fakes of these methods only (None: all).
-        pseudo_fake: train on reals, each paired with its pseudo-fake.
-        train_augment: training augmentation at the input size.
+        pseudo_fake: train on reals, each paired with its pseudo-fake: a
+            generator, or a name: ``sbi``, ``sbi_laa`` (LAA-Net's variant),
+            ``bi``, ``none``.
+        train_augment: training augmentation at the input size: a callable or
+            the name of a paper recipe (:func:`src.augment.recipes.build_recipe`).
+        test_perturbation: a robustness perturbation applied to every test
+            face (:data:`src.augment.perturb.PERTURBATIONS`), None for clean.
+        test_perturbation_level: its severity, 1-5.
         deepfakebench_root: where the relative frame paths of DeepfakeBench JSON
             indexes (tables given as ``.json`` files) start.
         **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
@@ -257,8 +311,10 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         test: Sequence[str] = (),
         train_frames_per_video: int = 8,
         methods: Sequence[str] | None = None,
-        pseudo_fake: PseudoFakeGenerator | None = None,
-        train_augment: Augment | None = None,
+        pseudo_fake: str | PseudoFakeGenerator | None = None,
+        train_augment: str | Augment | None = None,
+        test_perturbation: str | None = None,
+        test_perturbation_level: int = 3,
         deepfakebench_root: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -270,8 +326,12 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         self.test_tables = list(test)
         self.train_frames_per_video = train_frames_per_video
         self.methods = list(methods) if methods is not None else None
-        self.pseudo_fake = pseudo_fake
+        self.pseudo_fake = (
+            named_pseudo_fake(pseudo_fake) if isinstance(pseudo_fake, str) else pseudo_fake
+        )
         self.train_augment = train_augment
+        self.test_perturbation = test_perturbation
+        self.test_perturbation_level = test_perturbation_level
         self._tables: dict[str, pd.DataFrame] = {}
 
     def table(self, name: str) -> pd.DataFrame:
@@ -311,6 +371,25 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         dataset = FrameSet(frames, self.cache_dir, self.contract.input_size, **options)
         return name, dataset, dataset.video_keys
 
+    def _train_augment(self) -> Augment | None:
+        if not isinstance(self.train_augment, str):
+            return self.train_augment
+        from src.augment.recipes import build_recipe
+
+        return build_recipe(self.train_augment)
+
+    def _test_perturb(self) -> Callable[[np.ndarray, dict], np.ndarray] | None:
+        if self.test_perturbation is None:
+            return None
+        from src.augment.perturb import PERTURBATIONS
+
+        name, level = self.test_perturbation, self.test_perturbation_level
+        if name not in PERTURBATIONS:
+            raise ValueError(
+                f"unknown test perturbation {name!r}; choose from {sorted(PERTURBATIONS)}"
+            )
+        return TestPerturbation(name, level)
+
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
             train = self.frames(self.train_tables, "train")
@@ -324,7 +403,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
                     "train",
                     train,
                     frames_per_video=self.train_frames_per_video,
-                    augment=self.train_augment,
+                    augment=self._train_augment(),
                     pseudo_fake=self.pseudo_fake,
                 )
             ]
@@ -332,7 +411,8 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
             self.sets["validate"] = [self._set("val", self.frames(self.val_tables, "val"))]
         if stage in (None, "test", "predict"):
             self.sets["test"] = self.sets["predict"] = [
-                self._set(name, self.frames([name], "test")) for name in self.test_tables
+                self._set(name, self.frames([name], "test"), perturb=self._test_perturb())
+                for name in self.test_tables
             ]
 
     def train_dataloader(self) -> DataLoader:
