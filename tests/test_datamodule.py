@@ -29,7 +29,9 @@ def make_dm(cache: Path, **kwargs) -> DeepfakeDataModule:
 class PaintSquare:
     """A trivial pseudo-fake: a bright square over the nose landmarks, with its mask."""
 
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, row=None):
+    def __call__(
+        self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, row=None
+    ):
         x, y = landmarks[30].astype(int)
         mask = np.zeros(image.shape[:2], np.float32)
         mask[max(y - 8, 0) : y + 8, max(x - 8, 0) : x + 8] = 1.0
@@ -155,3 +157,38 @@ def test_deepfakebench_json_index_feeds_the_same_frames(toy_cache, tmp_path) -> 
     for i in range(len(a)):
         assert torch.equal(a[i]["image"], b[i]["image"])
         assert a[i]["label"] == b[i]["label"]
+
+
+class IdentityFake:
+    def __call__(self, image, landmarks, rng, row=None):
+        return image.copy(), np.zeros(image.shape[:2], np.float32)
+
+
+@pytest.mark.parametrize("recipe", ["sbi", "laa_net", "laa_net_sbi"])
+def test_pairs_share_every_augmentation_draw(toy_cache, recipe: str) -> None:
+    """A 'fake' equal to its real stays equal through the recipe and the pair transform."""
+    _, cache, _ = toy_cache
+    dm = make_dm(
+        cache,
+        pseudo_fake=IdentityFake(),
+        train_augment=recipe,
+        train_frames_per_video=2,
+        batch_size=2,
+    )
+    for seed in range(6):
+        torch.manual_seed(seed)
+        batch = next(iter(dm.train_dataloader()))
+        assert torch.equal(batch["image"][0::2], batch["image"][1::2])
+
+
+def test_test_perturbation_is_applied_and_repeatable(toy_cache) -> None:
+    _, cache, _ = toy_cache
+    clean = make_dm(cache).sets["test"][0][1]
+    noisy = [
+        make_dm(cache, test_perturbation="noise", test_perturbation_level=4).sets["test"][0][1]
+        for _ in range(2)
+    ]
+    assert not torch.equal(clean[0]["image"], noisy[0][0]["image"])
+    assert torch.equal(noisy[0][0]["image"], noisy[1][0]["image"])
+    with pytest.raises(ValueError, match="unknown test perturbation"):
+        make_dm(cache, test_perturbation="fog")

@@ -75,6 +75,7 @@ class PseudoFakeGenerator(Protocol):
 
 
 Augment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+PairAugment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 
 def resolve_table(name: str, cache_dir: str | Path) -> Path:
@@ -143,6 +144,8 @@ class FrameSet(Dataset):
         augment: training augmentation at the output size.
         pseudo_fake: with it, every item is a (real, pseudo-fake) pair.
         perturb: a test-time perturbation of the face crop (before resizing).
+        pair_transform: ``(real, fake, rng) -> (real, fake)`` with shared random
+            parameters, applied to each (real, pseudo-fake) pair after ``augment``.
     """
 
     def __init__(
@@ -154,6 +157,7 @@ class FrameSet(Dataset):
         augment: Augment | None = None,
         pseudo_fake: PseudoFakeGenerator | None = None,
         perturb: Callable[[np.ndarray, dict], np.ndarray] | None = None,
+        pair_transform: PairAugment | None = None,
     ) -> None:
         if frames.empty:
             raise ValueError("a set with no frames")
@@ -167,6 +171,7 @@ class FrameSet(Dataset):
         self.augment = augment
         self.pseudo_fake = pseudo_fake
         self.perturb = perturb
+        self.pair_transform = pair_transform
         self.video_keys: list[str] = sorted(frames["video_key"].unique())
         video_of = {key: i for i, key in enumerate(self.video_keys)}
         self.video_idx = np.array([video_of[k] for k in frames["video_key"]], dtype=np.int64)
@@ -206,41 +211,35 @@ class FrameSet(Dataset):
         if self.perturb is not None:
             image = self.perturb(image, row)
         if self.pseudo_fake is None:
-            return self._finish(image, mask, row["label"], has_mask, index, video, frame, rng)
+            image, mask = self._prepare(image, mask, rng)
+            return _item(image, mask, row["label"], has_mask, index, video, frame)
         pair = getattr(self.pseudo_fake, "pair", None)
         if pair is not None:
             image, fake, fake_mask = pair(image, row["landmarks"], rng, row)
         else:
             fake, fake_mask = self.pseudo_fake(image, row["landmarks"], rng, row)
         fake_mask = np.round(np.clip(fake_mask, 0, 1) * 255).astype(np.uint8)
-        # The pair shares every augmentation draw (flip, crop, colour, JPEG), as the
-        # authors transform a real and its fake together.
+        # The pair shares every draw of the recipe (flip, crop, colour), as the
+        # authors transform a real and its fake together; then the paired
+        # photometric transform (SBI's) sees both at once.
         shared = int(rng.integers(2**62))
+        real, real_mask = self._prepare(image, mask, np.random.default_rng(shared))
+        fake, fake_mask = self._prepare(fake, fake_mask, np.random.default_rng(shared))
+        if self.pair_transform is not None:
+            real, fake = self.pair_transform(real, fake, rng)
         items = [
-            self._finish(
-                image, mask, 0, True, 2 * index, video, frame, np.random.default_rng(shared)
-            ),
-            self._finish(
-                fake, fake_mask, 1, True, 2 * index + 1, video, frame, np.random.default_rng(shared)
-            ),
+            _item(real, real_mask, 0, True, 2 * index, video, frame),
+            _item(fake, fake_mask, 1, True, 2 * index + 1, video, frame),
         ]
         return {key: torch.stack([items[0][key], items[1][key]]) for key in items[0]}
 
-    def _finish(
-        self,
-        image: np.ndarray,
-        mask: np.ndarray,
-        label: int,
-        has_mask: bool,
-        sample: int,
-        video: int,
-        frame: int,
-        rng: np.random.Generator | None,
-    ) -> dict[str, torch.Tensor]:
+    def _prepare(
+        self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         image, mask = _resize(image, self.size), _resize(mask, self.size)
         if self.augment is not None and rng is not None:
             image, mask = self.augment(image, mask, rng)
-        return _item(image, mask, label, has_mask, sample, video, frame)
+        return image, mask
 
 
 class TestPerturbation:
@@ -371,12 +370,14 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         dataset = FrameSet(frames, self.cache_dir, self.contract.input_size, **options)
         return name, dataset, dataset.video_keys
 
-    def _train_augment(self) -> Augment | None:
+    def _train_augment(self) -> tuple[Augment | None, PairAugment | None]:
+        """The recipe and, for (real, pseudo-fake) pairs, its paired photometric transform."""
         if not isinstance(self.train_augment, str):
-            return self.train_augment
-        from src.augment.recipes import build_recipe
+            return self.train_augment, None
+        from src.augment.recipes import build_pair_transform, build_recipe
 
-        return build_recipe(self.train_augment)
+        pair = build_pair_transform(self.train_augment) if self.pseudo_fake is not None else None
+        return build_recipe(self.train_augment), pair
 
     def _test_perturb(self) -> Callable[[np.ndarray, dict], np.ndarray] | None:
         if self.test_perturbation is None:
@@ -398,12 +399,14 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
                 prepare = getattr(self.pseudo_fake, "prepare", None)
                 if prepare is not None:
                     prepare(train, self.cache_dir)
+            augment, pair_transform = self._train_augment()
             self.sets["fit"] = [
                 self._set(
                     "train",
                     train,
                     frames_per_video=self.train_frames_per_video,
-                    augment=self._train_augment(),
+                    augment=augment,
+                    pair_transform=pair_transform,
                     pseudo_fake=self.pseudo_fake,
                 )
             ]
