@@ -230,6 +230,13 @@ def synth_verb(argv: list[str]) -> int:
     return run_synth(argv)
 
 
+@verb("show-augment", "draw real / SBI / BI fakes with their masks for a few training faces")
+def show_augment_verb(argv: list[str]) -> int:
+    from src.augment.show import run_show_augment
+
+    return run_show_augment(argv)
+
+
 def print_help() -> None:
     print("usage: dfbench COMMAND [options]   (dfbench COMMAND --help for its options)\n")
     print("Lightning commands (stack configs with -c; see configs/):")

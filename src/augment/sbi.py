@@ -216,9 +216,9 @@ class SBI:
             )
         weights = blend_mask(region, rng, work)
         ratio = float(rng.choice(self.blend_ratios))
-        blend = weights * ratio
-        alpha = blend[..., None]
-        fake = _clip_u8(alpha * source + (1 - alpha) * target)
+        blend = (weights * ratio).astype(np.float32)
+        # One fused, rounding pass; where blend is 0 the target comes out unchanged.
+        fake = cv2.blendLinear(source, target, blend, 1.0 - blend)
         returned = weights if self.variant == "laa" else blend
         return target, fake, returned.astype(np.float32)
 
