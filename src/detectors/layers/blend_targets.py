@@ -1,0 +1,165 @@
+"""Dense targets from a blend mask, and their losses (LAA-Net; usable by any detector).
+
+From the batch's mask M (1 where the face was pasted, soft at the seam), on
+the device and vectorised over the batch:
+
+* the blending boundary ``B = 4 M (1 - M)`` (paper Eq. 2), 1 on the seam;
+* vulnerable points: where B is largest (paper Eq. 3: the argmax), or, as
+  the authors' code does, every pixel equal to the maximum of its quadrant;
+* a heatmap of unnormalised Gaussians centred on them (peak exactly 1),
+  sigma = r / 3 with CornerNet's radius r for an IoU of 0.7 over the run
+  lengths of ``B > 0.5`` through the point; each is cut at r (= 3 sigma), as
+  CornerNet draws them;
+* the self-consistency map ``C = 1 - |B[u, v] - B|`` for one vulnerable point
+  (u, v) drawn at random (paper Eq. 7).
+
+Reals (label 0) get all-zero targets.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def blending_boundary(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """``4 M (1 - M)`` at ``size``: mask (B, 1, H, W) in [0, 1] -> (B, h, w)."""
+    small = F.interpolate(mask.float(), size=size, mode="area")[:, 0]
+    return 4 * small * (1 - small)
+
+
+def vulnerable_points(boundary: Tensor, per_quadrant: bool = False) -> Tensor:
+    """(B, h, w) bool: the argmax of each map, or every quadrant maximum (ties kept)."""
+    b, h, w = boundary.shape
+    if not per_quadrant:
+        flat = boundary.flatten(1)
+        points = torch.zeros_like(flat, dtype=torch.bool)
+        points[torch.arange(b, device=flat.device), flat.argmax(1)] = True
+        return points.view(b, h, w)
+    hh, hw = h // 2, w // 2
+    points = torch.zeros_like(boundary, dtype=torch.bool)
+    for rows in (slice(0, hh), slice(hh, h)):
+        for cols in (slice(0, hw), slice(hw, w)):
+            quadrant = boundary[:, rows, cols]
+            peak = quadrant.flatten(1).amax(1).view(b, 1, 1)
+            points[:, rows, cols] = (quadrant == peak) & (peak > 0)
+    return points
+
+
+def run_lengths(inside: Tensor) -> tuple[Tensor, Tensor]:
+    """Length of the horizontal and vertical run of True through every pixel (0 where False)."""
+
+    def along_last(x: Tensor) -> Tensor:
+        n = x.shape[-1]
+        index = torch.arange(n, device=x.device).expand_as(x)
+        previous_false = torch.where(~x, index, torch.full_like(index, -1)).cummax(-1).values
+        flipped = torch.where(~x, index, torch.full_like(index, n)).flip(-1)
+        next_false = (-(-flipped).cummax(-1).values).flip(-1)
+        return torch.where(x, next_false - previous_false - 1, torch.zeros_like(index))
+
+    return along_last(inside), along_last(inside.transpose(-1, -2)).transpose(-1, -2)
+
+
+def gaussian_radius(height: Tensor, width: Tensor, min_overlap: float = 0.7) -> Tensor:
+    """CornerNet's radius: the smallest of its three cases for a box of (height, width)."""
+    h, w, o = height.float(), width.float(), min_overlap
+    b1, c1 = h + w, w * h * (1 - o) / (1 + o)
+    r1 = (b1 + torch.sqrt((b1**2 - 4 * c1).clamp_min(0))) / 2
+    b2, c2 = 2 * (h + w), (1 - o) * w * h
+    r2 = (b2 + torch.sqrt((b2**2 - 16 * c2).clamp_min(0))) / 2
+    a3, b3, c3 = 4 * o, -2 * o * (h + w), (o - 1) * w * h
+    r3 = (b3 + torch.sqrt((b3**2 - 4 * a3 * c3).clamp_min(0))) / 2
+    return torch.minimum(torch.minimum(r1, r2), r3)
+
+
+def heatmap_target(boundary: Tensor, points: Tensor, min_overlap: float = 0.7) -> Tensor:
+    """(B, h, w): the max over vulnerable points of Gaussians with peak 1 and sigma = r / 3.
+
+    The radius is floored at 1 pixel (a point off every B > 0.5 run would get 0).
+    """
+    b, h, w = boundary.shape
+    horizontal, vertical = run_lengths(boundary > 0.5)
+    batch, ys, xs = points.nonzero(as_tuple=True)
+    radius = gaussian_radius(
+        vertical[batch, ys, xs], horizontal[batch, ys, xs], min_overlap
+    ).clamp_min(1)
+    sigma = radius / 3
+    grid_y = torch.arange(h, device=boundary.device, dtype=torch.float32).view(1, h, 1)
+    grid_x = torch.arange(w, device=boundary.device, dtype=torch.float32).view(1, 1, w)
+    dy = grid_y - ys.view(-1, 1, 1).float()
+    dx = grid_x - xs.view(-1, 1, 1).float()
+    r, s = radius.view(-1, 1, 1), sigma.view(-1, 1, 1)
+    gaussians = torch.exp(-(dx**2 + dy**2) / (2 * s**2))
+    gaussians = gaussians * ((dx.abs() <= r) & (dy.abs() <= r))
+    heatmap = torch.zeros(b, h * w, device=boundary.device)
+    heatmap = heatmap.scatter_reduce(
+        0,
+        batch.view(-1, 1).expand(-1, h * w),
+        gaussians.flatten(1),
+        reduce="amax",
+        include_self=True,
+    )
+    return heatmap.view(b, h, w)
+
+
+def consistency_target(
+    boundary: Tensor, points: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """(B, h, w): ``1 - |B[u, v] - B|`` for one vulnerable point per map, drawn at random."""
+    b = boundary.shape[0]
+    weights = points.flatten(1).float()
+    weights[weights.sum(1) == 0] = (
+        1.0  # no point (all-zero map): any pixel, the target is zeroed below
+    )
+    chosen = torch.multinomial(weights, 1, generator=generator).squeeze(1)
+    value = boundary.flatten(1)[torch.arange(b, device=boundary.device), chosen].view(b, 1, 1)
+    return 1 - (value - boundary).abs()
+
+
+def laa_targets(
+    mask: Tensor, label: Tensor, size: tuple[int, int], per_quadrant: bool = False
+) -> dict[str, Tensor]:
+    """Boundary, vulnerable points, heatmap and consistency targets; zeros for reals."""
+    fake = (label > 0.5).view(-1, 1, 1)
+    boundary = blending_boundary(mask, size) * fake
+    points = vulnerable_points(boundary, per_quadrant) & fake
+    return {
+        "boundary": boundary,
+        "points": points,
+        "heatmap": heatmap_target(boundary, points) * fake,
+        "consistency": consistency_target(boundary, points) * fake,
+    }
+
+
+def focal_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """CornerNet's penalty-reduced focal loss (LAA-Net Eq. 5-6), as the authors code it.
+
+    ``p = clamp(sigmoid(logit), 1e-4, 1 - 1e-4)``; positives are pixels where the
+    target is exactly 1; the sum over the batch is divided by the number of
+    positives (only the negative term when there are none).
+    """
+    p = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
+    target = target.float()
+    positive = target.eq(1)
+    pos_loss = (torch.log(p) * (1 - p) ** 2)[positive].sum()
+    neg_loss = (torch.log(1 - p) * p**2 * (1 - target) ** 4)[~positive].sum()
+    n_pos = positive.sum()
+    if n_pos == 0:
+        return -neg_loss
+    return -(pos_loss + neg_loss) / n_pos
+
+
+def consistency_loss(embedding: Tensor, target: Tensor) -> Tensor:
+    """BCE between ``sigmoid(<e_a, e_x> / sqrt(D))`` and the target, a = argmax of the target.
+
+    embedding (B, D, h, w), target (B, h, w), as the authors' code computes it.
+    """
+    b, d, h, w = embedding.shape
+    flat = embedding.float().flatten(2)  # (B, D, hw)
+    anchor = target.flatten(1).argmax(1)
+    anchor_vectors = flat[torch.arange(b, device=flat.device), :, anchor]  # (B, D)
+    similarity = torch.einsum("bd,bdn->bn", anchor_vectors, flat) / math.sqrt(d)
+    return F.binary_cross_entropy_with_logits(similarity, target.flatten(1).float())
