@@ -237,6 +237,13 @@ def show_augment_verb(argv: list[str]) -> int:
     return run_show_augment(argv)
 
 
+@verb("import-laa-net", "convert the LAA-Net authors' released weights into a dfbench checkpoint")
+def import_laa_net_verb(argv: list[str]) -> int:
+    from src.detectors.laa_net_import import run_import
+
+    return run_import(argv)
+
+
 def print_help() -> None:
     print("usage: dfbench COMMAND [options]   (dfbench COMMAND --help for its options)\n")
     print("Lightning commands (stack configs with -c; see configs/):")

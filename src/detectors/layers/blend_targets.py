@@ -134,17 +134,18 @@ def laa_targets(
     }
 
 
-def focal_loss(logits: Tensor, target: Tensor) -> Tensor:
+def focal_loss(logits: Tensor, target: Tensor, positive_weight: float = 1.0) -> Tensor:
     """CornerNet's penalty-reduced focal loss (LAA-Net Eq. 5-6), as the authors code it.
 
     ``p = clamp(sigmoid(logit), 1e-4, 1 - 1e-4)``; positives are pixels where the
     target is exactly 1; the sum over the batch is divided by the number of
-    positives (only the negative term when there are none).
+    positives (only the negative term when there are none). ``positive_weight``
+    scales the positive term (the authors' code: 0.72, a label smoothing).
     """
     p = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
     target = target.float()
     positive = target.eq(1)
-    pos_loss = (torch.log(p) * (1 - p) ** 2)[positive].sum()
+    pos_loss = positive_weight * (torch.log(p) * (1 - p) ** 2)[positive].sum()
     neg_loss = (torch.log(1 - p) * p**2 * (1 - target) ** 4)[~positive].sum()
     n_pos = positive.sum()
     if n_pos == 0:
