@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import timm
 import torch
 from conftest import TINY_SIZE
@@ -58,7 +59,8 @@ def test_configs_compose(detector: Path, trainer: Path, capsys: pytest.CaptureFi
         main([*args, "--print_config"])
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    assert "class_path: src.detectors.BackboneClassifier" in printed
+    model_class = yaml.safe_load(detector.read_text())["model"]["class_path"]
+    assert f"class_path: {model_class}" in printed
     assert "class_path: src.data.SyntheticFaceDataModule" in printed
 
 
