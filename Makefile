@@ -14,7 +14,7 @@ TEST_ENV := HF_HUB_OFFLINE=1 WANDB_MODE=offline NO_ALBUMENTATIONS_UPDATE=1
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard src tests benchmarks)
 
-.PHONY: help venv test test-full lint format clean clean-venv
+.PHONY: help venv test test-full lint format synthetic-data clean clean-venv
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,9 @@ lint: $(STAMP) ## Check style with ruff
 format: $(STAMP) ## Reformat and auto-fix with ruff
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
+
+synthetic-data: $(STAMP) ## Synthesise, index and preprocess every dataset's synthetic copy (data/synthetic)
+	$(BIN)/dfbench synth --out data/synthetic --prepare
 
 clean: ## Remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache runs lightning_logs build *.egg-info
