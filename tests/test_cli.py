@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 import timm
 import torch
+import yaml
 from conftest import TINY_SIZE
 
 from src.cli import main
