@@ -79,7 +79,8 @@ def test_every_detector_forward_loss_and_step(name: str) -> None:
     assert "loss" in losses and len(losses) >= 2
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
 
-    optimizer = model.configure_optimizers()
+    configured = model.configure_optimizers()
+    optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     optimizer.zero_grad()
     losses["loss"].backward()

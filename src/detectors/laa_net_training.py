@@ -66,6 +66,8 @@ class LAANetTraining:
         return max(0.0, 1 - (step - warm) / max(total - warm, 1))
 
     def default_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        if getattr(self, "_trainer", None) is None:
+            return None  # the schedule needs the run's length, which only a Trainer knows
         self.scheduler_interval = "step"
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         return torch.optim.lr_scheduler.LambdaLR(
