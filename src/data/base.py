@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
@@ -27,6 +28,27 @@ def quiet_worker(worker_id: int) -> None:
     """Keep each loader worker on one thread: N workers x M threads oversubscribes the CPU."""
     cv2.setNumThreads(0)
     torch.set_num_threads(1)
+
+
+def batch_item(
+    image: np.ndarray,
+    mask: np.ndarray,
+    label: int,
+    has_mask: bool,
+    sample: int,
+    video: int,
+    frame: int,
+) -> dict[str, torch.Tensor]:
+    """One item of the batch contract from an RGB uint8 image (H, W, 3) and a uint8 mask (H, W)."""
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+        "label": torch.tensor(float(label)),
+        "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
+        "has_mask": torch.tensor(has_mask),
+        "sample_idx": torch.tensor(sample, dtype=torch.long),
+        "video_idx": torch.tensor(video, dtype=torch.long),
+        "frame_idx": torch.tensor(frame, dtype=torch.long),
+    }
 
 
 class DeepfakeDataModuleBase(pl.LightningDataModule):

@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from src.data.base import DeepfakeDataModuleBase
+from src.data.base import DeepfakeDataModuleBase, batch_item
 from src.data.deepfakebench import read_deepfakebench_json
 from src.data.preprocess import load_frame_table
 
@@ -110,26 +110,6 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(
         image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     )
-
-
-def _item(
-    image: np.ndarray,
-    mask: np.ndarray,
-    label: int,
-    has_mask: bool,
-    sample: int,
-    video: int,
-    frame: int,
-) -> dict[str, torch.Tensor]:
-    return {
-        "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
-        "label": torch.tensor(float(label)),
-        "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
-        "has_mask": torch.tensor(has_mask),
-        "sample_idx": torch.tensor(sample, dtype=torch.long),
-        "video_idx": torch.tensor(video, dtype=torch.long),
-        "frame_idx": torch.tensor(frame, dtype=torch.long),
-    }
 
 
 class FrameSet(Dataset):
@@ -212,7 +192,7 @@ class FrameSet(Dataset):
             image = self.perturb(image, row)
         if self.pseudo_fake is None:
             image, mask = self._prepare(image, mask, rng)
-            return _item(image, mask, row["label"], has_mask, index, video, frame)
+            return batch_item(image, mask, row["label"], has_mask, index, video, frame)
         pair = getattr(self.pseudo_fake, "pair", None)
         if pair is not None:
             image, fake, fake_mask = pair(image, row["landmarks"], rng, row)
@@ -228,8 +208,8 @@ class FrameSet(Dataset):
         if self.pair_transform is not None:
             real, fake = self.pair_transform(real, fake, rng)
         items = [
-            _item(real, real_mask, 0, True, 2 * index, video, frame),
-            _item(fake, fake_mask, 1, True, 2 * index + 1, video, frame),
+            batch_item(real, real_mask, 0, True, 2 * index, video, frame),
+            batch_item(fake, fake_mask, 1, True, 2 * index + 1, video, frame),
         ]
         return {key: torch.stack([items[0][key], items[1][key]]) for key in items[0]}
 

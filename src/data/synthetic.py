@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from src.data.base import DeepfakeDataModuleBase
+from src.data.base import DeepfakeDataModuleBase, batch_item
 from src.data.render import (
     FAKE_STYLES,
     FakeStyle,
@@ -116,15 +116,8 @@ class SyntheticFaceDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         image, mask = self.render(index)
         video, frame = divmod(index, self.frames_per_video)
-        return {
-            "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
-            "label": torch.tensor(self.labels[video]),
-            "mask": torch.from_numpy(np.round(mask * 255).astype(np.uint8))[None],
-            "has_mask": torch.tensor(True),
-            "sample_idx": torch.tensor(index, dtype=torch.long),
-            "video_idx": torch.tensor(video, dtype=torch.long),
-            "frame_idx": torch.tensor(frame, dtype=torch.long),
-        }
+        mask_u8 = np.round(mask * 255).astype(np.uint8)
+        return batch_item(image, mask_u8, int(self.labels[video]), True, index, video, frame)
 
 
 class SyntheticFaceDataModule(DeepfakeDataModuleBase):
