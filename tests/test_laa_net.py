@@ -156,3 +156,53 @@ def test_authors_state_dict_loads_strictly_and_round_trips(tmp_path, paper_model
         authors_to_dfbench(authors, imported)["cls.5.weight"],
         paper_model.state_dict()["cls.5.weight"],
     )
+
+
+class _Snapshots(__import__("pytorch_lightning").Callback):
+    def __init__(self) -> None:
+        self.backbone: list[dict[str, torch.Tensor]] = []
+        self.decoder: list[dict[str, torch.Tensor]] = []
+
+    def _take(self, module: LAANet) -> None:
+        self.backbone.append({k: v.detach().clone() for k, v in module.backbone.named_parameters()})
+        self.decoder.append({k: v.detach().clone() for k, v in module.decoder.named_parameters()})
+
+    def on_train_start(self, trainer, module) -> None:
+        self._take(module)
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self._take(module)
+
+
+def test_sam_training_freezes_the_backbone_then_trains_it_in_mixed_precision(tmp_path) -> None:
+    import pytorch_lightning as pl
+
+    from src.data import SyntheticFaceDataModule
+
+    torch.manual_seed(0)
+    model = LAANet(backbone="efficientnet_b0", input_size=64, sam=True, freeze_epochs=1)
+    data = SyntheticFaceDataModule(train_videos=8, val_videos=4, test_videos=4, batch_size=4)
+    snapshots = _Snapshots()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        precision="bf16-mixed",
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        callbacks=[snapshots],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, data)
+
+    def moved(before: dict, after: dict) -> int:
+        return sum(not torch.equal(before[k], after[k]) for k in before)
+
+    start, frozen, trained = snapshots.backbone
+    assert moved(start, frozen) == 0  # epoch 0: backbone frozen
+    assert moved(frozen, trained) > 0.5 * len(start)  # epoch 1: it trains
+    assert moved(snapshots.decoder[0], snapshots.decoder[1]) > 0.5 * len(snapshots.decoder[0])
+    assert trainer.global_step == 4  # one optimiser step per batch, SAM's two passes included
