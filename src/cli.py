@@ -16,7 +16,8 @@ What the Lightning subcommands add to plain LightningCLI:
   (validation data only; the test sets never choose a checkpoint) and the last;
 * a CSV logger under ``runs/`` by default and a default seed of 0;
 * ``validate``/``test`` print the frame- and video-level table; ``test`` writes
-  it to ``<log_dir>/test_metrics.json``;
+  it to ``<log_dir>/test_metrics.json`` and every frame's score to
+  ``<log_dir>/test_predictions.parquet``;
 * ``predict`` writes ``<log_dir>/predictions/frames.csv`` and ``videos.csv``.
 """
 
@@ -36,7 +37,7 @@ from pytorch_lightning.cli import LightningCLI
 from src.data.base import DeepfakeDataModuleBase
 from src.detectors import Detector, build_detector, list_detectors
 from src.detectors.registry import registry_entry
-from src.files import atomic_write_csv, atomic_write_json
+from src.files import atomic_write, atomic_write_csv, atomic_write_json
 from src.metrics import format_metrics_table, video_scores
 
 LIGHTNING_SUBCOMMANDS = {
@@ -122,56 +123,56 @@ class DFBenchCLI(LightningCLI):
         results = self.model.test_results
         print(format_metrics_table(results, "test (frame and video level; values in %)"))
         path = atomic_write_json(log_dir / "test_metrics.json", results)
-        print(f"metrics written to {path}")
+        frames = frame_predictions(self.model.test_predictions, self.datamodule, "test")
+        atomic_write(
+            log_dir / "test_predictions.parquet",
+            lambda handle: frames.to_parquet(handle, index=False),
+        )
+        print(
+            f"metrics written to {path}; per-frame scores to {log_dir / 'test_predictions.parquet'}"
+        )
 
     def after_predict(self) -> None:
         out = self._log_dir() / "predictions"
         if not self.trainer.is_global_zero:
             return
-        frames, videos = prediction_tables(self.model, self.datamodule)
-        atomic_write_csv(out / "frames.csv", frames)
+        frames = frame_predictions(self.model.predictions, self.datamodule, "predict")
+        videos = video_predictions(frames, self.model.video_score)
+        atomic_write_csv(out / "frames.csv", frames.drop(columns="video_idx"))
         atomic_write_csv(out / "videos.csv", videos)
         print(
             f"{len(frames)} frame and {len(videos)} video scores written to {out}/frames.csv, videos.csv"
         )
 
 
-def prediction_tables(model: Detector, datamodule: object) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-frame and per-video scores of the last ``predict`` run, with video keys."""
-    frame_parts, video_parts = [], []
-    for index, (name, p) in enumerate(model.predictions.items()):
-        keys = np.asarray(datamodule.video_keys("predict", index), dtype=object)
-        frame_parts.append(
-            pd.DataFrame(
-                {
-                    "set": name,
-                    "video_key": keys[p["video_idx"]],
-                    "frame_idx": p["frame_idx"],
-                    "sample_idx": p["sample_idx"],
-                    "label": p["label"],
-                    "logit": p["logit"],
-                    "score": p["score"],
-                }
-            )
+def frame_predictions(predictions: dict[str, dict], datamodule: object, stage: str) -> pd.DataFrame:
+    """One row per scored frame: set, video key and index, frame, sample, label, logit, score."""
+    parts = []
+    for index, (name, p) in enumerate(predictions.items()):
+        keys = np.asarray(datamodule.video_keys(stage, index), dtype=object)
+        columns = {"set": name, "video_key": keys[p["video_idx"]]}
+        columns |= {
+            k: p[k] for k in ("video_idx", "frame_idx", "sample_idx", "label", "logit", "score")
+        }
+        parts.append(pd.DataFrame(columns))
+    return pd.concat(parts, ignore_index=True)
+
+
+def video_predictions(frames: pd.DataFrame, how: str) -> pd.DataFrame:
+    """One row per video, its score aggregated from its frames as the metrics do."""
+    parts = []
+    for name, part in frames.groupby("set", sort=False):
+        _, scores, _ = video_scores(
+            part["score"].to_numpy(),
+            part["label"].to_numpy() == 1,
+            part["video_idx"].to_numpy(),
+            how,
         )
-        ids, scores, _ = video_scores(
-            p["score"], p["label"] == 1, p["video_idx"], model.video_score
+        videos = part.groupby("video_idx").agg(
+            video_key=("video_key", "first"), label=("label", "first"), n_frames=("score", "size")
         )
-        first = np.unique(p["video_idx"], return_index=True)[1]
-        video_parts.append(
-            pd.DataFrame(
-                {
-                    "set": name,
-                    "video_key": keys[ids],
-                    "label": p["label"][first],
-                    "n_frames": np.bincount(
-                        np.searchsorted(ids, p["video_idx"]), minlength=ids.size
-                    ),
-                    "score": scores,
-                }
-            )
-        )
-    return pd.concat(frame_parts, ignore_index=True), pd.concat(video_parts, ignore_index=True)
+        parts.append(videos.reset_index(drop=True).assign(set=name, score=scores))
+    return pd.concat(parts, ignore_index=True)[["set", "video_key", "label", "n_frames", "score"]]
 
 
 def run_lightning(argv: list[str]) -> int:

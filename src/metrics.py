@@ -254,18 +254,21 @@ class DeepfakeMetric(Metric):
 
     def compute(self) -> dict[str, float]:
         # torchmetrics has already gathered the states of every rank here.
-        p = self._deduplicated()
-        if p["score"].size == 0:
-            raise RuntimeError("DeepfakeMetric.compute() called before any update()")
+        return self.summarise(self._deduplicated())
+
+    def summarise(self, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+        """:func:`compute_metrics` plus counts, from :meth:`predictions`' columns."""
+        if predictions["score"].size == 0:
+            raise RuntimeError("DeepfakeMetric: no predictions (compute() before any update()?)")
         result = compute_metrics(
-            p["score"],
-            p["label"],
-            p["video_idx"],
+            predictions["score"],
+            predictions["label"],
+            predictions["video_idx"],
             threshold=self.threshold,
             video_score=self.video_score,
         )
-        result["n_frames"] = float(p["score"].size)
-        result["n_videos"] = float(np.unique(p["video_idx"]).size)
+        result["n_frames"] = float(predictions["score"].size)
+        result["n_videos"] = float(np.unique(predictions["video_idx"]).size)
         return result
 
 

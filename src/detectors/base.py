@@ -10,7 +10,7 @@ Results a caller can read after a run:
 
 * ``detector.val_results``: ``{"val": metrics}`` of the last validation epoch;
 * ``detector.test_results``: ``{test set name: metrics}``, one entry per test
-  dataloader;
+  dataloader, and ``detector.test_predictions`` the per-frame columns behind them;
 * ``detector.predictions``: ``{set name: columns}`` after ``predict``, with
   ``sample_idx, video_idx, frame_idx, logit, score, label`` arrays.
 """
@@ -106,6 +106,7 @@ class Detector(pl.LightningModule):
         self.predict_metrics = nn.ModuleList()
         self.val_results: dict[str, dict[str, float]] = {}
         self.test_results: dict[str, dict[str, float]] = {}
+        self.test_predictions: dict[str, dict[str, np.ndarray]] = {}
         self.predictions: dict[str, dict[str, np.ndarray]] = {}
 
     # ----------------------------------------------------------------- contract
@@ -231,6 +232,7 @@ class Detector(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.test_metrics = nn.ModuleList()
         self.test_results = {}
+        self.test_predictions = {}
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         output = self(batch["image"])
@@ -239,7 +241,9 @@ class Detector(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         names = self._set_names("test", len(self.test_metrics))
         for name, metric in zip(names, self.test_metrics, strict=True):
-            self.test_results[name] = metric.compute()
+            # One gather: the summary is computed from the gathered predictions.
+            self.test_predictions[name] = metric.predictions()
+            self.test_results[name] = metric.summarise(self.test_predictions[name])
             self.log_dict(
                 {f"test/{name}/{k}": v for k, v in self.test_results[name].items()}, sync_dist=False
             )
