@@ -14,7 +14,7 @@ TEST_ENV := HF_HUB_OFFLINE=1 WANDB_MODE=offline NO_ALBUMENTATIONS_UPDATE=1
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard src tests benchmarks)
 
-.PHONY: help venv test test-full lint format synthetic-data clean clean-venv
+.PHONY: help venv test test-full lint format bench-cross-dataset synthetic-data clean clean-venv
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,16 @@ lint: $(STAMP) ## Check style with ruff
 format: $(STAMP) ## Reformat and auto-fix with ruff
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
+
+PROFILE ?= demo
+DATA_ROOT ?=
+GPUS ?= 0
+# demo: synthetic copies of the datasets, every detector at demo size, on the CPU.
+# paper: PROFILE=paper DATA_ROOT=/data/cache GPUS=4 (frame cache made by `dfbench preprocess`).
+bench-cross-dataset: $(STAMP) ## Cross-dataset benchmark: demo on synthetic data (PROFILE=paper DATA_ROOT=... GPUS=N for real data)
+	@if [ "$(PROFILE)" = demo ] && [ ! -f data/synthetic/cache/tables/df1.parquet ]; then $(MAKE) synthetic-data; fi
+	WANDB_MODE=$${WANDB_MODE:-offline} NO_ALBUMENTATIONS_UPDATE=1 $(BIN)/dfbench bench benchmarks/cross_dataset.yaml \
+		--profile $(PROFILE) --gpus $(GPUS) $(if $(DATA_ROOT),--cache-dir $(DATA_ROOT),)
 
 synthetic-data: $(STAMP) ## Synthesise, index and preprocess every dataset's synthetic copy (data/synthetic)
 	$(BIN)/dfbench synth --out data/synthetic --prepare

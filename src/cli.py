@@ -245,6 +245,13 @@ def import_laa_net_verb(argv: list[str]) -> int:
     return run_import(argv)
 
 
+@verb("bench", "run a benchmark grid (benchmarks/*.yaml) and render its tables")
+def bench_verb(argv: list[str]) -> int:
+    from src.bench.runner import run_bench
+
+    return run_bench(argv)
+
+
 def print_help() -> None:
     print("usage: dfbench COMMAND [options]   (dfbench COMMAND --help for its options)\n")
     print("Lightning commands (stack configs with -c; see configs/):")

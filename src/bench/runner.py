@@ -1,0 +1,281 @@
+"""``dfbench bench GRID.yaml``: run a grid's cells, keep every result, render the tables.
+
+For each cell (:mod:`src.bench.grid`): ``dfbench fit`` (checkpoint chosen on
+the training set's validation split), then one ``dfbench test`` of the best
+checkpoint per test variant, each as a subprocess so that a crash, an
+out-of-memory error or DDP's process launch stays inside its cell.
+
+Everything lands in ``<results>/<benchmark>/<profile>/``:
+
+* ``cells/<cell id>/``: the cell's runs, ``status.json`` (running / done /
+  failed, with the error) and ``results.csv``;
+* ``results.csv``: every finished cell's rows (:mod:`src.bench.schema`),
+  rewritten atomically after each cell;
+* ``tables/``: the rendered tables (Markdown, CSV, LaTeX) and ROC curves.
+
+A re-run skips finished cells and redoes failed or interrupted ones (a fit
+that finished is kept). One failing cell does not stop the others; the
+command exits 1 if any failed. ``--cell N`` runs one cell, for a cluster
+array job; ``--list`` shows the cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from src.bench.grid import REPO, Cell, GridError, cli_value, load_grid, table_kind
+from src.bench.schema import RESULT_COLUMNS
+from src.files import atomic_write_csv, atomic_write_json
+
+DEFAULT_RESULTS = REPO / "benchmarks" / "results"
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _dfbench(args: list[str], log: Path) -> float:
+    """Run ``dfbench ARGS`` in a subprocess, output to ``log``; returns the wall time."""
+    start = time.perf_counter()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as handle:
+        process = subprocess.run(
+            [sys.executable, "-m", "src.cli", *args],
+            cwd=REPO,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        )
+    if process.returncode != 0:
+        tail = log.read_text()[-2000:]
+        raise RuntimeError(f"dfbench {args[0]} exited {process.returncode}; see {log}\n{tail}")
+    return time.perf_counter() - start
+
+
+def _count_parameters(checkpoint: Path) -> int:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    return int(sum(v.numel() for k, v in state.items() if not k.endswith(buffers)))
+
+
+class Runner:
+    """Runs the cells of one grid and profile into a results folder."""
+
+    def __init__(
+        self, cells: list[Cell], results: Path, extra_args: list[str], logger_args: Any = None
+    ) -> None:
+        if not cells:
+            raise GridError("the grid has no cells")
+        self.cells = cells
+        self.root = results / cells[0].benchmark / cells[0].profile
+        self.extra_args = extra_args
+        self.logger_args = (
+            logger_args  # callable(cell, save_dir) -> list[str] (W&B), or None: CSV logs
+        )
+        self.version = code_version()
+
+    def cell_dir(self, cell: Cell) -> Path:
+        return self.root / "cells" / cell.id
+
+    def status(self, cell: Cell) -> dict[str, Any]:
+        path = self.cell_dir(cell) / "status.json"
+        return json.loads(path.read_text()) if path.is_file() else {"status": "pending"}
+
+    def _set_status(self, cell: Cell, status: str, **extra: Any) -> None:
+        atomic_write_json(
+            self.cell_dir(cell) / "status.json", {"status": status, "cell": cell.id} | extra
+        )
+
+    def run(self, only: int | None = None) -> int:
+        """Run every unfinished cell (or only cell ``only``); 1 if any failed."""
+        failed = []
+        for cell in self.cells:
+            if only is not None and cell.index != only:
+                continue
+            if self.status(cell)["status"] == "done":
+                print(f"[{cell.index}] {cell.id}: done earlier, skipped")
+                continue
+            print(f"[{cell.index}] {cell.id}: running", flush=True)
+            try:
+                self.run_cell(cell)
+                print(f"[{cell.index}] {cell.id}: done", flush=True)
+            except Exception as error:  # one cell's failure never stops the grid
+                self._set_status(cell, "failed", error=str(error)[-4000:])
+                failed.append(cell)
+                print(f"[{cell.index}] {cell.id}: FAILED: {str(error).splitlines()[0]}", flush=True)
+            self.collect()
+        if failed:
+            print(
+                f"{len(failed)} cell(s) failed: {', '.join(c.id for c in failed)} (see their status.json)"
+            )
+        return 1 if failed else 0
+
+    def run_cell(self, cell: Cell) -> None:
+        folder = self.cell_dir(cell)
+        started = time.time()
+        self._set_status(cell, "running", started=started)
+        common = [*cell.fit_args(), *self.extra_args, "--trainer.enable_progress_bar=false"]
+        fit_marker = folder / "fit.json"
+        if not fit_marker.is_file():
+            fit_time = _dfbench(
+                [
+                    "fit",
+                    *common,
+                    *self._logger(cell, folder / "fit"),
+                    f"--checkpoint.dirpath={folder / 'checkpoints'}",
+                ],
+                folder / "fit.log",
+            )
+            best = sorted((folder / "checkpoints").glob("best-*.ckpt"))
+            if not best:
+                raise RuntimeError(f"fit wrote no best checkpoint in {folder / 'checkpoints'}")
+            atomic_write_json(fit_marker, {"train_time_s": fit_time, "checkpoint": str(best[-1])})
+        fit = json.loads(fit_marker.read_text())
+        params = _count_parameters(Path(fit["checkpoint"]))
+        rows = []
+        for k, variant in enumerate(cell.tests):
+            out = folder / f"test_{k}"
+            test_time = _dfbench(
+                [
+                    "test",
+                    *common,
+                    *(f"--{key}={cli_value(v)}" for key, v in variant.items()),
+                    f"--ckpt_path={fit['checkpoint']}",
+                    *self._logger(cell, out),
+                ],
+                folder / f"test_{k}.log",
+            )
+            (metrics_path,) = sorted(out.rglob("test_metrics.json"))[-1:]
+            metrics = json.loads(metrics_path.read_text())
+            predictions = metrics_path.parent / "test_predictions.parquet"
+            frames = sum(m["n_frames"] for m in metrics.values())
+            # A test restricted to some methods (cross-manipulation) is its own test set;
+            # the "methods" flag stays the training set's.
+            tested_methods = variant.get("data.init_args.methods")
+            flags = cell.flags | {
+                key.split(".")[-1]: value
+                for key, value in variant.items()
+                if key != "data.init_args.methods"
+            }
+            for name, m in metrics.items():
+                test_set = f"{name}:{'+'.join(tested_methods)}" if tested_methods else name
+                for level in ("frame", "video"):
+                    rows.append(
+                        {
+                            "benchmark": cell.benchmark,
+                            "profile": cell.profile,
+                            "cell": cell.id,
+                            "detector": cell.detector,
+                            "flags": json.dumps(flags, sort_keys=True),
+                            "train_set": cell.train_set,
+                            "test_set": test_set,
+                            "level": level,
+                            "seed": cell.seed,
+                            "auc": m[f"{level}_auc"],
+                            "ap": m[f"{level}_ap"],
+                            "acc": m[f"{level}_acc"],
+                            "eer": m[f"{level}_eer"],
+                            "real_acc": m["real_acc"] if level == "frame" else float("nan"),
+                            "fake_acc": m["fake_acc"] if level == "frame" else float("nan"),
+                            "n_videos": int(m["n_videos"]),
+                            "n_frames": int(m["n_frames"]),
+                            "train_time_s": fit["train_time_s"],
+                            "test_images_per_s": frames / test_time,
+                            "params": params,
+                            "config_hash": cell.config_hash,
+                            "code_version": self.version,
+                            "predictions": str(predictions.relative_to(self.root)),
+                            "prediction_set": name,
+                        }
+                    )
+        atomic_write_csv(folder / "results.csv", pd.DataFrame(rows, columns=list(RESULT_COLUMNS)))
+        self._set_status(cell, "done", started=started, finished=time.time())
+
+    def _logger(self, cell: Cell, folder: Path) -> list[str]:
+        """Where a fit or test run logs; its log_dir (test_metrics.json) is ``folder``."""
+        if self.logger_args is not None:
+            return [f"--trainer.default_root_dir={folder}", *self.logger_args(cell, folder)]
+        return [
+            f"--trainer.default_root_dir={folder}",
+            f"--trainer.logger.init_args.save_dir={folder}",
+        ]
+
+    def collect(self) -> pd.DataFrame:
+        """Every finished cell's rows, written to ``results.csv`` (only cells of this grid)."""
+        parts = [
+            pd.read_csv(self.cell_dir(cell) / "results.csv")
+            for cell in self.cells
+            if self.status(cell)["status"] == "done"
+            and (self.cell_dir(cell) / "results.csv").is_file()
+        ]
+        results = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame(columns=list(RESULT_COLUMNS))
+        )
+        atomic_write_csv(self.root / "results.csv", results)
+        return results
+
+
+def run_bench(argv: list[str]) -> int:
+    """``dfbench bench``: run a benchmark grid (see ``benchmarks/*.yaml``)."""
+    parser = argparse.ArgumentParser(prog="dfbench bench", description=run_bench.__doc__)
+    parser.add_argument("grid", help="grid file, e.g. benchmarks/cross_dataset.yaml")
+    parser.add_argument(
+        "--profile", default="demo", help="demo (synthetic data, CPU) or paper (real data)"
+    )
+    parser.add_argument("--cell", type=int, help="run only this cell (e.g. a SLURM array index)")
+    parser.add_argument(
+        "--list", action="store_true", help="list the cells and their status, then stop"
+    )
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder")
+    parser.add_argument("--cache-dir", help="frame cache of the real datasets (paper profile)")
+    parser.add_argument(
+        "--gpus", type=int, default=0, help="GPUs per cell (DDP when more than one)"
+    )
+    parser.add_argument("--no-wandb", action="store_true", help="CSV logs only, no W&B runs")
+    args = parser.parse_args(argv)
+    try:
+        cells = load_grid(args.grid, args.profile)
+    except GridError as error:
+        parser.error(str(error))
+    extra = [f"--data.init_args.cache_dir={args.cache_dir}"] if args.cache_dir else []
+    if args.gpus:
+        extra += ["-c", str(REPO / "configs/trainer/gpu.yaml"), f"--trainer.devices={args.gpus}"]
+        if args.gpus > 1:
+            extra += ["--trainer.strategy=ddp"]
+    logger_args = None
+    if not args.no_wandb:
+        from src.bench.wandb_report import cell_logger_args
+
+        def logger_args(cell: Cell, save_dir: Path) -> list[str]:
+            return cell_logger_args(
+                cell.benchmark, cell.id, cell.detector, [cell.train_set], save_dir
+            )
+
+    runner = Runner(cells, args.results, extra, logger_args)
+    if args.list:
+        for cell in cells:
+            print(f"{cell.index:3d}  {runner.status(cell)['status']:8s}  {cell.id}")
+        return 0
+    code = runner.run(args.cell)
+    from src.bench.report import report
+
+    report(runner.collect(), runner.root, table_kind(args.grid), wandb=not args.no_wandb)
+    return code

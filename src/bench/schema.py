@@ -1,0 +1,41 @@
+"""The results store's schema: one row per (cell, test set, level).
+
+``benchmarks/results/<benchmark>/results.csv`` holds the rows of every
+finished cell; ``cells/<cell>/`` holds each cell's run (checkpoints, logs,
+``test_metrics.json``, ``test_predictions.parquet``) and ``status.json``.
+
+Per-frame test predictions (``test_predictions.parquet``) have the columns
+:data:`PREDICTION_COLUMNS`: the test set's name, the video key and index, the
+frame number, the label (1 = fake) and the score P(fake); they feed the
+bootstrap intervals and the ROC curves.
+"""
+
+from __future__ import annotations
+
+RESULT_COLUMNS = (
+    "benchmark",  # grid name, e.g. cross_dataset
+    "profile",  # demo | paper
+    "cell",  # cell id (stable hash of its configuration)
+    "detector",  # name given in the grid (e.g. xception, laa_net, laa_net_no_efpn)
+    "flags",  # JSON object of the cell's overrides (ablation switches, perturbations ...)
+    "train_set",  # e.g. ffpp_c23
+    "test_set",  # e.g. cdf2
+    "level",  # frame | video
+    "seed",
+    "auc",
+    "ap",
+    "acc",
+    "eer",
+    "real_acc",  # frame level only (NaN on video rows)
+    "fake_acc",
+    "n_videos",
+    "n_frames",
+    "train_time_s",
+    "test_images_per_s",
+    "params",  # parameter count
+    "config_hash",
+    "code_version",  # git commit of the code that produced the row
+    "predictions",  # path of test_predictions.parquet, relative to the benchmark's folder
+    "prediction_set",  # the test set's name inside that file
+)
+PREDICTION_COLUMNS = ("set", "video_key", "video_idx", "frame_idx", "label", "score")

@@ -1,0 +1,134 @@
+"""The benchmark runner: grid expansion, cells, the results store, resuming, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from src.bench.grid import GridError, load_grid
+from src.bench.runner import Runner
+from src.bench.schema import RESULT_COLUMNS
+
+TINY = {
+    "model.init_args.input_size": 32,
+    "data.init_args.train_videos": 8,
+    "data.init_args.val_videos": 4,
+    "data.init_args.test_videos": 3,
+    "data.init_args.frames_per_video": 2,
+    "data.init_args.batch_size": 4,
+}
+
+
+def write_grid(tmp_path: Path, detectors: list[dict], **extra) -> Path:
+    spec = {
+        "name": "tiny",
+        "train_set": "synthetic",
+        "seeds": [0, 1],
+        "trainer": {"max_epochs": 1, "limit_train_batches": 1},
+        "profiles": {
+            "demo": {
+                "data": ["configs/data/synthetic.yaml"],
+                "configs": ["configs/profiles/demo.yaml"],
+            }
+        },
+        "detectors": detectors,
+    } | extra
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_grid_expansion(tmp_path: Path) -> None:
+    path = write_grid(
+        tmp_path,
+        [
+            {
+                "name": "xception",
+                "configs": ["configs/detectors/xception.yaml"],
+                "sweep": {"model.init_args.drop_rate": [0.1, 0.3]},
+            }
+        ],
+        tests=[{}, {"data.init_args.test_sets": ["hard"]}],
+    )
+    cells = load_grid(path, "demo")
+    assert [c.index for c in cells] == [0, 1, 2, 3]
+    assert [(c.detector, c.seed) for c in cells] == [
+        ("xception_drop_rate=0.1", 0),
+        ("xception_drop_rate=0.1", 1),
+        ("xception_drop_rate=0.3", 0),
+        ("xception_drop_rate=0.3", 1),
+    ]
+    assert len({c.id for c in cells}) == 4 and all(len(c.tests) == 2 for c in cells)
+    assert cells[0].configs == (
+        "configs/data/synthetic.yaml",
+        "configs/detectors/xception.yaml",
+        "configs/profiles/demo.yaml",
+    )
+    assert "--model.init_args.drop_rate=0.1" in cells[0].fit_args()
+    assert "--seed_everything=1" in cells[1].fit_args()
+    assert load_grid(path, "demo")[0].id == cells[0].id  # stable
+    with pytest.raises(GridError, match="no profile 'paper'"):
+        load_grid(path, "paper")
+    with pytest.raises(GridError, match="grid file not found"):
+        load_grid(tmp_path / "nope.yaml", "demo")
+
+
+def test_every_shipped_grid_expands() -> None:
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    for grid in sorted(root.glob("*.yaml")):
+        for profile in ("demo", "paper"):
+            assert load_grid(grid, profile), (grid, profile)
+
+
+@pytest.mark.slow
+def test_runner_resumes_records_failures_and_equals_a_clean_run(tmp_path: Path) -> None:
+    good = {"name": "xception", "configs": ["configs/detectors/xception.yaml"], "overrides": TINY}
+    bad = {
+        "name": "broken",
+        "configs": ["configs/detectors/xception.yaml"],
+        "overrides": TINY | {"model.init_args.backbone": "no_such_backbone"},
+    }
+    cells = load_grid(write_grid(tmp_path, [good, bad]), "demo")
+    good_cells = [c for c in cells if c.detector == "xception"]
+
+    # A run interrupted after its first cell: only that cell is on disk.
+    partial = Runner(cells, tmp_path / "resumed", [])
+    partial.run(only=good_cells[0].index)
+    assert partial.status(good_cells[0])["status"] == "done"
+    # The re-run skips it, runs the rest, records the broken cells and exits 1.
+    resumed = Runner(cells, tmp_path / "resumed", [])
+    assert resumed.run() == 1
+    statuses = {c.detector: resumed.status(c)["status"] for c in cells}
+    assert statuses == {"xception": "done", "broken": "failed"}
+    assert "no_such_backbone" in resumed.status(cells[-1])["error"]
+    results = resumed.collect()
+    assert list(results.columns) == list(RESULT_COLUMNS)
+    assert set(results.detector) == {"xception"} and len(results) == 2 * 2  # 2 seeds x 2 levels
+    assert (resumed.root / "results.csv").is_file()
+
+    clean = Runner(good_cells, tmp_path / "clean", [])
+    assert clean.run() == 0
+    columns = [
+        "detector",
+        "seed",
+        "test_set",
+        "level",
+        "auc",
+        "ap",
+        "acc",
+        "eer",
+        "n_frames",
+        "n_videos",
+    ]
+    pd.testing.assert_frame_equal(
+        results[columns].sort_values(columns[:4]).reset_index(drop=True),
+        clean.collect()[columns].sort_values(columns[:4]).reset_index(drop=True),
+    )
+    row = results.iloc[0]
+    frames = pd.read_parquet(resumed.root / row["predictions"])
+    assert len(frames) == int(row["n_frames"])
+    assert json.loads(row["flags"])["input_size"] == 32

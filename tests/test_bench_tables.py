@@ -1,0 +1,426 @@
+"""Paper-shaped tables on a hand-made results set, the video bootstrap, and ROC plots."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from src.bench.plots import roc_curves
+from src.bench.schema import PREDICTION_COLUMNS, RESULT_COLUMNS
+from src.bench.tables import (
+    Cell,
+    aggregate,
+    auc_resamples,
+    bootstrap_auc,
+    cross_dataset_table,
+    cross_manipulation_table,
+    draw_video_counts,
+    highlight_marks,
+    in_dataset_table,
+    robustness_table,
+    to_csv,
+    to_latex,
+    to_markdown,
+    to_terminal,
+)
+from src.metrics import roc_auc
+
+NAN = float("nan")
+
+
+def result(detector, test_set, seed, level="frame", flags=None, train_set="ffpp_c23", **metrics):
+    """One results row; metrics not given are NaN."""
+    row = {column: NAN for column in RESULT_COLUMNS}
+    row.update(
+        benchmark="grid",
+        profile="demo",
+        cell=f"{detector}-{seed}",
+        detector=detector,
+        flags=json.dumps(flags or {}),
+        train_set=train_set,
+        test_set=test_set,
+        level=level,
+        seed=seed,
+    )
+    row.update(metrics)
+    return row
+
+
+def cross_dataset_results() -> pd.DataFrame:
+    """Four detectors on cdf2 and dfdc, two seeds (sbi: one seed, cdf2 only).
+
+    Designed so that: dfdc AUC ties (xception = effnet = 62), laa_net has NaN on
+    dfdc, sbi is best on cdf2 AUC but only second on EER (lower is better).
+    """
+    metrics = {  # (detector, test set): per seed (auc, ap, eer)
+        ("xception", "cdf2"): [(0.70, 0.80, 0.30), (0.72, 0.80, 0.32)],
+        ("xception", "dfdc"): [(0.60, 0.60, 0.40), (0.64, 0.62, 0.40)],
+        ("effnet", "cdf2"): [(0.75, 0.85, 0.25), (0.77, 0.87, 0.27)],
+        ("effnet", "dfdc"): [(0.64, 0.61, 0.35), (0.60, 0.63, 0.37)],
+        ("laa_net", "cdf2"): [(0.80, 0.90, 0.20), (0.82, 0.92, 0.22)],
+        ("laa_net", "dfdc"): [(NAN, NAN, NAN), (NAN, NAN, NAN)],
+        ("sbi", "cdf2"): [(0.90, 0.95, 0.24)],
+    }
+    rows = []
+    for (detector, test_set), seeds in metrics.items():
+        for seed, (auc, ap, eer) in enumerate(seeds):
+            rows.append(result(detector, test_set, seed, auc=auc, ap=ap, eer=eer, acc=0.5))
+            # Video rows must not leak into a frame table.
+            rows.append(result(detector, test_set, seed, level="video", auc=0.1, ap=0.1, eer=0.9))
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def strings(table: pd.DataFrame) -> list[list[str]]:
+    return [[str(cell) for cell in row] for row in table.to_numpy()]
+
+
+# --------------------------------------------------------------------------- aggregate
+
+
+def test_aggregate_mean_std_percent_and_seed_count():
+    agg = aggregate(cross_dataset_results())
+    row = agg[(agg.detector == "xception") & (agg.test_set == "cdf2") & (agg.level == "frame")]
+    assert len(row) == 1
+    row = row.iloc[0]
+    assert row["auc_mean"] == pytest.approx(71.0)
+    assert row["auc_std"] == pytest.approx(math.sqrt(2.0))
+    assert row["n_seeds"] == 2
+    sbi = agg[(agg.detector == "sbi") & (agg.level == "frame")].iloc[0]
+    assert sbi["n_seeds"] == 1 and math.isnan(sbi["auc_std"])
+    assert len(agg) == 14  # 7 (detector, test set) pairs x 2 levels
+
+
+def test_aggregate_groups_equal_flags_written_differently():
+    rows = pd.DataFrame(
+        [
+            result("d", "t", 0, auc=0.5) | {"flags": '{"a": 1, "b": 2}'},
+            result("d", "t", 1, auc=0.7) | {"flags": '{"b": 2, "a": 1}'},
+        ]
+    )
+    agg = aggregate(rows)
+    assert len(agg) == 1 and agg["n_seeds"].iloc[0] == 2
+    assert agg["flags"].iloc[0] == '{"a": 1, "b": 2}'
+
+
+# --------------------------------------------------------------------------- cross-dataset
+
+
+def test_cross_dataset_table_cells_and_shape():
+    table = cross_dataset_table(cross_dataset_results(), "frame", metrics=("auc", "ap", "eer"))
+    assert list(table.index) == ["xception", "effnet", "laa_net", "sbi"]
+    assert list(table.columns) == [
+        ("cdf2", "auc"),
+        ("cdf2", "ap"),
+        ("cdf2", "eer"),
+        ("dfdc", "auc"),
+        ("dfdc", "ap"),
+        ("dfdc", "eer"),
+    ]
+    assert table.columns.names == ["test_set", "metric"]
+    assert strings(table) == [
+        ["71.00 ± 1.41", "80.00 ± 0.00", "31.00 ± 1.41", "62.00 ± 2.83", "61.00 ± 1.41",
+         "40.00 ± 0.00"],
+        ["76.00 ± 1.41", "86.00 ± 1.41", "26.00 ± 1.41", "62.00 ± 2.83", "62.00 ± 1.41",
+         "36.00 ± 1.41"],
+        ["81.00 ± 1.41", "91.00 ± 1.41", "21.00 ± 1.41", "-", "-", "-"],
+        ["90.00", "95.00", "24.00", "-", "-", "-"],
+    ]  # fmt: skip
+
+
+def test_highlight_marks_ties_nan_and_eer():
+    table = cross_dataset_table(cross_dataset_results(), "frame", metrics=("auc", "ap", "eer"))
+    marks = highlight_marks(table).to_numpy().tolist()
+    assert marks == [
+        ["", "", "", "best", "second", "second"],
+        ["", "", "", "best", "best", "best"],
+        ["second", "second", "best", "", "", ""],
+        ["best", "best", "second", "", "", ""],
+    ]
+
+
+def test_markdown_exact():
+    table = cross_dataset_table(cross_dataset_results(), "frame", metrics=("auc", "ap", "eer"))
+    expected = (
+        "| detector | cdf2 AUC | cdf2 AP | cdf2 EER | dfdc AUC | dfdc AP | dfdc EER |\n"
+        "|---|---:|---:|---:|---:|---:|---:|\n"
+        "| xception | 71.00 ± 1.41 | 80.00 ± 0.00 | 31.00 ± 1.41 | **62.00 ± 2.83** "
+        "| <u>61.00 ± 1.41</u> | <u>40.00 ± 0.00</u> |\n"
+        "| effnet | 76.00 ± 1.41 | 86.00 ± 1.41 | 26.00 ± 1.41 | **62.00 ± 2.83** "
+        "| **62.00 ± 1.41** | **36.00 ± 1.41** |\n"
+        "| laa_net | <u>81.00 ± 1.41</u> | <u>91.00 ± 1.41</u> | **21.00 ± 1.41** | - | - | - |\n"
+        "| sbi | **90.00** | **95.00** | <u>24.00</u> | - | - | - |\n"
+    )
+    assert to_markdown(table) == expected
+    plain = to_markdown(table, highlight=False)
+    assert "**" not in plain and "<u>" not in plain
+
+
+def test_latex_markup_and_headers():
+    table = cross_dataset_table(cross_dataset_results(), "frame")
+    latex = to_latex(table)
+    lines = latex.splitlines()
+    assert lines[0] == r"\begin{tabular}{lcccc}"
+    assert lines[2] == r" & \multicolumn{2}{c}{cdf2} & \multicolumn{2}{c}{dfdc} \\"
+    assert lines[3] == r"\cmidrule(lr){2-3} \cmidrule(lr){4-5}"
+    assert lines[4] == r"detector & AUC & AP & AUC & AP \\"
+    assert r"sbi & \textbf{90.00} & \textbf{95.00} & - & - \\" in lines
+    assert (
+        r"laa\_net & \underline{81.00 $\pm$ 1.41} & \underline{91.00 $\pm$ 1.41} & - & - \\"
+        in lines
+    )
+    assert r"\textbf" not in to_latex(table, highlight=False)
+
+
+def test_csv_plain_numbers():
+    table = cross_dataset_table(cross_dataset_results(), "frame")
+    frame = pd.read_csv(io.StringIO(to_csv(table)))
+    assert list(frame.columns) == [
+        "detector",
+        "cdf2/auc",
+        "cdf2/auc/std",
+        "cdf2/ap",
+        "cdf2/ap/std",
+        "dfdc/auc",
+        "dfdc/auc/std",
+        "dfdc/ap",
+        "dfdc/ap/std",
+    ]
+    assert frame["cdf2/auc"].tolist() == pytest.approx([71.0, 76.0, 81.0, 90.0])
+    assert math.isnan(frame["dfdc/auc"].iloc[2])
+    assert "*" not in to_csv(table) and "±" not in to_csv(table)
+
+
+def test_terminal_markers_and_alignment():
+    table = cross_dataset_table(cross_dataset_results(), "frame")
+    text = to_terminal(table)
+    lines = text.splitlines()
+    assert len({len(line) for line in lines[2:]}) <= 2  # rows aligned (trailing space trimmed)
+    assert "90.00*" in text and "81.00 ± 1.41_" in text and "62.00 ± 2.83*" in text
+    assert lines[0].split() == ["cdf2", "dfdc"]
+    assert lines[1].split() == ["detector", "AUC", "AP", "AUC", "AP"]
+
+
+def test_flag_variants_and_train_sets_split_rows():
+    rows = pd.DataFrame(
+        [
+            result("laa_net", "cdf2", 0, flags={"efpn": True}, auc=0.8),
+            result("laa_net", "cdf2", 0, flags={"efpn": False}, auc=0.7),
+            result("xception", "cdf2", 0, auc=0.6, train_set="ffpp_c40"),
+        ]
+    )
+    table = cross_dataset_table(rows, "frame", metrics=("auc",))
+    assert list(table.index) == [
+        "laa_net (efpn=True) [ffpp_c23]",
+        "laa_net (efpn=False) [ffpp_c23]",
+        "xception [ffpp_c40]",
+    ]
+
+
+def test_colliding_cells_raise():
+    rows = pd.DataFrame(
+        [result("x", "cdf2", 0, auc=0.8), result("x", "cdf2", 0, auc=0.7) | {"profile": "paper"}]
+    )
+    with pytest.raises(ValueError, match="filter"):
+        cross_dataset_table(rows, "frame")
+
+
+# --------------------------------------------------------------------------- other tables
+
+
+def test_in_dataset_table():
+    rows = pd.DataFrame(
+        [
+            result("xception", "ffpp_c23", s, train_set="ffpp_c23", acc=a, auc=u)
+            for s, (a, u) in enumerate([(0.90, 0.95), (0.92, 0.97)])
+        ]
+        + [result("xception", "ffpp_c40", 0, train_set="ffpp_c40", acc=0.8, auc=0.85)]
+        + [result("xception", "cdf2", 0, train_set="ffpp_c23", acc=0.1, auc=0.1)]
+    )
+    table = in_dataset_table(rows, "frame")
+    assert list(table.index) == ["xception"]
+    assert list(table.columns) == [
+        ("ffpp_c23", "acc"),
+        ("ffpp_c23", "auc"),
+        ("ffpp_c40", "acc"),
+        ("ffpp_c40", "auc"),
+    ]
+    assert strings(table) == [["91.00 ± 1.41", "96.00 ± 1.41", "80.00", "85.00"]]
+
+
+def test_cross_manipulation_table_with_avg():
+    runs = {
+        "Deepfakes": {"ffpp_df": (0.99, 0.97), "ffpp_f2f": (0.60, 0.62)},
+        "Face2Face": {"ffpp_df": (0.70, 0.70), "ffpp_f2f": (0.95, 0.97)},
+    }
+    rows = pd.DataFrame(
+        [
+            result("ynet", test_set, seed, flags={"methods": [method]}, auc=auc)
+            for method, tests in runs.items()
+            for test_set, aucs in tests.items()
+            for seed, auc in enumerate(aucs)
+        ]
+    )
+    table = cross_manipulation_table(rows, "frame")
+    assert list(table.index) == [("ynet", "Deepfakes"), ("ynet", "Face2Face")]
+    assert table.index.names == ["detector", "train_method"]
+    assert list(table.columns) == ["ffpp_df", "ffpp_f2f", "avg"]
+    assert strings(table) == [
+        ["98.00 ± 1.41", "61.00 ± 1.41", "79.50 ± 0.00"],
+        ["70.00 ± 0.00", "96.00 ± 1.41", "83.00 ± 0.71"],
+    ]
+    markdown = to_markdown(table)
+    assert "| ynet | Deepfakes | **98.00 ± 1.41** | <u>61.00 ± 1.41</u> |" in markdown
+
+
+def test_robustness_table():
+    settings = [
+        ({}, 0.90, 0.80),
+        ({"test_perturbation": "blur", "test_perturbation_level": 10}, 0.60, 0.65),
+        ({"test_perturbation": "blur", "test_perturbation_level": 3}, 0.80, 0.70),
+        ({"test_perturbation": "noise", "test_perturbation_level": 1}, 0.85, 0.85),
+    ]
+    rows = pd.DataFrame(
+        [
+            result(detector, "ffpp_c23", 0, flags=flags, auc=auc)
+            for flags, *aucs in settings
+            for detector, auc in zip(("xception", "effnet"), aucs, strict=True)
+        ]
+    )
+    table = robustness_table(rows, "frame")
+    assert list(table.index) == ["xception", "effnet"]
+    assert list(table.columns) == [("clean", ""), ("blur", "3"), ("blur", "10"), ("noise", "1")]
+    assert strings(table) == [
+        ["90.00", "80.00", "60.00", "85.00"],
+        ["80.00", "70.00", "65.00", "85.00"],
+    ]
+    assert highlight_marks(table).iloc[:, 3].tolist() == ["best", "best"]
+    assert to_markdown(table).splitlines()[0] == (
+        "| detector | clean | blur 3 | blur 10 | noise 1 |"
+    )
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def make_predictions(seed: int, n_videos: int, signal: float = 1.0, decimals: int = 1):
+    """Videos of 1-12 frames, one label each, scores rounded so that ties abound."""
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(1, 13, n_videos)
+    labels = rng.integers(0, 2, n_videos)
+    keys = np.array([f"v{i:03d}" for i in rng.permutation(n_videos)])
+    video = np.repeat(np.arange(n_videos), frames)
+    base = rng.normal(size=n_videos) * 0.5 + signal * labels
+    logits = base[video] + rng.normal(size=video.size)
+    scores = np.round(1.0 / (1.0 + np.exp(-logits)), decimals)
+    frame = pd.DataFrame(
+        {
+            "set": "cdf2",
+            "video_key": keys[video],
+            "video_idx": video,
+            "frame_idx": np.concatenate([np.arange(f) for f in frames]),
+            "label": labels[video],
+            "score": scores,
+        }
+    )
+    return frame[list(PREDICTION_COLUMNS)]
+
+
+def naive_aucs(predictions: pd.DataFrame, level: str, counts: np.ndarray) -> np.ndarray:
+    """The direct computation: build each resample's samples and call scikit-learn."""
+    keys = np.unique(predictions["video_key"])
+    groups = {key: g for key, g in predictions.groupby("video_key")}
+    out = []
+    for row in counts:
+        drawn = [groups[keys[v]] for v in range(keys.size) for _ in range(row[v])]
+        if level == "frame":
+            scores = np.concatenate([g["score"].to_numpy() for g in drawn])
+            labels = np.concatenate([g["label"].to_numpy() for g in drawn])
+        else:
+            scores = np.array([g["score"].mean() for g in drawn])
+            labels = np.array([g["label"].iloc[0] for g in drawn])
+        out.append(roc_auc_score(labels, scores) if 0 < labels.sum() < labels.size else NAN)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("level", ["frame", "video"])
+def test_vectorised_bootstrap_equals_direct(level):
+    predictions = make_predictions(seed=1, n_videos=25)
+    counts = draw_video_counts(25, 60, np.random.default_rng(7))
+    # A tiny video set makes some one-class resamples likely; force one to be sure.
+    counts[0] = 0
+    counts[0, 0] = 25
+    fast = auc_resamples(predictions, level, counts)
+    slow = naive_aucs(predictions, level, counts)
+    assert np.isnan(fast[0]) and np.isnan(slow[0])
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    chunked = auc_resamples(predictions, level, counts, max_cells=7)
+    np.testing.assert_allclose(chunked, fast, rtol=0, atol=1e-12)
+
+
+def test_bootstrap_interval_contains_point_auc():
+    predictions = make_predictions(seed=2, n_videos=200, signal=1.5, decimals=3)
+    for level in ("frame", "video"):
+        low, high = bootstrap_auc(predictions, level, n_resamples=400, seed=3)
+        if level == "frame":
+            point = roc_auc_score(predictions["label"], predictions["score"])
+        else:
+            means = predictions.groupby("video_key").agg(
+                score=("score", "mean"), label=("label", "first")
+            )
+            point = roc_auc_score(means["label"], means["score"])
+        assert low < point < high
+        assert 0.02 < high - low < 0.3
+        assert bootstrap_auc(predictions, level, n_resamples=400, seed=3) == (low, high)
+
+
+def test_cross_dataset_table_with_intervals():
+    rows = cross_dataset_results()
+    predictions = make_predictions(seed=4, n_videos=60, signal=1.5, decimals=3)
+    table = cross_dataset_table(
+        rows[rows.detector.isin(["xception", "sbi"])],
+        "frame",
+        interval=True,
+        load_predictions=lambda row: predictions,
+        n_resamples=200,
+    )
+    cell = table.at["xception", ("cdf2", "auc")]
+    assert re.fullmatch(r"71\.00 ± 1\.41 \[\d+\.\d\d, \d+\.\d\d\]", str(cell))
+    point = 100 * roc_auc(predictions["score"].to_numpy(), predictions["label"].to_numpy())
+    assert cell.low < point < cell.high
+    assert re.fullmatch(r"90\.00 \[\d+\.\d\d, \d+\.\d\d\]", str(table.at["sbi", ("cdf2", "auc")]))
+    assert str(table.at["xception", ("cdf2", "ap")]) == "80.00 ± 0.00"
+    assert "/low" in to_csv(table)
+
+
+def test_cell_formatting():
+    assert str(Cell(12.3456, NAN, 1)) == "12.35"
+    assert str(Cell(12.3456, 0.5, 1)) == "12.35"  # one seed: no std even if given
+    assert str(Cell(1.0, 0.5, 3)) == "1.00 ± 0.50"
+    assert str(Cell()) == "-"
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_roc_png(tmp_path):
+    by_detector = {
+        "xception": make_predictions(seed=5, n_videos=40),
+        "laa_net": make_predictions(seed=6, n_videos=40, signal=2.0),
+    }
+    for level in ("frame", "video"):
+        path = roc_curves(by_detector, "cdf2", level, tmp_path / "plots")
+        assert path == tmp_path / "plots" / f"roc_cdf2_{level}.png"
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+        assert struct.unpack(">II", data[16:24]) == (500, 500)
+    assert not list((tmp_path / "plots").glob(".*tmp"))
+    with pytest.raises(ValueError):
+        roc_curves(by_detector, "dfdc", "frame", tmp_path / "x.png")
