@@ -107,7 +107,9 @@ def test_runner_resumes_records_failures_and_equals_a_clean_run(tmp_path: Path) 
     assert "no_such_backbone" in resumed.status(cells[-1])["error"]
     results = resumed.collect()
     assert list(results.columns) == list(RESULT_COLUMNS)
-    assert set(results.detector) == {"xception"} and len(results) == 2 * 2  # 2 seeds x 2 levels
+    assert (
+        set(results.detector) == {"xception"} and len(results) == 2 * 2 * 2
+    )  # seeds x test sets x levels
     assert (resumed.root / "results.csv").is_file()
 
     clean = Runner(good_cells, tmp_path / "clean", [])
@@ -130,5 +132,5 @@ def test_runner_resumes_records_failures_and_equals_a_clean_run(tmp_path: Path) 
     )
     row = results.iloc[0]
     frames = pd.read_parquet(resumed.root / row["predictions"])
-    assert len(frames) == int(row["n_frames"])
+    assert len(frames[frames["set"] == row["prediction_set"]]) == int(row["n_frames"])
     assert json.loads(row["flags"])["input_size"] == 32
