@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -133,6 +134,9 @@ class Runner:
         common = [*cell.fit_args(), *self.extra_args, "--trainer.enable_progress_bar=false"]
         fit_marker = folder / "fit.json"
         if not fit_marker.is_file():
+            # An interrupted fit may have left checkpoints that are not this run's best.
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+            shutil.rmtree(folder / "fit", ignore_errors=True)
             fit_time = _dfbench(
                 [
                     "fit",
@@ -151,6 +155,7 @@ class Runner:
         rows = []
         for k, variant in enumerate(cell.tests):
             out = folder / f"test_{k}"
+            shutil.rmtree(out, ignore_errors=True)
             test_time = _dfbench(
                 [
                     "test",
