@@ -134,3 +134,80 @@ def test_runner_resumes_records_failures_and_equals_a_clean_run(tmp_path: Path) 
     frames = pd.read_parquet(resumed.root / row["predictions"])
     assert len(frames[frames["set"] == row["prediction_set"]]) == int(row["n_frames"])
     assert json.loads(row["flags"])["input_size"] == 32
+
+
+@pytest.mark.slow
+def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
+    """SIGKILL `dfbench bench` after its first cell; the re-run does the rest, results match."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    good = {"name": "xception", "configs": ["configs/detectors/xception.yaml"], "overrides": TINY}
+    grid = write_grid(tmp_path, [good])
+    command = [
+        sys.executable,
+        "-m",
+        "src.cli",
+        "bench",
+        str(grid),
+        "--profile",
+        "demo",
+        "--no-wandb",
+    ]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    results = tmp_path / "killed"
+    process = subprocess.Popen(
+        [*command, "--results", str(results)],
+        env=env,
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    cells = results / "tiny" / "demo" / "cells"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(
+        json.loads(p.read_text())["status"] == "done" for p in cells.glob("*/status.json")
+    ):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    statuses = [json.loads(p.read_text())["status"] for p in sorted(cells.glob("*/status.json"))]
+    assert statuses[0] == "done" and "done" not in statuses[1:], statuses
+
+    out = subprocess.run(
+        [*command, "--results", str(results)],
+        env=env,
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "done earlier, skipped" in out and out.count(": running") == 1
+    clean = tmp_path / "clean"
+    subprocess.run(
+        [*command, "--results", str(clean)],
+        env=env,
+        cwd=Path(__file__).parents[1],
+        check=True,
+        capture_output=True,
+    )
+    keys = ["detector", "seed", "test_set", "level"]
+    metrics = [*keys, "auc", "ap", "acc", "eer", "n_frames"]
+    a = (
+        pd.read_csv(results / "tiny" / "demo" / "results.csv")[metrics]
+        .sort_values(keys)
+        .reset_index(drop=True)
+    )
+    b = (
+        pd.read_csv(clean / "tiny" / "demo" / "results.csv")[metrics]
+        .sort_values(keys)
+        .reset_index(drop=True)
+    )
+    pd.testing.assert_frame_equal(a, b)
+    for level in ("frame", "video"):
+        assert (results / "tiny" / "demo" / "tables" / f"cross_dataset_{level}.md").read_text() == (
+            clean / "tiny" / "demo" / "tables" / f"cross_dataset_{level}.md"
+        ).read_text()
