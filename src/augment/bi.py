@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from src.augment.generator import PairedGenerator
 from src.augment.landmarks import HULL_TYPES, as_68, hull_mask
 
 #: Landmarks that a similarity transform aligns (nose 27-35, eyes 36-47): they
@@ -118,7 +119,7 @@ class _Pool:
     video_of: dict[str, int]  # video_key -> video id
 
 
-class BI:
+class BI(PairedGenerator):
     """Blended Images: a real face with the inner face of a similar real face pasted in.
 
     Per sample: pick one of the background's ``k`` nearest pool faces (of
@@ -383,17 +384,6 @@ class BI:
         }
 
     # ---------------------------------------------------------------- sample
-
-    def __call__(
-        self,
-        image: np.ndarray,
-        landmarks: np.ndarray,
-        rng: np.random.Generator,
-        row: dict | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The BI fake of a real face and its blend mask (see :meth:`pair`)."""
-        _, fake, mask = self.pair(image, landmarks, rng, row)
-        return fake, mask
 
     def pair(
         self,

@@ -46,6 +46,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from src.augment.generator import PairedGenerator
 from src.augment.landmarks import HULL_TYPES, hull_mask
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
@@ -159,7 +160,7 @@ def blend_mask(
     return cv2.resize(blurred / peak, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-class SBI:
+class SBI(PairedGenerator):
     """Self-blended pseudo-fakes (see the module docstring).
 
     Args:
@@ -221,14 +222,3 @@ class SBI:
         fake = cv2.blendLinear(source, target, blend, 1.0 - blend)
         returned = weights if self.variant == "laa" else blend
         return target, fake, returned.astype(np.float32)
-
-    def __call__(
-        self,
-        image: np.ndarray,
-        landmarks: np.ndarray,
-        rng: np.random.Generator,
-        row: dict | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(fake, mask)``; the fake's background is :meth:`pair`'s real."""
-        _, fake, mask = self.pair(image, landmarks, rng, row)
-        return fake, mask
