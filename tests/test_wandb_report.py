@@ -219,6 +219,7 @@ def result_rows() -> pd.DataFrame:
                     "config_hash": "ab12",
                     "code_version": "deadbeef",
                     "predictions": f"cells/cell-{detector}/test_predictions.parquet",
+                    "prediction_set": "cdf2",
                 }
             )
     # Stored column order differs from the schema's; the table follows the schema.
