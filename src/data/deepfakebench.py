@@ -47,7 +47,6 @@ Decisions:
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -64,6 +63,7 @@ from src.data.indexers.base import (
     absolute,
     as_list,
     check_split,
+    read_json,
 )
 from src.data.tables import FRAME_COLUMNS, SPLITS, frame_table
 from src.files import atomic_write_json
@@ -230,12 +230,7 @@ def read_deepfakebench_json(
     """
     path = absolute(path)
     root = absolute(data_root) if data_root is not None else None
-    if not path.is_file():
-        raise DatasetLayoutError(path, FORMAT)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetLayoutError(path, FORMAT, f"not valid JSON ({error})") from None
+    data = read_json(path, FORMAT)
     wanted = {check_split(s, "splits") for s in as_list(splits)} or set(SPLITS)
 
     chosen: dict[str, tuple[str, tuple]] = {}

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -152,6 +153,21 @@ def require_file(path: Path, expected: str) -> Path:
     if not path.is_file():
         raise DatasetLayoutError(path, expected, "not a file" if path.exists() else "not found")
     return path
+
+
+def read_json(path: Path, expected: str, kind: type | None = None) -> Any:
+    """Parse a dataset's JSON file; every problem is a DatasetLayoutError naming it.
+
+    With ``kind=dict`` the top level must be a JSON object.
+    """
+    require_file(path, expected)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetLayoutError(path, expected, f"not valid JSON ({error})") from None
+    if kind is dict and not isinstance(data, dict):
+        raise DatasetLayoutError(path, expected, "not a JSON object")
+    return data
 
 
 def video_dir(folder: Path) -> Path:

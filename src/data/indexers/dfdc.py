@@ -27,7 +27,6 @@ Decisions where the layout is silent:
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,9 +35,9 @@ from typing import Any
 from src.data.indexers.base import (
     DatasetLayoutError,
     MissingVideos,
+    read_json,
     read_lines,
     register_indexer,
-    require_file,
     scan_videos,
     video_dir,
     video_row,
@@ -81,13 +80,7 @@ def read_metadata(path: Path) -> dict[str, tuple[int, str]]:
 
     A fake's target_id is the stem of its ``original``; a real's is its own stem.
     """
-    require_file(path, METADATA)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetLayoutError(path, METADATA, f"not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise DatasetLayoutError(path, METADATA, "not a JSON object")
+    data = read_json(path, METADATA, dict)
     entries = {}
     for name, info in data.items():
         label = str(info.get("label", "")).upper() if isinstance(info, dict) else ""

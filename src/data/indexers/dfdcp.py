@@ -23,7 +23,6 @@ Decisions where the layout is silent:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,8 +30,8 @@ from src.data.indexers.base import (
     DatasetLayoutError,
     MissingVideos,
     find_file,
+    read_json,
     register_indexer,
-    require_file,
     video_row,
 )
 from src.data.tables import SPLITS
@@ -45,13 +44,7 @@ DATASET_JSON = (
 
 def read_dataset_json(path: Path) -> list[tuple[str, int, str]]:
     """(relative path, dfbench label, split) of each entry, sorted by path."""
-    require_file(path, DATASET_JSON)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetLayoutError(path, DATASET_JSON, f"not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise DatasetLayoutError(path, DATASET_JSON, "not a JSON object")
+    data = read_json(path, DATASET_JSON, dict)
     entries = []
     for relative, info in sorted(data.items()):
         label = str(info.get("label", "")).lower() if isinstance(info, dict) else ""

@@ -29,7 +29,6 @@ Decisions where the layout is silent:
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,8 +42,8 @@ from src.data.indexers.base import (
     as_compressions,
     as_list,
     check_split,
+    read_json,
     register_indexer,
-    require_file,
     scan_or_skip,
     scan_videos,
     video_dir,
@@ -99,11 +98,7 @@ def _id(value: Any) -> str | None:
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:
     """The ``[a, b]`` pairs of an official split file."""
-    require_file(path, SPLIT_FILE)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetLayoutError(path, SPLIT_FILE, f"not valid JSON ({error})") from None
+    data = read_json(path, SPLIT_FILE)
     if not isinstance(data, list) or not data:
         raise DatasetLayoutError(path, SPLIT_FILE, "not a non-empty JSON list")
     pairs = []
