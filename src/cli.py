@@ -201,7 +201,7 @@ def detectors_verb(argv: list[str]) -> int:
         model = build_detector(name, pretrained=False)
         contract = model.input_contract
         line = (
-            f"{name:<18} {entry.cls.__name__:<20} input {contract.input_size[0]}x{contract.input_size[1]} "
+            f"{name:<18} {entry.obj.__name__:<20} input {contract.input_size[0]}x{contract.input_size[1]} "
             f"mean {contract.mean} std {contract.std}"
         )
         if args.params:

@@ -9,6 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+#: What dfbench reads as a video or as a still image (lower-case suffixes), everywhere.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], durable: bool = True) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then rename it into place.

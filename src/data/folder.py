@@ -24,12 +24,11 @@ import pandas as pd
 from src.data.base import DeepfakeDataModuleBase
 from src.data.datamodule import FrameSet
 from src.data.preprocess import (
-    IMAGE_SUFFIXES,
-    VIDEO_SUFFIXES,
     PreprocessConfig,
     load_frame_table,
     preprocess,
 )
+from src.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 
 def scan_folder(path: str | Path) -> pd.DataFrame:

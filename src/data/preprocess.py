@@ -39,10 +39,8 @@ from tqdm.auto import tqdm
 
 from src.data.faces import Face, FaceDetector, Landmarker, crop_box, select_faces
 from src.data.tables import FRAME_COLUMNS, video_table
-from src.files import atomic_write, atomic_write_csv, atomic_write_json
+from src.files import IMAGE_SUFFIXES, atomic_write, atomic_write_csv, atomic_write_json
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FAILURE_COLUMNS = ("video_key", "frame_idx", "path", "reason")
 
 

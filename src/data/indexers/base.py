@@ -43,9 +43,9 @@ from typing import Any
 import pandas as pd
 
 from src.data.tables import SPLITS, video_table
+from src.files import VIDEO_SUFFIXES
+from src.registry import Registry
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 COMPRESSIONS = ("raw", "c23", "c40")
 _COMPRESSION_ALIASES = {"c0": "raw", "hq": "c23", "lq": "c40"}
 #: When one video is listed under several splits it is kept in the most held-out
@@ -55,7 +55,10 @@ HELD_OUT_ORDER = ("test", "val", "train")
 _SHOWN = 10
 
 Indexer = Callable[..., Iterable[dict[str, Any]]]
-_INDEXERS: dict[str, Indexer] = {}
+INDEXERS: Registry[Indexer] = Registry("dataset indexer")
+
+#: Decorator: register ``fn(root: Path, **options) -> rows`` as the indexer of a dataset.
+register_indexer = INDEXERS.register
 
 
 class DatasetLayoutError(ValueError):
@@ -76,32 +79,13 @@ class DatasetLayoutWarning(UserWarning):
     """Something absent from a dataset tree was skipped (``strict=False``)."""
 
 
-# ------------------------------------------------------------------ registry
-def register_indexer(name: str) -> Callable[[Indexer], Indexer]:
-    """Register ``fn(root: Path, **options) -> rows`` as the indexer of dataset ``name``."""
-
-    def decorator(fn: Indexer) -> Indexer:
-        existing = _INDEXERS.get(name)
-        if existing is not None and existing is not fn:
-            raise ValueError(f"indexer name {name!r} is already taken by {existing.__qualname__}")
-        _INDEXERS[name] = fn
-        return fn
-
-    return decorator
-
-
 def list_indexers() -> list[str]:
     """Names of every registered indexer, sorted."""
-    return sorted(_INDEXERS)
+    return INDEXERS.names()
 
 
 def get_indexer(name: str) -> Indexer:
-    try:
-        return _INDEXERS[name]
-    except KeyError:
-        raise KeyError(
-            f"no dataset indexer named {name!r}; registered: {', '.join(list_indexers())}"
-        ) from None
+    return INDEXERS.get(name)
 
 
 def indexer_options(name: str) -> list[str]:
@@ -177,7 +161,7 @@ def video_dir(folder: Path) -> Path:
 
 
 def scan_videos(
-    folder: Path, expected: str, extensions: Iterable[str] = VIDEO_EXTENSIONS
+    folder: Path, expected: str, extensions: Iterable[str] = VIDEO_SUFFIXES
 ) -> dict[str, Path]:
     """Map stem -> path of the files in ``folder`` (or its ``videos/``) with those extensions.
 

@@ -47,7 +47,6 @@ from typing import Any
 
 from src.data.indexers.base import (
     HELD_OUT_ORDER,
-    VIDEO_EXTENSIONS,
     DatasetLayoutError,
     MissingVideos,
     absolute,
@@ -60,6 +59,7 @@ from src.data.indexers.base import (
     video_row,
 )
 from src.data.tables import SPLITS
+from src.files import VIDEO_SUFFIXES
 
 REALS_OPTIONS = ("ffpp", "source", "none")
 LIST_LINE = "one manipulated video name a line, e.g. 000_M101.mp4"
@@ -210,7 +210,7 @@ def _source_reals(
             missing.add(folder, files[split])
             continue
         videos = sorted(
-            p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
+            p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
         )
         for path in videos:
             relative = path.relative_to(folder).with_suffix("").parts

@@ -36,13 +36,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from src.data.indexers.base import (
-    IMAGE_EXTENSIONS,
     DatasetLayoutError,
     DatasetLayoutWarning,
     register_indexer,
     video_dir,
     video_row,
 )
+from src.files import IMAGE_SUFFIXES
 
 #: Top folder -> (label, split).
 FOLDERS = {
@@ -67,7 +67,7 @@ def archive_sequences(archive: Path) -> list[str]:
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
             name = PurePosixPath(member.name.lstrip("/"))
-            if member.isfile() and name.suffix.lower() in IMAGE_EXTENSIONS:
+            if member.isfile() and name.suffix.lower() in IMAGE_SUFFIXES:
                 folders.add(str(name.parent))
     return sorted(folders)
 
@@ -77,7 +77,7 @@ def extracted_sequences(folder: Path) -> list[Path]:
     found = []
     for current, dirs, files in os.walk(folder):
         dirs.sort()
-        if any(Path(f).suffix.lower() in IMAGE_EXTENSIONS for f in files):
+        if any(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in files):
             found.append(Path(current))
     return sorted(found)
 
