@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from src.detectors import LAANet
-from src.detectors.layers.blend_targets import laa_targets
 from src.detectors.optim import SAM
+from src.detectors.targets import laa_targets
 from src.files import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -240,9 +240,21 @@ def show_augment_verb(argv: list[str]) -> int:
 
 @verb("import-laa-net", "convert the LAA-Net authors' released weights into a dfbench checkpoint")
 def import_laa_net_verb(argv: list[str]) -> int:
-    from src.detectors.laa_net_import import run_import
+    from src.detectors.laa_net.importer import write_checkpoint
 
-    return run_import(argv)
+    parser = argparse.ArgumentParser(
+        prog="dfbench import-laa-net", description=VERBS["import-laa-net"].help
+    )
+    parser.add_argument("--checkpoint", required=True, help="the authors' released .pth file")
+    parser.add_argument("--out", required=True, help="Lightning checkpoint to write (.ckpt)")
+    args = parser.parse_args(argv)
+    path, count = write_checkpoint(args.checkpoint, args.out)
+    print(f"imported {count} tensors -> {path}")
+    print(
+        "test it with: dfbench test -c configs/data/cross_dataset.yaml -c configs/detectors/laa_net.yaml "
+        f"--model.init_args.authors_padding=true --ckpt_path {path}"
+    )
+    return 0
 
 
 @verb("bench", "run a benchmark grid (benchmarks/*.yaml) and render its tables")

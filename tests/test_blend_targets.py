@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.detectors.layers.blend_targets import (
+from src.detectors.targets import (
     blending_boundary,
     consistency_loss,
     consistency_target,

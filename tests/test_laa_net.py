@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from src.detectors import LAANet, build_detector
-from src.detectors.laa_net_import import (
+from src.detectors.laa_net.importer import (
     authors_to_dfbench,
     dfbench_to_authors,
     load_authors_checkpoint,

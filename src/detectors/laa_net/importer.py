@@ -28,14 +28,13 @@ that ``dfbench test`` takes.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from src.detectors.laa_net import LAANet
+from src.detectors.laa_net.model import LAANet
 
 #: Constructor arguments of the authors' released configuration.
 AUTHORS_CONFIG: dict[str, Any] = {
@@ -142,17 +141,16 @@ def load_authors_checkpoint(path: str | Path, **overrides: Any) -> LAANet:
     return model
 
 
-def run_import(argv: list[str]) -> int:
-    """``dfbench import-laa-net``: the authors' .pth -> a checkpoint ``dfbench test`` takes."""
+def write_checkpoint(source: str | Path, out: str | Path) -> tuple[Path, int]:
+    """Convert the authors' ``.pth`` into a Lightning checkpoint ``dfbench test`` takes.
+
+    Returns the written path and the number of tensors it holds.
+    """
     import pytorch_lightning as pl
 
     from src.files import atomic_write
 
-    parser = argparse.ArgumentParser(prog="dfbench import-laa-net", description=run_import.__doc__)
-    parser.add_argument("--checkpoint", required=True, help="the authors' released .pth file")
-    parser.add_argument("--out", required=True, help="Lightning checkpoint to write (.ckpt)")
-    args = parser.parse_args(argv)
-    model = load_authors_checkpoint(args.checkpoint)
+    model = load_authors_checkpoint(source)
     payload = {
         "state_dict": model.state_dict(),
         "hyper_parameters": dict(model.hparams),
@@ -160,10 +158,5 @@ def run_import(argv: list[str]) -> int:
         "epoch": 0,
         "global_step": 0,
     }
-    path = atomic_write(args.out, lambda handle: torch.save(payload, handle))
-    print(f"imported {len(payload['state_dict'])} tensors -> {path}")
-    print(
-        "test it with: dfbench test -c configs/detectors/laa_net.yaml -c configs/data/cross_dataset.yaml "
-        f"--model.init_args.authors_padding=true --ckpt_path {path}"
-    )
-    return 0
+    path = atomic_write(out, lambda handle: torch.save(payload, handle))
+    return path, len(payload["state_dict"])
