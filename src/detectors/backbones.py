@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -24,6 +26,7 @@ from urllib.parse import urlparse
 import timm
 import torch
 from timm.models import get_pretrained_cfg
+from torch import Tensor, nn
 
 Pretrained = bool | str | Path
 
@@ -127,3 +130,173 @@ def backbone_data_config(model_name: str) -> dict[str, Any]:
         "mean": tuple(cfg.mean),
         "std": tuple(cfg.std),
     }
+
+
+# ---------------------------------------------------------------- feature taps
+@dataclass(frozen=True)
+class Stage:
+    """One named stage of a backbone: child modules of the timm model run in order.
+
+    ``channels`` and ``reduction`` describe the stage's output (reduction = input
+    size / output size), as timm's ``feature_info`` does.
+    """
+
+    name: str
+    modules: tuple[str, ...]
+    channels: int
+    reduction: int
+
+
+def _last_channels(modules: Sequence[nn.Module]) -> int:
+    """Output channels of a stage: the width of its last batch norm (or conv)."""
+    width = None
+    for module in modules:
+        for layer in module.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                width = layer.num_features
+            elif isinstance(layer, nn.Conv2d) and width is None:
+                width = layer.out_channels
+    if width is None:
+        raise ValueError("a stage without a convolution or batch norm")
+    return width
+
+
+class StagedBackbone(nn.Module):
+    """A timm backbone as an ordered list of named stages, to tap and to resume.
+
+    A detector can run the network up to a stage, do its own work on that
+    feature, and continue from there::
+
+        backbone = staged_backbone("legacy_xception")
+        embedding = backbone.run(images, until="block4")              # 728 x 19 x 19 at 299 px
+        deep = backbone.run(embedding, after="block4", until="block7")
+        taps = backbone.features(images, ["C3", "C4"])                # a dict by tap name
+
+    Stage names (``names``) and aliases (``C1`` .. ``C6`` for the output at
+    reduction 2**k) per family:
+
+    * Xception (``legacy_xception``): ``stem`` (conv1 .. act2), ``block1`` ..
+      ``block12``, ``conv3``, ``conv4`` (each with its BN and activation).
+    * EfficientNet: ``stem``, ``blocks.0`` .. ``blocks.6``, ``head`` (conv head
+      + BN + activation, C6, the feature LAA-Net reads beside C5).
+    * ResNet: ``stem`` (conv1 .. maxpool), ``layer1`` .. ``layer4``.
+
+    The timm model stays whole under ``.model``, so state-dict keys are timm's
+    (``backbone.model.conv_stem.weight`` ...) and its unused classifier may stay.
+    """
+
+    def __init__(
+        self, model: nn.Module, stages: Sequence[Stage], aliases: dict[str, str] | None = None
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.stages = tuple(stages)
+        self.aliases = dict(aliases or {})
+        self._index = {stage.name: i for i, stage in enumerate(self.stages)}
+
+    @property
+    def names(self) -> list[str]:
+        return [stage.name for stage in self.stages]
+
+    def stage(self, name: str) -> Stage:
+        """The stage called ``name`` (or aliased so)."""
+        index = self._index.get(self.aliases.get(name, name))
+        if index is None:
+            taps = ", ".join([*self.names, *self.aliases])
+            raise KeyError(f"backbone has no stage {name!r}; taps: {taps}")
+        return self.stages[index]
+
+    def channels(self, name: str) -> int:
+        return self.stage(name).channels
+
+    def reduction(self, name: str) -> int:
+        return self.stage(name).reduction
+
+    def _position(self, name: str | None, default: int) -> int:
+        return default if name is None else self._index[self.stage(name).name]
+
+    def _run_stage(self, stage: Stage, x: Tensor) -> Tensor:
+        for path in stage.modules:
+            x = self.model.get_submodule(path)(x)
+        return x
+
+    def run(self, x: Tensor, after: str | None = None, until: str | None = None) -> Tensor:
+        """Run the stages after ``after`` (None: from the image) through ``until`` (None: all)."""
+        first = self._position(after, -1) + 1
+        last = self._position(until, len(self.stages) - 1)
+        for stage in self.stages[first : last + 1]:
+            x = self._run_stage(stage, x)
+        return x
+
+    def features(self, x: Tensor, taps: Sequence[str]) -> dict[str, Tensor]:
+        """The outputs of the named stages (by the names asked for), stopping at the last one."""
+        wanted: dict[int, list[str]] = {}
+        for tap in taps:
+            wanted.setdefault(self._index[self.stage(tap).name], []).append(tap)
+        out: dict[str, Tensor] = {}
+        for index, stage in enumerate(self.stages[: max(wanted) + 1]):
+            x = self._run_stage(stage, x)
+            for tap in wanted.get(index, ()):
+                out[tap] = x
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.run(x)
+
+
+def _plan(model: nn.Module) -> tuple[list[tuple[str, tuple[str, ...], int]], dict[str, str]]:
+    """(stage name, child modules, reduction) per stage, and the C-level aliases."""
+    children = dict(model.named_children())
+    if "block12" in children and "conv4" in children:  # timm's legacy_xception
+        plan = [("stem", ("conv1", "bn1", "act1", "conv2", "bn2", "act2"), 2)]
+        plan += [
+            (f"block{i}", (f"block{i}",), 4 if i == 1 else 8 if i == 2 else 16) for i in (1, 2, 3)
+        ]
+        plan += [(f"block{i}", (f"block{i}",), 16) for i in range(4, 12)]
+        plan += [("block12", ("block12",), 32)]
+        plan += [("conv3", ("conv3", "bn3", "act3"), 32), ("conv4", ("conv4", "bn4", "act4"), 32)]
+        aliases = {"C1": "stem", "C2": "block1", "C3": "block2", "C4": "block11", "C5": "conv4"}
+        return plan, aliases
+    if "conv_stem" in children and "blocks" in children and "conv_head" in children:
+        reductions = {info["module"]: int(info["reduction"]) for info in model.feature_info}
+        plan = [("stem", ("conv_stem", "bn1"), 2)]
+        aliases = {}
+        reduction = 2
+        for i in range(len(model.blocks)):
+            name = f"blocks.{i}"
+            reduction = reductions.get(name, reduction)
+            plan.append((name, (name,), reduction))
+        # The reduction of a stage without a feature_info entry is the next tapped one's.
+        for k in range(len(plan) - 2, 0, -1):
+            name = plan[k][0]
+            if name not in reductions:
+                plan[k] = (name, plan[k][1], plan[k + 1][2])
+        for name, reduction in reductions.items():
+            aliases[f"C{reduction.bit_length() - 1}"] = name
+        plan.append(("head", ("conv_head", "bn2"), plan[-1][2]))
+        aliases["C6"] = "head"
+        return plan, aliases
+    if all(f"layer{i}" in children for i in (1, 2, 3, 4)) and "conv1" in children:
+        plan = [("stem", ("conv1", "bn1", "act1", "maxpool"), 4)]
+        plan += [
+            (f"layer{i}", (f"layer{i}",), r)
+            for i, r in zip((1, 2, 3, 4), (4, 8, 16, 32), strict=True)
+        ]
+        aliases = {"C2": "layer1", "C3": "layer2", "C4": "layer3", "C5": "layer4"}
+        return plan, aliases
+    raise ValueError(
+        f"no feature taps for {type(model).__name__}: dfbench taps Xception, EfficientNet and ResNet"
+    )
+
+
+def staged_backbone(
+    model_name: str, pretrained: Pretrained = False, **kwargs: Any
+) -> StagedBackbone:
+    """:func:`create_backbone` as a :class:`StagedBackbone` (named taps, resumable stages)."""
+    model = create_backbone(model_name, pretrained, **kwargs)
+    plan, aliases = _plan(model)
+    stages = [
+        Stage(name, modules, _last_channels([model.get_submodule(m) for m in modules]), reduction)
+        for name, modules, reduction in plan
+    ]
+    return StagedBackbone(model, stages, aliases)

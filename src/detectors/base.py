@@ -64,6 +64,17 @@ class DetectorOutput:
         return {k: v for k, v in named.items() if v is not None} | dict(self.extras)
 
 
+class ClassifierView(nn.Module):
+    """A detector seen as a plain classifier: images -> (B, 1) logits (shares its weights)."""
+
+    def __init__(self, detector: Detector) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.detector(images).logit.unsqueeze(1)
+
+
 class Detector(pl.LightningModule):
     """Base class of every detector.
 
@@ -81,6 +92,9 @@ class Detector(pl.LightningModule):
 
     #: Set by subclasses: (height, width), mean, std when ``input_size`` is None.
     default_contract = InputContract(input_size=(256, 256))
+    #: Names (``get_submodule`` paths) of the layers Grad-CAM reads by default; see
+    #: :meth:`cam_target_layers`. Subclasses set it (or override the method).
+    cam_layers: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -120,6 +134,28 @@ class Detector(pl.LightningModule):
     # ------------------------------------------------------- what methods write
     def forward(self, images: Tensor) -> DetectorOutput:
         raise NotImplementedError
+
+    def step_forward(self, batch: Batch) -> DetectorOutput:
+        """The forward pass every training/validation/test/predict step runs.
+
+        ``self(batch["image"])`` by default; a detector that needs more of the
+        batch (a second input, per-frame side data, training-only noise) overrides it.
+        """
+        return self(batch["image"])
+
+    # ------------------------------------------------------------ attribution
+    def cam_target_layers(self) -> list[nn.Module]:
+        """The modules Grad-CAM hooks by default (:attr:`cam_layers`); their maps are averaged."""
+        if not self.cam_layers:
+            raise NotImplementedError(f"{type(self).__name__} declares no cam_layers")
+        return [self.get_submodule(name) for name in self.cam_layers]
+
+    def as_classifier(self) -> nn.Module:
+        """A module mapping images (B, 3, H, W) to a (B, 1) logit with this detector's weights.
+
+        What Grad-CAM (PRLE's zoo maps, ``dfbench cam``) and model export take.
+        """
+        return ClassifierView(self)
 
     def loss(self, output: DetectorOutput, batch: Batch) -> dict[str, Tensor]:
         """Named loss terms with the total under ``"loss"``.
@@ -186,7 +222,7 @@ class Detector(pl.LightningModule):
             )
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        output = self(batch["image"])
+        output = self.step_forward(batch)
         losses = self.loss(output, batch)
         self._log_losses("train", losses, batch["image"].shape[0])
         return losses["loss"]
@@ -202,7 +238,7 @@ class Detector(pl.LightningModule):
         )
 
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        output = self(batch["image"])
+        output = self.step_forward(batch)
         self._log_losses("val", self.loss(output, batch), batch["image"].shape[0])
         self._update(self.val_metric, output, batch)
 
@@ -235,7 +271,7 @@ class Detector(pl.LightningModule):
         self.test_predictions = {}
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        output = self(batch["image"])
+        output = self.step_forward(batch)
         self._update(self._metric_for(self.test_metrics, dataloader_idx), output, batch)
 
     def on_test_epoch_end(self) -> None:
@@ -256,7 +292,7 @@ class Detector(pl.LightningModule):
     def predict_step(
         self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, Tensor]:
-        output = self(batch["image"])
+        output = self.step_forward(batch)
         self._update(self._metric_for(self.predict_metrics, dataloader_idx), output, batch)
         return {
             "logit": output.logit,
