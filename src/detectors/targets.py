@@ -1,4 +1,10 @@
-"""Dense targets from a blend mask, and their losses (LAA-Net; usable by any detector).
+"""Dense targets built on the device from the batch's ``label`` and ``mask`` (any detector).
+
+Which samples carry dense supervision is decided once, by
+:func:`dense_supervision`: reals (their target is all zero) and fakes with a
+mask; a fake whose dataset has no mask gets no dense loss at all.
+
+LAA-Net's targets:
 
 From the batch's mask M (1 where the face was pasted, soft at the seam), on
 the device and vectorised over the batch:
@@ -18,11 +24,14 @@ Reals (label 0) get all-zero targets.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+def dense_supervision(batch: dict[str, Tensor]) -> Tensor:
+    """(B,) bool: samples whose dense targets are known (reals, and fakes with a mask)."""
+    return (batch["label"] < 0.5) | batch["has_mask"].bool()
 
 
 def blending_boundary(mask: Tensor, size: tuple[int, int]) -> Tensor:
@@ -132,35 +141,3 @@ def laa_targets(
         "heatmap": heatmap_target(boundary, points) * fake,
         "consistency": consistency_target(boundary, points) * fake,
     }
-
-
-def focal_loss(logits: Tensor, target: Tensor, positive_weight: float = 1.0) -> Tensor:
-    """CornerNet's penalty-reduced focal loss (LAA-Net Eq. 5-6), as the authors code it.
-
-    ``p = clamp(sigmoid(logit), 1e-4, 1 - 1e-4)``; positives are pixels where the
-    target is exactly 1; the sum over the batch is divided by the number of
-    positives (only the negative term when there are none). ``positive_weight``
-    scales the positive term (the authors' code: 0.72, a label smoothing).
-    """
-    p = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
-    target = target.float()
-    positive = target.eq(1)
-    pos_loss = positive_weight * (torch.log(p) * (1 - p) ** 2)[positive].sum()
-    neg_loss = (torch.log(1 - p) * p**2 * (1 - target) ** 4)[~positive].sum()
-    n_pos = positive.sum()
-    if n_pos == 0:
-        return -neg_loss
-    return -(pos_loss + neg_loss) / n_pos
-
-
-def consistency_loss(embedding: Tensor, target: Tensor) -> Tensor:
-    """BCE between ``sigmoid(<e_a, e_x> / sqrt(D))`` and the target, a = argmax of the target.
-
-    embedding (B, D, h, w), target (B, h, w), as the authors' code computes it.
-    """
-    b, d, h, w = embedding.shape
-    flat = embedding.float().flatten(2)  # (B, D, hw)
-    anchor = target.flatten(1).argmax(1)
-    anchor_vectors = flat[torch.arange(b, device=flat.device), :, anchor]  # (B, D)
-    similarity = torch.einsum("bd,bdn->bn", anchor_vectors, flat) / math.sqrt(d)
-    return F.binary_cross_entropy_with_logits(similarity, target.flatten(1).float())

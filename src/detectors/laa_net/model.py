@@ -39,8 +39,9 @@ from src.detectors.backbones import Pretrained, create_backbone
 from src.detectors.base import Detector, DetectorOutput
 from src.detectors.laa_net_training import LAANetTraining
 from src.detectors.layers.efpn import EFPN
+from src.detectors.losses import consistency_loss, focal_loss
 from src.detectors.registry import register_detector
-from src.detectors.targets import consistency_loss, focal_loss, laa_targets
+from src.detectors.targets import laa_targets
 
 #: timm feature level k has reduction 2**k; C6 is the conv head over C5.
 LEVELS = (6, 5, 4, 3, 2)

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from src.detectors.losses import consistency_loss, focal_loss
 from src.detectors.targets import (
     blending_boundary,
-    consistency_loss,
     consistency_target,
-    focal_loss,
     gaussian_radius,
     heatmap_target,
     laa_targets,
