@@ -190,3 +190,53 @@ def test_sam_training_freezes_the_backbone_then_trains_it_in_mixed_precision(tmp
     assert moved(frozen, trained) > 0.5 * len(start)  # epoch 1: it trains
     assert moved(snapshots.decoder[0], snapshots.decoder[1]) > 0.5 * len(snapshots.decoder[0])
     assert trainer.global_step == 4  # one optimiser step per batch, SAM's two passes included
+
+
+def test_authors_mode_uses_their_targets_weights_and_layers() -> None:
+    torch.manual_seed(0)
+    paper = LAANet(**DEMO, sam_rho=None)
+    authors = LAANet(
+        **DEMO,
+        sam_rho=None,
+        targets="authors",
+        heatmap_weight=100.0,
+        heatmap_label_smoothing=0.35,
+        authors_layers=True,
+    )
+    bns = [m for m in authors.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum == 0.01 and m.eps == 1e-3 for m in bns)
+    assert authors._positive_weight() == pytest.approx(0.72)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[1, :, 16:48, 20:44] = 1.0
+    mask = torch.nn.functional.avg_pool2d(mask, 9, stride=1, padding=4)
+    batch = {
+        "image": torch.randn(2, 3, 64, 64),
+        "label": torch.tensor([0.0, 1.0]),
+        "mask": mask,
+        "has_mask": torch.ones(2, dtype=torch.bool),
+    }
+    authors.load_state_dict(paper.state_dict())
+    paper.eval(), authors.eval()
+    a, b = paper.loss(paper(batch["image"]), batch), authors.loss(authors(batch["image"]), batch)
+    assert a["bce"].item() == pytest.approx(b["bce"].item())  # same network, same logits
+    assert a["heatmap"].item() != pytest.approx(b["heatmap"].item())  # other targets
+    with pytest.raises(ValueError, match="targets must be 'paper' or 'authors'"):
+        LAANet(**DEMO, targets="code")
+
+
+def test_authors_inception_statistics_update_three_times_from_the_input() -> None:
+    """Their inception block calls its shared 1x1 block on the input thrice, then on the max-pool."""
+    from src.detectors.layers.efpn import InceptionBlock
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 6, 6)
+    once, thrice, reference = InceptionBlock(8), InceptionBlock(8, passes=3), InceptionBlock(8)
+    thrice.load_state_dict(once.state_dict())
+    reference.load_state_dict(once.state_dict())
+    assert torch.equal(once(x), thrice(x))  # training-mode outputs agree
+    # The running mean after x, x, x, maxpool(x), computed by hand-driving the block:
+    with torch.no_grad():
+        for inputs in (x, x, x, reference.mp_layer(x)):
+            reference.pw_block(inputs)
+    assert torch.allclose(thrice.pw_block[1].running_mean, reference.pw_block[1].running_mean)
+    assert not torch.allclose(once.pw_block[1].running_mean, reference.pw_block[1].running_mean)

@@ -6,20 +6,29 @@ decoder to a 112-channel map at a quarter of the input size, read by three
 heads: a heatmap of vulnerable points (1 channel), a self-consistency
 embedding (256 channels) and the classifier (GAP + linear). It trains on real
 faces and their pseudo-fakes (SBI or BI); the heatmap and consistency targets
-come from the blend mask (:mod:`src.detectors.layers.blend_targets`).
+come from the blend mask (:mod:`src.detectors.targets`).
 
 Paper defaults: ``tf_efficientnet_b4`` at 384 px with mean = std = 0.5,
 levels C6, C5, C4, C3, dropout 0.4 on the fed features, drop-path 0.2,
 ``L = BCE + 10 L_H + 100 L_C`` (Table 5's best; the authors' SBI config uses
 100 and 100). Module names follow the authors' code so that their released
-checkpoint loads (:mod:`src.detectors.laa_net_import`).
+checkpoint loads (:mod:`src.detectors.laa_net.importer`).
 
-Where the paper and the authors' code differ, the paper is the default:
+Where the paper and the authors' code differ, the paper is the default and the
+code an option (``configs/detectors/laa_net_authors.yaml`` sets them all, to
+train what the released checkpoint was trained on; docs/laa_net.md tabulates them):
 
-* vulnerable points: the argmax of the boundary (paper Eq. 3);
-  ``quadrant_points=True`` takes the per-quadrant maxima with ties (code);
+* targets: the argmax of the boundary as the one vulnerable point (paper Eq. 3);
+  ``targets="authors"`` builds them as the code does (uint8 boundary, every
+  quadrant maximum with its ties, about 11 Gaussians per fake;
+  :func:`~src.detectors.targets.authors_laa_targets`);
 * heatmap loss: plain CornerNet focal loss; ``heatmap_label_smoothing=0.35``
-  scales the positive term by ``1 - 0.35 + 0.35 * 0.2`` as the code does.
+  scales the positive term by ``1 - 0.35 + 0.35 * 0.2 = 0.72`` as the code does;
+  the code weighs it 100 (``heatmap_weight``), the paper's Table 5 best is 10;
+* ``authors_layers=True``: the backbone's batch norms with momentum 0.01 (their
+  ``efficientnet_pytorch`` setting), their initialisation of the up-sampling
+  and head convolutions, and the inception block's statistics updated three
+  times per batch from its input (they call its shared 1x1 block thrice).
 
 Ablations (paper Tables 3 and 4) are flags: ``use_efpn`` (False: plain FPN),
 ``levels`` (e.g. ``[6, 5]``), ``use_heatmap``, ``use_consistency``.
@@ -34,8 +43,9 @@ replace the defaults; ``sam_rho: null`` trains with one Adam pass per step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +56,7 @@ from src.detectors.base import Detector, DetectorOutput
 from src.detectors.layers.efpn import EFPN
 from src.detectors.losses import consistency_loss, focal_loss
 from src.detectors.registry import register_detector
-from src.detectors.targets import dense_supervision, laa_targets
+from src.detectors.targets import authors_laa_targets, dense_supervision, laa_targets
 from src.detectors.training import WarmupDecay
 
 
@@ -84,7 +94,7 @@ class LAANet(Detector):
         gamma: E-FPN's exponent gamma_w.
         use_heatmap, use_consistency: the two auxiliary branches.
         heatmap_weight, consistency_weight: lambda1 and lambda2.
-        quadrant_points: the code's per-quadrant vulnerable points.
+        targets: ``"paper"`` (argmax point) or ``"authors"`` (the code's point sets).
         heatmap_label_smoothing: the code's smoothing of the focal loss's positive term.
         label_smoothing: of the classification BCE.
         feature_dropout: dropout on the fed features (training only).
@@ -92,6 +102,8 @@ class LAANet(Detector):
         consistency_dim: channels of the self-consistency embedding.
         authors_padding: pad one backbone layer as the authors' model does at
             384 px (:meth:`match_authors_padding`), for their imported weights.
+        authors_layers: batch-norm momentum, initialisation and inception
+            statistics as the authors' code (see the module docstring).
         sam_rho, freeze_backbone_epochs: the paper's SAM radius and frozen epochs
             (:mod:`src.detectors.training`).
         **kwargs: :class:`~src.detectors.base.Detector` arguments.
@@ -111,13 +123,14 @@ class LAANet(Detector):
         use_consistency: bool = True,
         heatmap_weight: float = 10.0,
         consistency_weight: float = 100.0,
-        quadrant_points: bool = False,
+        targets: Literal["paper", "authors"] = "paper",
         heatmap_label_smoothing: float = 0.0,
         label_smoothing: float = 0.0,
         feature_dropout: float = 0.4,
         drop_path_rate: float = 0.2,
         consistency_dim: int = 256,
         authors_padding: bool = False,
+        authors_layers: bool = False,
         sam_rho: float | None = 0.05,
         freeze_backbone_epochs: int = 6,
         **kwargs: Any,
@@ -133,7 +146,9 @@ class LAANet(Detector):
         self.use_consistency = use_consistency
         self.heatmap_weight = heatmap_weight
         self.consistency_weight = consistency_weight
-        self.quadrant_points = quadrant_points
+        if targets not in ("paper", "authors"):
+            raise ValueError(f"targets must be 'paper' or 'authors', got {targets!r}")
+        self.targets = targets
         self.heatmap_label_smoothing = heatmap_label_smoothing
         self.label_smoothing = label_smoothing
         self.backbone = staged_backbone(
@@ -147,7 +162,13 @@ class LAANet(Detector):
         # C6 and C5 share a resolution; every further level doubles it.
         upsample = [level != 5 for level in levels[1:]]
         self.feature_dropout = nn.Dropout(feature_dropout)
-        self.decoder = EFPN(channels, upsample, gamma=gamma, weighted=use_efpn)
+        self.decoder = EFPN(
+            channels,
+            upsample,
+            gamma=gamma,
+            weighted=use_efpn,
+            inception_passes=3 if authors_layers else 1,
+        )
         width = self.decoder.out_channels
         self.hm = head(width, 1) if use_heatmap else None
         if self.hm is not None:
@@ -158,6 +179,8 @@ class LAANet(Detector):
         self.cls = classifier(width)
         if authors_padding:
             self.match_authors_padding()
+        if authors_layers:
+            self.match_authors_layers()
 
     def forward(self, images: Tensor) -> DetectorOutput:
         taps = [f"C{level}" for level in self.levels]
@@ -185,12 +208,8 @@ class LAANet(Detector):
         if (self.use_heatmap or self.use_consistency) and supervised.any():
             # Fakes without a mask carry no dense target: they leave these terms out.
             dense = output.heatmap if output.heatmap is not None else output.consistency
-            targets = laa_targets(
-                batch["mask"][supervised],
-                batch["label"][supervised],
-                tuple(dense.shape[-2:]),
-                self.quadrant_points,
-            )
+            build = authors_laa_targets if self.targets == "authors" else laa_targets
+            targets = build(batch["mask"][supervised], batch["label"][supervised], dense.shape[-2:])
             if self.use_heatmap:
                 losses["heatmap"] = focal_loss(
                     output.heatmap[supervised, 0],
@@ -215,6 +234,30 @@ class LAANet(Detector):
 
     def default_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> WarmupDecay:
         return WarmupDecay(optimizer, warmup_fraction=0.25, start_factor=5e-5 / 2e-4)
+
+    def match_authors_layers(self) -> None:
+        """Batch-norm momentum and initialisation as the authors' code sets them.
+
+        Their ``efficientnet_pytorch`` backbone normalises with momentum 0.01 (TF's
+        0.99 decay) and eps 1e-3; they draw the transposed convolutions of the
+        decoder and the last convolution of every head but the heatmap's from
+        N(0, 2 / (k * k * out_channels)) with zero bias.
+        """
+        for module in self.backbone.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum, module.eps = 0.01, 1e-3
+
+        def he_normal(conv: nn.Module) -> None:
+            fan_out = conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels
+            nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+
+        for module in self.decoder.modules():
+            if isinstance(module, nn.ConvTranspose2d):
+                he_normal(module)
+        if self.cstency is not None:
+            he_normal(self.cstency[3])
 
     def match_authors_padding(self) -> None:
         """Pad like the authors' model (static TF padding computed for 380 px).
