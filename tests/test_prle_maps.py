@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -224,3 +229,57 @@ def test_a_folder_refuses_other_settings(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="zoo member 'n' cannot give Grad-CAM maps"):
         build_prle_maps({"n": NoCam(0)}, frames, tmp_path, tmp_path / "y", SETTINGS)
+
+
+KILLED_RUN = """
+import sys, time
+import pandas as pd
+import test_prle_maps as t
+from src.tools import prle_maps
+
+real_write = prle_maps._write_png
+
+def slow_write(path, image):
+    time.sleep(0.2)
+    real_write(path, image)
+
+prle_maps._write_png = slow_write
+frames = pd.read_parquet(sys.argv[1])
+prle_maps.build_prle_maps(
+    t.zoo(), frames, sys.argv[2], sys.argv[3], t.SETTINGS, batch_size=2, progress=False
+)
+"""
+
+
+@pytest.mark.slow
+def test_sigkilled_build_resumes_to_identical_maps(tmp_path: Path) -> None:
+    frames = write_cache(tmp_path / "cache", count=24, missing=None)
+    frames.to_parquet(tmp_path / "frames.parquet")
+    tests_dir = Path(__file__).parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests_dir.parent), str(tests_dir)]))
+    args = [str(tmp_path / "frames.parquet"), str(tmp_path / "cache"), str(tmp_path / "run")]
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, *args], env=env)
+    maps_dir = tmp_path / "run" / "maps"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(maps_dir.rglob("*.png"))) < 7:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = len(list(maps_dir.rglob("*.png")))
+    assert 7 <= done < 24, "the run was not killed halfway"
+
+    resumed = build_prle_maps(
+        zoo(), frames, tmp_path / "cache", tmp_path / "run", SETTINGS, batch_size=2, progress=False
+    )
+    clean = build_prle_maps(
+        zoo(),
+        frames,
+        tmp_path / "cache",
+        tmp_path / "clean",
+        SETTINGS,
+        batch_size=2,
+        progress=False,
+    )
+    assert resumed.built + resumed.skipped == 24 and resumed.skipped >= done - 1
+    for path in clean.index["path"]:
+        assert (tmp_path / "run" / path).read_bytes() == (tmp_path / "clean" / path).read_bytes()
