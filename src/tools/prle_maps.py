@@ -34,8 +34,10 @@ augmentation resizes it to the training image.
 Resuming: frames are processed in fixed chunks of ``batch_size`` in the
 table's sorted order; a chunk whose maps all exist is skipped, any other chunk
 is recomputed whole. Every map is therefore always computed in the same batch
-(bit-identical after an interrupted run), and each PNG is written atomically,
-so a killed run leaves only whole maps.
+(bit-identical after an interrupted run, as long as ``batch_size`` is kept; another
+batch size gives maps equal up to float rounding), and each PNG is written
+atomically, so a killed run leaves only whole maps (and perhaps a stray hidden
+``.tmp`` file, which nothing reads).
 """
 
 from __future__ import annotations
