@@ -14,37 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from src.contracts import InputContract
 from src.detectors.backbones import Pretrained, backbone_data_config, create_backbone
 from src.detectors.base import Detector, DetectorOutput
 from src.detectors.layers import BinaryHead
 from src.detectors.registry import register_detector
-
-
-def backbone_cam_layers(backbone: nn.Module, prefix: str = "backbone") -> tuple[str, ...]:
-    """Where Grad-CAM reads a timm backbone, as PRLE's authors chose per family.
-
-    Xception: ``conv4`` and ``conv3`` (their maps averaged); EfficientNet: the conv
-    head; ResNet: ``layer4``; VGG: the last convolution of ``features`` (timm's
-    VGG continues with convolutional fc layers on a 1 x 1 map, useless for a
-    CAM); anything else: its last convolution.
-    """
-    children = dict(backbone.named_children())
-    if "conv3" in children and "conv4" in children:
-        names = ("conv4", "conv3")
-    elif "conv_head" in children:
-        names = ("conv_head",)
-    elif "layer4" in children:
-        names = ("layer4",)
-    else:
-        convs = [n for n, m in backbone.named_modules() if isinstance(m, nn.Conv2d)]
-        in_features = [n for n in convs if n.startswith("features.")]
-        if not convs:
-            raise ValueError(f"{type(backbone).__name__} has no convolution for Grad-CAM")
-        names = ((in_features or convs)[-1],)
-    return tuple(f"{prefix}.{name}" for name in names)
 
 
 @register_detector("xception", backbone="legacy_xception")
@@ -85,7 +61,6 @@ class BackboneClassifier(Detector):
         # VGG's pooled output passes through its pre-logits MLP (4096 wide).
         width = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         self.head = BinaryHead(width, drop_rate)
-        self.cam_layers = backbone_cam_layers(self.backbone)
 
     def forward(self, images: Tensor) -> DetectorOutput:
         features = self.backbone(images)
