@@ -10,6 +10,10 @@ from src.augment.landmarks import FLIP_ORDER, HULL_TYPES, hflip, hull_mask
 from src.augment.sbi import BLEND_RATIOS, SBI, blend_mask
 
 
+def blank(image: np.ndarray) -> np.ndarray:
+    return np.zeros(image.shape[:2], np.uint8)
+
+
 def test_flip_twice_restores_and_swaps_sides(astronaut_face) -> None:
     image, landmarks = astronaut_face
     flipped, points = hflip(image, landmarks)
@@ -50,7 +54,9 @@ def test_mask_bounds_and_the_fake_outside_it(astronaut_face, variant: str) -> No
     reach = int(0.15 * image.shape[0]) * 2 + 1
     allowed = cv2.dilate(hull, np.ones((reach, reach), np.uint8)) > 0
     for seed in range(8):
-        real, fake, mask = generator.pair(image, landmarks, np.random.default_rng(seed))
+        real, fake, mask = generator.pair(
+            image, blank(image), np.random.default_rng(seed), {"landmarks": landmarks}
+        )
         assert mask.dtype == np.float32 and mask.shape == image.shape[:2]
         assert mask.min() >= 0 and mask.max() <= 1 and mask.max() > 0.2
         assert (mask[~allowed] == 0).all()
@@ -63,18 +69,26 @@ def test_mask_bounds_and_the_fake_outside_it(astronaut_face, variant: str) -> No
                 mask.max(), 1.0, atol=0.01
             )  # LAA-Net returns the mask before the ratio
     # Where the mask is 1, the fake is the (transformed, shifted) source, not the target.
-    real, fake, mask = SBI().pair(image, landmarks, np.random.default_rng(1))
+    real, fake, mask = SBI().pair(
+        image, blank(image), np.random.default_rng(1), {"landmarks": landmarks}
+    )
     assert np.abs(fake.astype(int) - real.astype(int))[mask > 0.99].mean() > 1
 
 
 def test_same_rng_same_output(astronaut_face) -> None:
     image, landmarks = astronaut_face
-    a = SBI(variant="laa").pair(image, landmarks, np.random.default_rng(7))
-    b = SBI(variant="laa").pair(image, landmarks, np.random.default_rng(7))
-    c = SBI(variant="laa").pair(image, landmarks, np.random.default_rng(8))
+    a = SBI(variant="laa").pair(
+        image, blank(image), np.random.default_rng(7), {"landmarks": landmarks}
+    )
+    b = SBI(variant="laa").pair(
+        image, blank(image), np.random.default_rng(7), {"landmarks": landmarks}
+    )
+    c = SBI(variant="laa").pair(
+        image, blank(image), np.random.default_rng(8), {"landmarks": landmarks}
+    )
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[1], c[1])
-    fake, mask = SBI()(image, landmarks, np.random.default_rng(7))
+    fake, mask = SBI()(image, blank(image), np.random.default_rng(7), {"landmarks": landmarks})
     assert fake.shape == image.shape and fake.dtype == np.uint8
 
 
@@ -97,7 +111,7 @@ def test_bad_options() -> None:
         SBI(hull_types=["blob"])
 
 
-def test_sbi_by_name_in_the_datamodule(toy_cache) -> None:
+def test_sbi_in_the_datamodule(toy_cache) -> None:
     import torch
 
     from src.data import DeepfakeDataModule
@@ -107,7 +121,7 @@ def test_sbi_by_name_in_the_datamodule(toy_cache) -> None:
         cache_dir=str(cache),
         train=["toy"],
         test=["toy"],
-        pseudo_fake="sbi_laa",
+        pseudo_fake=SBI(variant="laa"),
         batch_size=2,
         train_frames_per_video=2,
         input_size=64,
@@ -119,8 +133,4 @@ def test_sbi_by_name_in_the_datamodule(toy_cache) -> None:
     assert batch["mask"][0::2].max() == 0 and (batch["mask"][1::2] > 0).flatten(1).any(1).all()
     outside = batch["mask"][1::2] == 0
     reals, fakes = batch["image"][0::2], batch["image"][1::2]
-    assert torch.equal(
-        reals.expand_as(reals)[outside.expand_as(reals)], fakes[outside.expand_as(fakes)]
-    )
-    with pytest.raises(ValueError, match="unknown pseudo_fake"):
-        DeepfakeDataModule(pseudo_fake="faceswap")
+    assert torch.equal(reals[outside.expand_as(reals)], fakes[outside.expand_as(fakes)])

@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from src.augment.generator import PairedGenerator
+from src.augment.generator import PairedGenerator, side_landmarks
 from src.augment.landmarks import HULL_TYPES, as_68, hull_mask
+from src.contracts import SideData
 
 #: Landmarks that a similarity transform aligns (nose 27-35, eyes 36-47): they
 #: move least with expression, so what remains differs in shape, pose and expression.
@@ -388,24 +389,26 @@ class BI(PairedGenerator):
     def pair(
         self,
         image: np.ndarray,
-        landmarks: np.ndarray,
+        mask: np.ndarray,
         rng: np.random.Generator,
-        row: dict | None = None,
+        side: SideData,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A real face, its BI fake and the blend mask.
 
         Args:
             image: the background face, RGB uint8 H x W x 3.
-            landmarks: its 68 x 2 landmarks in crop pixels.
+            mask: its mask (unused: a real's is empty).
             rng: the sample's generator; the output is a function of its state.
-            row: the background's frame-table row (``crop_path``, ``video_key``),
-                to find its neighbours and keep its own video out.
+            side: the background's side data: ``landmarks`` (68 x 2, crop
+                pixels), ``crop_path`` and ``video_key`` to find its neighbours
+                and keep its own video out.
 
         Returns:
             ``(real, fake, mask)``: the image unchanged, the fake (RGB uint8, the
             same size), and the blend weights used, float32 H x W in [0, 1].
         """
-        points = as_68(landmarks)
+        row = side
+        points = as_68(side_landmarks(side))
         if not np.isfinite(points).all():
             where = f" of {row['crop_path']}" if row is not None and "crop_path" in row else ""
             raise ValueError(f"BI: the background face{where} has no landmarks")

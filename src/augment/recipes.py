@@ -1,7 +1,9 @@
 """The papers' training augmentation recipes, as albumentations 2.x pipelines.
 
-``build_recipe(name, size)`` returns a :class:`Recipe`, called as
-``recipe(image, mask, rng) -> (image, mask)`` on an RGB uint8 ``H x W x 3``
+``build_recipe(name, size)`` (or ``Recipe(name, size)``, the form a YAML
+``class_path`` names) returns a :class:`Recipe`, an
+:class:`~src.contracts.Augment` called as
+``recipe(image, mask, rng, side) -> (image, mask)`` on an RGB uint8 ``H x W x 3``
 image and a uint8 ``H x W`` mask (0-255, e.g. a blend mask; ``None`` is
 allowed). A recipe has two stages: a geometric one that moves image and mask
 together, then a photometric one that sees the image only, so the mask is
@@ -99,7 +101,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from src.contracts import as_size
+from src.contracts import NO_SIDE_DATA, SideData, as_size
 
 Size = tuple[int, int]
 
@@ -264,9 +266,16 @@ class Recipe:
         return self._geometric[key]
 
     def __call__(
-        self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Augment ``image`` and ``mask`` with one seed drawn from ``rng``."""
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        rng: np.random.Generator,
+        side: SideData = NO_SIDE_DATA,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Augment ``image`` and ``mask`` (may be None) with one seed drawn from ``rng``.
+
+        ``side`` is unused: the recipes need only the pixels.
+        """
         return self.apply(image, mask, _draw_seed(rng))
 
     def apply(

@@ -46,8 +46,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from src.augment.generator import PairedGenerator
+from src.augment.generator import PairedGenerator, side_landmarks
 from src.augment.landmarks import HULL_TYPES, hull_mask
+from src.contracts import SideData
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 
@@ -193,11 +194,12 @@ class SBI(PairedGenerator):
     def pair(
         self,
         image: np.ndarray,
-        landmarks: np.ndarray,
+        mask: np.ndarray,
         rng: np.random.Generator,
-        row: dict | None = None,
+        side: SideData,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(real, fake, mask)``: the real is the target, transformed when the draw says so."""
+        landmarks = side_landmarks(side)
         height, width = image.shape[:2]
         hull_type = self.hull_types[int(rng.integers(len(self.hull_types)))]
         region = hull_mask(landmarks, (height, width), hull_type)
