@@ -115,21 +115,22 @@ def feather_weights(mask: np.ndarray, feather: float = 0.2) -> np.ndarray:
 
     A pixel's distance to the hull's edges (what a polygon test measures for
     pixel centres) is its distance transform in the filled hull minus one:
-    the nearest pixel outside the hull is one step beyond the edge.
+    the nearest pixel outside the hull is one step beyond the edge. The hull
+    of the mask's pixels is the hull of its outer contours' points.
     """
-    ys, xs = np.nonzero(mask)
     weights = np.zeros(mask.shape, np.float32)
-    if len(xs) == 0:
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
         return weights
-    points = np.stack([xs, ys], 1).astype(np.int32)
-    extent = float(max(xs.max() - xs.min(), ys.max() - ys.min()))
-    hull = np.zeros(mask.shape, np.uint8)
-    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
-    distance = cv2.distanceTransform(np.pad(hull, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[
-        1:-1, 1:-1
-    ]
-    ramp = np.clip((distance - 1) / max(feather * extent, 1e-6), 0, 1)
-    weights[ys, xs] = ramp[ys, xs]
+    points = np.concatenate(contours).reshape(-1, 2)
+    x, y, w, h = cv2.boundingRect(points)
+    extent = float(max(w - 1, h - 1))
+    hull = np.zeros((h + 2, w + 2), np.uint8)  # a one-pixel frame of zeros around the box
+    cv2.fillConvexPoly(hull, cv2.convexHull(points - (x - 1, y - 1)), 1)
+    distance = cv2.distanceTransform(hull, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
+    ramp = np.clip((distance - 1) * (1.0 / max(feather * extent, 1e-6)), 0, 1)
+    box = (slice(y, y + h), slice(x, x + w))
+    weights[box] = np.where(mask[box] > 0, ramp, 0)
     return weights
 
 
@@ -356,8 +357,12 @@ class BI(PairedGenerator):
             region = (hull >= 1 - 1e-4).astype(np.uint8)
         fg = colour_transfer(bg, fg, region)
         weights = feather_weights(region, self.feather)
-        blended = weights[..., None] * fg.astype(np.float32) + (1 - weights[..., None]) * bg
-        blended = blended.astype(np.uint8)  # truncation, as the authors' integer image does
+        blended = bg.copy()
+        x, y, w, h = cv2.boundingRect(region)
+        box = (slice(y, y + h), slice(x, x + w))
+        alpha = weights[box][..., None]
+        mixed = alpha * fg[box].astype(np.float32) + (1 - alpha) * bg[box]
+        blended[box] = mixed.astype(np.uint8)  # truncation, as the authors' integer image does
         fake = cv2.resize(blended, (width, height), interpolation=cv2.INTER_LINEAR)
         weights = cv2.resize(weights, (width, height), interpolation=cv2.INTER_LINEAR)
         return fake, np.clip(weights, 0, 1)
