@@ -248,9 +248,9 @@ def test_feather_is_the_polygon_distance_ramp() -> None:
 
 
 def test_piecewise_deformation_and_its_grid() -> None:
-    weights = _grid_weights(10, 4)
-    assert np.allclose(weights.sum(1), 1) and weights[0, 0] == 1 and weights[-1, -1] == 1
-    assert np.allclose(weights[3], [0, 1, 0, 0])  # control point 1 at row 3 of 0..9
+    weights = _grid_weights(9, 4)  # control points at rows 0, 3, 6 and 9 (one past the end)
+    assert np.allclose(weights.sum(1), 1) and weights[0, 0] == 1
+    assert np.allclose(weights[3], [0, 1, 0, 0]) and np.allclose(weights[8], [0, 0, 1 / 3, 2 / 3])
     mask = np.zeros((64, 64), np.float32)
     mask[16:48, 20:40] = 1
     assert np.array_equal(piecewise_deform(mask, np.random.default_rng(0), (0.0, 0.0)), mask)

@@ -81,8 +81,9 @@ def _odd_kernel(rng: np.random.Generator, high: int, scale: float) -> int:
 
 
 def _grid_weights(length: int, points: int) -> np.ndarray:
-    """(length, points) linear interpolation weights, control points at 0 and length - 1."""
-    position = np.linspace(0, points - 1, length)
+    """(length, points) linear interpolation weights of pixels 0..length-1 between control
+    points at ``linspace(0, length, points)`` (imgaug's grid, which ends one pixel past the image)."""
+    position = np.arange(length) * ((points - 1) / length)
     low = np.minimum(np.floor(position).astype(int), points - 2)
     frac = (position - low).astype(np.float32)
     weights = np.zeros((length, points), np.float32)
@@ -99,8 +100,8 @@ def piecewise_deform(
     strength = rng.uniform(*scale)
     shift = rng.normal(0.0, strength, (2, grid, grid)).astype(np.float32)
     # Control points that would leave the image stop at its edge, as imgaug's do.
-    anchors_y = np.linspace(0, height - 1, grid, dtype=np.float32)[:, None]
-    anchors_x = np.linspace(0, width - 1, grid, dtype=np.float32)[None, :]
+    anchors_y = np.linspace(0, height, grid, dtype=np.float32)[:, None]
+    anchors_x = np.linspace(0, width, grid, dtype=np.float32)[None, :]
     shift_x = np.clip(anchors_x + shift[0] * width, 0, width - 1) - anchors_x
     shift_y = np.clip(anchors_y + shift[1] * height, 0, height - 1) - anchors_y
     rows, cols = _grid_weights(height, grid), _grid_weights(width, grid)

@@ -286,6 +286,9 @@ class SBI(PairedGenerator):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(real, fake, mask)``: the target (transformed when drawn), its blend, the mask."""
         points = side_landmarks(side)
+        if not np.isfinite(points).all():
+            where = f" of {side['crop_path']}" if "crop_path" in side else ""
+            raise ValueError(f"SBI: the face{where} has no landmarks; drop it from the table")
         height, width = image.shape[:2]
         region = sbi_region(points) if self.variant == "sbi" else (0, 0, width, height)
         rx0, ry0, rx1, ry1 = region
