@@ -280,12 +280,22 @@ def test_cross_manipulation_table_with_avg():
     assert "| ynet | Deepfakes | **98.00 ± 1.41** | <u>61.00 ± 1.41</u> |" in markdown
 
 
+def perturbation_flag(name: str, level: int) -> dict:
+    """A grid's test perturbation as the runner records it: the object's class_path/init_args."""
+    return {
+        "test_perturbation": {
+            "class_path": "src.augment.Perturbation",
+            "init_args": {"name": name, "level": level},
+        }
+    }
+
+
 def test_robustness_table():
     settings = [
         ({}, 0.90, 0.80),
         ({"test_perturbation": "blur", "test_perturbation_level": 10}, 0.60, 0.65),
-        ({"test_perturbation": "blur", "test_perturbation_level": 3}, 0.80, 0.70),
-        ({"test_perturbation": "noise", "test_perturbation_level": 1}, 0.85, 0.85),
+        (perturbation_flag("blur", 3), 0.80, 0.70),
+        (perturbation_flag("noise", 1), 0.85, 0.85),
     ]
     rows = pd.DataFrame(
         [

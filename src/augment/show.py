@@ -52,8 +52,9 @@ def augment_grid(
     for pick in picks:
         row = reals.iloc[int(pick)].to_dict()
         image, _ = read_face(Path(cache_dir), row)
-        real, sbi_fake, sbi_mask = sbi.pair(image, row["landmarks"], rng, row)
-        _, bi_fake, bi_mask = bi.pair(image, row["landmarks"], rng, row)
+        blank = np.zeros(image.shape[:2], np.uint8)
+        real, sbi_fake, sbi_mask = sbi.pair(image, blank, rng, row)
+        _, bi_fake, bi_mask = bi.pair(image, blank, rng, row)
         tiles = [
             real,
             sbi_fake,

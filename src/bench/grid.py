@@ -22,7 +22,7 @@ A grid file (``benchmarks/*.yaml``)::
     tests:                          # test variants of every cell's checkpoint (default: one, clean;
                                     # a profile may give its own list)
       - {}
-      - {data.init_args.test_perturbation: blur, data.init_args.test_perturbation_level: 3}
+      - {data.init_args.test_perturbation: {class_path: src.augment.Perturbation, init_args: {name: blur, level: 3}}}
 
 A cell is (detector entry, sweep combination, seed): it is fitted once (the
 checkpoint chosen on the training set's validation split) and tested once

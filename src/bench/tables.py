@@ -331,19 +331,30 @@ def _level_sort_key(level: str) -> tuple[int, float, str]:
         return (1, 0.0, level)
 
 
+def _perturbation_flag(flags: dict) -> tuple[str | None, object]:
+    """(name, level) of a test perturbation flag, None for a clean test."""
+    value = flags.get("test_perturbation")
+    if isinstance(value, dict):
+        args = value.get("init_args") or {}
+        return args.get("name"), args.get("level")
+    return value, flags.get("test_perturbation_level")
+
+
 def robustness_table(results: pd.DataFrame, level: str, metric: str = "auc") -> pd.DataFrame:
     """LAA-Net Table 2: rows = detectors, columns = (perturbation, strength).
 
-    The perturbation and its strength come from ``flags["test_perturbation"]``
-    and ``flags["test_perturbation_level"]``; rows without a perturbation form
+    The perturbation and its strength come from ``flags["test_perturbation"]``:
+    a ``{class_path, init_args: {name, level}}`` object (or, in older results, a
+    name with the level in ``flags["test_perturbation_level"]``); rows without a perturbation form
     the ``("clean", "")`` column, first. Strengths are strings, sorted
     numerically within each perturbation.
     """
     rows = _select_level(results, level)
     # Plain lists, not Series.map: pandas would turn integer strengths into floats.
     flags = [_flags_dict(f) for f in rows["flags"]]
-    perturbation = [f.get("test_perturbation") or CLEAN for f in flags]
-    strength = [f.get("test_perturbation_level") for f in flags]
+    named = [_perturbation_flag(f) for f in flags]
+    perturbation = [name or CLEAN for name, _ in named]
+    strength = [level for _, level in named]
     rows["_perturbation"] = pd.Series(perturbation, index=rows.index, dtype=object)
     rows["_strength"] = [
         "" if p == CLEAN or s is None else str(s)
