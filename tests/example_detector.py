@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from src.contracts import InputContract
 from src.detectors import Detector, DetectorOutput, register_detector
-from src.detectors.backbones import staged_backbone
+from src.detectors.backbones import Pretrained, staged_backbone
 from src.detectors.layers import BinaryHead
 from src.detectors.targets import dense_supervision
 
@@ -29,11 +29,17 @@ class TapDetector(Detector):
     default_contract = InputContract(input_size=(64, 64))
     cam_layers = ("backbone.model.layer4",)
 
-    def __init__(self, mask_weight: float = 1.0, jitter: float = 0.1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pretrained: Pretrained = False,
+        mask_weight: float = 1.0,
+        jitter: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.mask_weight = mask_weight
         self.jitter = jitter
-        self.backbone = staged_backbone("resnet18", num_classes=0)
+        self.backbone = staged_backbone("resnet18", pretrained, num_classes=0)
         self.mask_head = nn.Conv2d(self.backbone.channels("C3"), 1, 1)
         self.head = BinaryHead(self.backbone.channels("C5"))
 
