@@ -211,3 +211,23 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
         assert (results / "tiny" / "demo" / "tables" / f"cross_dataset_{level}.md").read_text() == (
             clean / "tiny" / "demo" / "tables" / f"cross_dataset_{level}.md"
         ).read_text()
+    # Each finished cell kept one checkpoint.
+    assert [len(list(c.glob("checkpoints/*.ckpt"))) for c in cells.iterdir()] == [1, 1]
+
+    # The results folder moved elsewhere: nothing is redone and the tables render again.
+    moved = tmp_path / "elsewhere" / "results"
+    moved.parent.mkdir()
+    results.rename(moved)
+    tables = moved / "tiny" / "demo" / "tables"
+    before = (tables / "cross_dataset_frame.md").read_text()
+    (tables / "cross_dataset_frame.md").unlink()
+    out = subprocess.run(
+        [*command, "--results", str(moved)],
+        env=env,
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.count("done earlier, skipped") == 2 and ": running" not in out
+    assert (tables / "cross_dataset_frame.md").read_text() == before
