@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from src.bench.grid import GridError, load_grid
+from src.bench.grid import REPO, GridError, config_chain, load_grid
 from src.bench.runner import Runner
 from src.bench.schema import RESULT_COLUMNS
 
@@ -75,6 +75,18 @@ def test_grid_expansion(tmp_path: Path) -> None:
         load_grid(path, "paper")
     with pytest.raises(GridError, match="grid file not found"):
         load_grid(tmp_path / "nope.yaml", "demo")
+
+
+def test_cell_hash_covers_included_configs(tmp_path: Path) -> None:
+    """A baseline's file reads baseline.yaml: editing the shared file must make a new cell."""
+    assert config_chain(REPO / "configs/detectors/vgg16.yaml") == [
+        REPO / "configs/detectors/baseline.yaml",
+        REPO / "configs/detectors/vgg16.yaml",
+    ]
+    (tmp_path / "a.yaml").write_text("config: b.yaml\nx: 1\n")
+    (tmp_path / "b.yaml").write_text("config: a.yaml\ny: 2\n")  # a cycle still ends
+    assert config_chain(tmp_path / "a.yaml") == [tmp_path / "b.yaml", tmp_path / "a.yaml"]
+    assert config_chain(tmp_path / "missing.yaml") == []
 
 
 def test_every_shipped_grid_expands() -> None:
