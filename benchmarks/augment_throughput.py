@@ -11,7 +11,7 @@ from 6 "videos"). One thread (``cv2.setNumThreads(1)``, ``torch.set_num_threads(
   the ``sbi`` recipe on the real and the fake with shared draws, SBI's
   paired photometric transform. The authors' code: ~36 ms for the
   self-blending step alone, ~66 ms for a full sample, on this machine class
-  (``../shared/reference/sbi-bi.md``).
+  (``docs/sbi.md``, "Speed").
 * BI: read the background PNG, ``BI.pair`` (neighbour pick, foreground read,
   warp, mask, blend, post-processing).
 

@@ -3,7 +3,7 @@
 A real face is blended with a slightly transformed copy of itself through a
 soft face-region mask; the seam and the colour/resolution mismatch are the
 artifacts a detector learns. Steps, as the authors' code does them
-(``../shared/reference/sbi-bi.md``):
+(``docs/sbi.md`` describes each one):
 
 1. mask: a filled hull of the landmarks (``hull_types`` chooses among the
    variants; the authors' default is the convex hull);
