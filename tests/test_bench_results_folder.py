@@ -33,7 +33,7 @@ def option(args: list[str], name: str) -> str:
     return value
 
 
-def fake_dfbench(args: list[str], log: Path, shown_log: Path) -> float:
+def fake_dfbench(args: list[str], log: Path, shown_log: str) -> float:
     """Write the files a fit or a test subprocess would write."""
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"dfbench {' '.join(args)}\n")

@@ -61,7 +61,7 @@ def code_version() -> str:
         return "unknown"
 
 
-def _dfbench(args: list[str], log: Path, shown_log: Path) -> float:
+def _dfbench(args: list[str], log: Path, shown_log: str) -> float:
     """Run ``dfbench ARGS`` in a subprocess, output to ``log``; returns the wall time.
 
     ``shown_log`` is how an error message names the log (relative to the results root).
@@ -79,7 +79,8 @@ def _dfbench(args: list[str], log: Path, shown_log: Path) -> float:
     if process.returncode != 0:
         tail = log.read_text()[-2000:]
         raise RuntimeError(
-            f"dfbench {args[0]} exited {process.returncode}; see {shown_log}\n{tail}"
+            f"dfbench {args[0]} exited {process.returncode}; see {shown_log} in the "
+            f"benchmark's results folder\n{tail}"
         )
     return time.perf_counter() - start
 
