@@ -13,6 +13,7 @@ import torch
 import yaml
 from conftest import TINY_SIZE
 
+from src.bench.grid import config_chain
 from src.cli import main
 from src.detectors import BackboneClassifier
 from src.metrics import compute_metrics
@@ -59,7 +60,9 @@ def test_configs_compose(detector: Path, trainer: Path, capsys: pytest.CaptureFi
         main([*args, "--print_config"])
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    model_class = yaml.safe_load(detector.read_text())["model"]["class_path"]
+    # A baseline's file reads the shared settings (class_path among them) through `config:`.
+    specs = [yaml.safe_load(path.read_text()) for path in config_chain(detector)]
+    model_class = next(spec["model"]["class_path"] for spec in specs[::-1] if "model" in spec)
     assert f"class_path: {model_class}" in printed
     assert "class_path: src.data.SyntheticFaceDataModule" in printed
 
