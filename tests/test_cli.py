@@ -47,8 +47,13 @@ def test_detectors_verb(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("detector", DETECTOR_CONFIGS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("trainer", TRAINER_CONFIGS, ids=lambda p: p.stem)
 def test_configs_compose(detector: Path, trainer: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A variant file (laa_net_bi, laa_net_authors) names no model class: it stacks on laa_net.yaml.
+    specs = [yaml.safe_load(path.read_text()) for path in config_chain(detector)]
+    variant = not any("class_path" in spec.get("model", {}) for spec in specs)
+    base = CONFIGS / "detectors/laa_net.yaml"
     args = [
         "fit",
+        *(["-c", str(base)] if variant else []),
         "-c",
         str(detector),
         "-c",
@@ -61,8 +66,11 @@ def test_configs_compose(detector: Path, trainer: Path, capsys: pytest.CaptureFi
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
     # A baseline's file reads the shared settings (class_path among them) through `config:`.
-    specs = [yaml.safe_load(path.read_text()) for path in config_chain(detector)]
-    model_class = next(spec["model"]["class_path"] for spec in specs[::-1] if "model" in spec)
+    if variant:
+        specs = [yaml.safe_load(base.read_text()), *specs]
+    model_class = next(
+        spec["model"]["class_path"] for spec in specs[::-1] if "class_path" in spec.get("model", {})
+    )
     assert f"class_path: {model_class}" in printed
     assert "class_path: src.data.SyntheticFaceDataModule" in printed
 
