@@ -61,7 +61,7 @@ def test_configs_compose(detector: Path, trainer: Path, capsys: pytest.CaptureFi
     printed = capsys.readouterr().out
     model_class = yaml.safe_load(detector.read_text())["model"]["class_path"]
     assert f"class_path: {model_class}" in printed
-    assert "class_path: src.data.SyntheticFaceDataModule" in printed
+    assert "class_path: src.synthetic.SyntheticFaceDataModule" in printed
 
 
 @pytest.mark.parametrize("data", sorted((CONFIGS / "data").glob("*.yaml")), ids=lambda p: p.stem)
