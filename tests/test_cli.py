@@ -182,7 +182,9 @@ def test_data_configs_parse(data: Path, capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 0
-    assert "class_path: src.data." in capsys.readouterr().out
+    data_class = yaml.safe_load(data.read_text())["data"]["class_path"]
+    assert data_class.startswith(("src.data.", "src.synthetic."))
+    assert f"class_path: {data_class}" in capsys.readouterr().out
 
 
 def run(command: str, *extra: str, demo: bool = True) -> None:
