@@ -161,7 +161,7 @@ class _Snapshots(__import__("pytorch_lightning").Callback):
 def test_sam_training_freezes_the_backbone_then_trains_it_in_mixed_precision(tmp_path) -> None:
     import pytorch_lightning as pl
 
-    from src.data import SyntheticFaceDataModule
+    from src.synthetic import SyntheticFaceDataModule
 
     torch.manual_seed(0)
     model = LAANet(backbone="efficientnet_b0", input_size=64, freeze_backbone_epochs=1)

@@ -1,5 +1,5 @@
-"""Jobs that combine packages (data, detectors, augment): PRLE map building, viewers.
+"""Jobs that combine packages (data, augment, detectors): pictures and maps for people to check.
 
-A tool may import any library package; nothing below it imports a tool, and
-argparse stays in ``src.cli``.
+Each tool is a library function with plain arguments; its ``dfbench`` verb lives in
+:mod:`src.cli`.
 """

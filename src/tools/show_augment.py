@@ -1,24 +1,29 @@
-"""``dfbench show-augment``: a picture of what the pseudo-fake generators make.
+"""A picture of what the pseudo-fake generators make (``dfbench show-augment``).
 
 One row per sampled real training face: the real, its SBI fake, SBI's blend
 mask M, the blending boundary 4 M (1 - M) that LAA-Net's heatmap is built
 from, its BI fake and BI's mask. A picture to trust the generators by.
+
+A tool rather than an augmentation: it reads training faces from the frame
+cache (:mod:`src.data`) and feeds them to :mod:`src.augment`, which never
+reads data itself.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from src.augment.bi import BI
 from src.augment.sbi import SBI
 from src.data.datamodule import read_face, resolve_table
 from src.data.preprocess import load_frame_table
 from src.files import atomic_write
 
 COLUMNS = ("real", "SBI fake", "SBI mask", "4M(1-M)", "BI fake", "BI mask")
+HEADER_HEIGHT = 24  # pixels of the row of column names
 
 
 def _grey(values: np.ndarray) -> np.ndarray:
@@ -36,9 +41,7 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 def augment_grid(
     table: str, cache_dir: str | Path, rows: int = 4, size: int = 192, seed: int = 0
 ) -> np.ndarray:
-    """The grid as an RGB uint8 image (``rows`` faces x :data:`COLUMNS`)."""
-    from src.augment.bi import BI
-
+    """The grid as an RGB uint8 image (``rows`` faces x :data:`COLUMNS`, ``size`` px tiles)."""
     frames = load_frame_table(resolve_table(table, cache_dir))
     reals = frames[(frames["label"] == 0) & (frames["split"] == "train")].reset_index(drop=True)
     if reals.empty:
@@ -66,29 +69,23 @@ def augment_grid(
         tiles = [cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA) for t in tiles]
         lines.append(np.concatenate(tiles, axis=1))
     header = np.concatenate(
-        [_label(np.zeros((24, size, 3), np.uint8), name) for name in COLUMNS], axis=1
+        [_label(np.zeros((HEADER_HEIGHT, size, 3), np.uint8), name) for name in COLUMNS], axis=1
     )
     return np.concatenate([header, *lines], axis=0)
 
 
-def run_show_augment(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="dfbench show-augment", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--dataset", required=True, help="frame table name (or .parquet path) in the cache"
-    )
-    parser.add_argument(
-        "--cache", default="data/cache", help="the frame cache (default data/cache)"
-    )
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--rows", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    grid = augment_grid(args.dataset, args.cache, args.rows, seed=args.seed)
+def write_augment_grid(
+    table: str,
+    cache_dir: str | Path,
+    out: str | Path,
+    rows: int = 4,
+    size: int = 192,
+    seed: int = 0,
+) -> tuple[Path, int]:
+    """Draw the grid (:func:`augment_grid`) and write it as a PNG; returns the path and rows drawn."""
+    grid = augment_grid(table, cache_dir, rows, size=size, seed=seed)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise OSError("PNG encoding failed")
-    path = atomic_write(args.out, lambda handle: handle.write(encoded.tobytes()))
-    print(f"{len(grid) // 192} faces x {len(COLUMNS)} columns written to {path}")
-    return 0
+        raise OSError(f"PNG encoding of the augmentation grid failed ({out})")
+    path = atomic_write(out, lambda handle: handle.write(encoded.tobytes()))
+    return path, (len(grid) - HEADER_HEIGHT) // size
