@@ -9,6 +9,8 @@ from src.detectors.backbones import PretrainedWeightsUnavailable, create_backbon
 from src.detectors.base import Detector, DetectorOutput
 from src.detectors.baseline import BackboneClassifier
 from src.detectors.laa_net import LAANet
+from src.detectors.panet import PANet
+from src.detectors.recce import RECCE
 from src.detectors.registry import build_detector, list_detectors, register_detector
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
     "DetectorOutput",
     "InputContract",
     "LAANet",
+    "PANet",
+    "RECCE",
     "PretrainedWeightsUnavailable",
     "build_detector",
     "create_backbone",
