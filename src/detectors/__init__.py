@@ -8,6 +8,7 @@ from src.contracts import InputContract
 from src.detectors.backbones import PretrainedWeightsUnavailable, create_backbone
 from src.detectors.base import Detector, DetectorOutput
 from src.detectors.baseline import BackboneClassifier
+from src.detectors.f3net import F3Net
 from src.detectors.laa_net import LAANet
 from src.detectors.panet import PANet
 from src.detectors.recce import RECCE
@@ -17,6 +18,7 @@ __all__ = [
     "BackboneClassifier",
     "Detector",
     "DetectorOutput",
+    "F3Net",
     "InputContract",
     "LAANet",
     "PANet",
