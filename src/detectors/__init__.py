@@ -10,6 +10,8 @@ from src.detectors.base import Detector, DetectorOutput
 from src.detectors.baseline import BackboneClassifier
 from src.detectors.f3net import F3Net
 from src.detectors.laa_net import LAANet
+from src.detectors.panet import PANet
+from src.detectors.recce import RECCE
 from src.detectors.registry import build_detector, list_detectors, register_detector
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "F3Net",
     "InputContract",
     "LAANet",
+    "PANet",
+    "RECCE",
     "PretrainedWeightsUnavailable",
     "build_detector",
     "create_backbone",

@@ -39,3 +39,41 @@ def consistency_loss(embedding: Tensor, target: Tensor) -> Tensor:
     anchor_vectors = flat[torch.arange(b, device=flat.device), :, anchor]  # (B, D)
     similarity = torch.einsum("bd,bdn->bn", anchor_vectors, flat) / math.sqrt(d)
     return F.binary_cross_entropy_with_logits(similarity, target.flatten(1).float())
+
+
+def reconstruction_loss(reconstruction: Tensor, image: Tensor, label: Tensor) -> Tensor:
+    """Mean absolute error between reconstruction and image over the real samples only.
+
+    RECCE / PANet Eq. 9: the decoder learns what real faces look like, so fakes
+    are left out; a batch without reals gives 0 (still joined to the graph, so
+    every parameter receives a gradient, zero, under DDP). Each real image's L1
+    norm is divided by its number of values (C*H*W), as the authors' code does:
+    summed, the term would outweigh the classification loss by orders of magnitude
+    at the paper's weight of 0.1.
+    """
+    per_sample = (reconstruction.float() - image.float()).abs().flatten(1).mean(1)
+    real = (label < 0.5).float()
+    return (per_sample * real).sum() / real.sum().clamp_min(1)
+
+
+def metric_learning_loss(embeddings: Tensor, label: Tensor) -> Tensor:
+    """PANet Eq. 10: mean real-real cosine distance minus mean real-fake cosine distance.
+
+    embeddings (B, D) (or (B, C, H, W), flattened), label (B,) with 1 = fake.
+    The distance is Eq. 11, ``(1 - <a/|a|, b/|b|>) / 2`` in [0, 1]. Real-real pairs
+    are those of two different samples (a sample's distance to itself is 0 and
+    would only dilute the mean); a mean over no pairs is 0. The authors' code
+    computes ``max(0, 1 + this)``, whose hinge can never act because each mean
+    lies in [0, 1]: the same gradient, shifted by 1.
+    """
+    unit = F.normalize(embeddings.float().flatten(1), dim=1)
+    distance = (1 - unit @ unit.T) / 2
+    real = label < 0.5
+    different = ~torch.eye(len(label), dtype=torch.bool, device=label.device)
+    real_real = (real[:, None] & real[None, :] & different).float()
+    real_fake = (real[:, None] & ~real[None, :]).float()
+
+    def mean_over(pairs: Tensor) -> Tensor:
+        return (distance * pairs).sum() / pairs.sum().clamp_min(1)
+
+    return mean_over(real_real) - mean_over(real_fake)
