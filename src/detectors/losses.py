@@ -39,3 +39,17 @@ def consistency_loss(embedding: Tensor, target: Tensor) -> Tensor:
     anchor_vectors = flat[torch.arange(b, device=flat.device), :, anchor]  # (B, D)
     similarity = torch.einsum("bd,bdn->bn", anchor_vectors, flat) / math.sqrt(d)
     return F.binary_cross_entropy_with_logits(similarity, target.flatten(1).float())
+
+
+def dense_bce(logits: Tensor, target: Tensor, selected: Tensor) -> Tensor:
+    """Mean BCE over the maps of the selected samples (Y-net Eq. 5 and 6).
+
+    ``1/N sum_i BCE(map_i, target_i)`` with each BCE averaged over its map is
+    the mean over every element, since all maps have one size. ``selected``
+    (B,) bool says which samples have a known target (:func:`dense_supervision`);
+    with none, the loss is a zero that keeps the graph (every parameter still
+    receives a gradient, as DDP requires).
+    """
+    if not bool(selected.any()):
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[selected].float(), target[selected].float())
