@@ -10,6 +10,7 @@ from src.detectors.base import Detector, DetectorOutput
 from src.detectors.baseline import BackboneClassifier
 from src.detectors.laa_net import LAANet
 from src.detectors.registry import build_detector, list_detectors, register_detector
+from src.detectors.ynet import YNet
 
 __all__ = [
     "BackboneClassifier",
@@ -18,6 +19,7 @@ __all__ = [
     "InputContract",
     "LAANet",
     "PretrainedWeightsUnavailable",
+    "YNet",
     "build_detector",
     "create_backbone",
     "list_detectors",
