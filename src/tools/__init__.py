@@ -1,0 +1,1 @@
+"""Jobs that combine packages: pictures and maps built from detectors and data."""
