@@ -37,7 +37,7 @@ feature, so ``use_llsm=False, use_flm=False`` is the Xception baseline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -76,6 +76,11 @@ class YNet(Detector):
         drop_rate: dropout before the classifier's linear layer.
         label_smoothing: of the classification BCE.
         **kwargs: :class:`~src.detectors.base.Detector` arguments.
+
+    Output: ``logit`` (B,); ``mask_logit`` (B, 1, H, W) at the input size (FLM
+    on); ``features`` the map the head pools; ``extras["pair_logit"]`` (B, hw,
+    hw), the LLSM's logit that a pair mixes manipulated and pristine positions,
+    and ``extras["llsm_input"]``, the tapped feature whose h x w it is (LLSM on).
     """
 
     def __init__(
@@ -177,6 +182,6 @@ class YNet(Detector):
         losses["loss"] = total
         return losses
 
-    def default_optimizer(self, params: Any) -> torch.optim.Optimizer:
+    def default_optimizer(self, params: Iterable[Tensor]) -> torch.optim.Optimizer:
         """The paper's Adam at lr 1e-4 (no weight decay mentioned)."""
         return torch.optim.Adam(params, lr=1e-4)
