@@ -19,7 +19,7 @@ LINT_PATHS := $(wildcard src tests benchmarks)
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# The install recipe that works on the project's machines (see README, "Environment"):
+# The install recipe that works on the project's machines (docs/environment.md says why):
 # torch 2.14.1 + torchvision 0.29.1 first, then the project with its pinned
 # dependencies, then facenet-pytorch without its stale pins (torch<2.3, numpy<2).
 $(STAMP): pyproject.toml

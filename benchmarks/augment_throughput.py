@@ -3,17 +3,22 @@
     .venv/bin/python benchmarks/augment_throughput.py [--samples 300]
 
 Faces: the bundled astronaut photo, cropped 1.3x around its MTCNN box and
-resized to 380 px, with its dlib 68 landmarks, written as a PNG the way the
-frame cache stores faces (BI's foreground pool: 12 tinted, shifted copies
-from 6 "videos"). One thread (``cv2.setNumThreads(1)``, ``torch.set_num_threads(1)``).
+resized to 380 px, with its dlib 68 landmarks and face box, written as a PNG
+the way the frame cache stores faces (BI's foreground pool: 12 tinted,
+shifted copies from 6 "videos"). One thread (``cv2.setNumThreads(1)``,
+``torch.set_num_threads(1)``). Times are the process's CPU time, so other
+work on a shared machine does not count (on an idle one they equal wall time).
 
-* SBI, full training sample: read the cached PNG, self-blend (``SBI.pair``),
-  the ``sbi`` recipe on the real and the fake with shared draws, SBI's
-  paired photometric transform. The authors' code: ~36 ms for the
-  self-blending step alone, ~66 ms for a full sample, on this machine class
-  (``../shared/reference/sbi-bi.md``).
+* SBI, full training sample: read the cached PNG, ``SBI().pair`` (the
+  authors' region, self-blend, paired photometric transform at the blend's
+  scale, final crop), both images resized to 380 px, the ``sbi`` recipe
+  (flip) on the real and the fake with shared draws. The authors' code:
+  ~36 ms for the self-blending step alone, ~66 ms for a full sample, on this
+  machine class.
+* LAA-Net's SBI sample: ``SBI(variant="laa").pair``, the ``laa_net_sbi``
+  recipe on both, the paired transform at 380 px.
 * BI: read the background PNG, ``BI.pair`` (neighbour pick, foreground read,
-  warp, mask, blend, post-processing).
+  down-sampled blend, post-processing, final crop).
 
 Results go to ``benchmarks/results/augment_throughput.json`` and the terminal.
 """
@@ -33,10 +38,19 @@ import torch
 from skimage import data
 
 from src.augment.bi import BI
-from src.augment.landmarks import hull_mask
+from src.augment.landmarks import hull_mask, with_forehead
+from src.augment.photometric import paired_photometric, source_transform
 from src.augment.recipes import build_pair_transform, build_recipe
-from src.augment.sbi import SBI, blend_mask, colour_transform, elastic, random_affine
-from src.data.datamodule import read_face
+from src.augment.sbi import (
+    SBI,
+    affine_matrix,
+    blend_mask,
+    elastic,
+    face_box,
+    final_crop,
+    sbi_region,
+)
+from src.data.datamodule import _resize, read_face
 from src.data.faces import FaceDetector, Landmarker, crop_box
 from src.files import atomic_write_json
 
@@ -44,17 +58,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SIZE = 380
 
 
-def astronaut_face() -> tuple[np.ndarray, np.ndarray]:
+def astronaut_face() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The face crop, its 68 landmarks and its face box, in crop pixels."""
     image = data.astronaut()
     face = FaceDetector().detect([image])[0][0]
     landmarks = Landmarker()(image, face.box)
     x0, y0, x1, y1 = crop_box(face.box, 1.3, *image.shape[:2])
     scale = SIZE / (x1 - x0)
     crop = cv2.resize(image[y0:y1, x0:x1], (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
-    return crop, ((landmarks - [x0, y0]) * scale).astype(np.float32)
+    box = (np.asarray(face.box, np.float32) - [x0, y0, x0, y0]) * scale
+    return crop, ((landmarks - [x0, y0]) * scale).astype(np.float32), box
 
 
-def write_pool(root: Path, face: np.ndarray, landmarks: np.ndarray) -> pd.DataFrame:
+def write_pool(
+    root: Path, face: np.ndarray, landmarks: np.ndarray, box: np.ndarray
+) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows = []
     for video in range(6):
@@ -77,6 +95,13 @@ def write_pool(root: Path, face: np.ndarray, landmarks: np.ndarray) -> pd.DataFr
                     "split": "train",
                     "landmarks": landmarks + [dx, dy],
                     "frame_idx": frame,
+                    **dict(
+                        zip(
+                            ("face_x0", "face_y0", "face_x1", "face_y1"),
+                            (box + [dx, dy, dx, dy]).tolist(),
+                            strict=True,
+                        )
+                    ),
                 }
             )
     return pd.DataFrame(rows)
@@ -87,48 +112,62 @@ class Timer:
         self.totals: dict[str, float] = defaultdict(float)
 
     def __call__(self, name: str, function, *args):  # noqa: ANN001, ANN204
-        start = time.perf_counter()
+        start = time.process_time()
         result = function(*args)
-        self.totals[name] += time.perf_counter() - start
+        self.totals[name] += time.process_time() - start
         return result
 
 
 def sbi_sample(row: dict, root: Path, timer: Timer, rng: np.random.Generator, parts: dict) -> None:
     """One full SBI training sample, step by step (the same work as FrameSet + SBI.pair)."""
     image, _ = timer("read PNG", read_face, root, row)
-    landmarks = row["landmarks"]
+    points = row["landmarks"]
     height, width = image.shape[:2]
-    region = timer("hull mask", hull_mask, landmarks, (height, width), "facehull")
-    transformed = timer("colour transform", colour_transform, image, rng)
-    source, target = (transformed, image) if rng.random() < 0.5 else (image, transformed)
-    matrix = random_affine((height, width), rng)
+    rx0, ry0, rx1, ry1 = sbi_region(points)
+    x0, y0, x1, y1 = max(rx0, 0), max(ry0, 0), min(rx1, width), min(ry1, height)
+    work = image[y0:y1, x0:x1]
+    shape = work.shape[:2]
+    outline = with_forehead(points)[: 68 if rng.random() < 0.25 else 81]
+    region = timer("hull mask", hull_mask, outline - [x0, y0], shape, "facehull")
+    transformed = timer("source transform", source_transform, work, rng)
+    source, target = (transformed, work) if rng.random() < 0.5 else (work, transformed)
+    centre = ((rx0 + rx1) / 2 - 0.5 - x0, (ry0 + ry1) / 2 - 0.5 - y0)
+    matrix = affine_matrix((ry1 - ry0, rx1 - rx0), rng, centre)
+    size = (shape[1], shape[0])
     source = timer(
         "affine (source)",
         cv2.warpAffine,
         source,
         matrix,
-        (width, height),
+        size,
         None,
         cv2.INTER_LINEAR,
-        cv2.BORDER_REFLECT,
+        cv2.BORDER_REFLECT_101,
     )
-    region = timer("affine (mask)", cv2.warpAffine, region, matrix, (width, height))
+    region = timer("affine (mask)", cv2.warpAffine, region, matrix, size, None, cv2.INTER_NEAREST)
     region = timer("elastic (mask)", elastic, region, rng)
-    weights = timer("blend mask", blend_mask, region, rng) * float(
-        rng.choice((0.25, 0.5, 0.75, 1.0))
-    )
+    weights = timer("blend mask", blend_mask, region, rng, None, (ry1 - ry0, rx1 - rx0))
+    weights = weights * float(rng.choice((0.25, 0.5, 0.75, 1.0)))
 
     def blend() -> np.ndarray:
         return cv2.blendLinear(source, target, weights, 1.0 - weights)
 
     fake = timer("blend", blend)
-    mask = np.round(weights * 255).astype(np.uint8)
+    real, fake = timer("paired photometric", paired_photometric, target, fake, rng)
+    box = final_crop(face_box(row, points), rng)
+    cut = (slice(max(box[1] - y0, 0), box[3] - y0), slice(max(box[0] - x0, 0), box[2] - x0))
+    real, fake, weights = real[cut], fake[cut], weights[cut]
+
+    def resize() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(
+            cv2.resize(a, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+            for a in (real, fake, np.round(weights * 255).astype(np.uint8))
+        )
+
+    real, fake, mask = timer("crop + resize to 380", resize)
     seed = int(rng.integers(2**62))
-    real, real_mask = timer(
-        "recipe x2", parts["recipe"], target, np.zeros_like(mask), np.random.default_rng(seed)
-    )
-    fake, mask = timer("recipe x2", parts["recipe"], fake, mask, np.random.default_rng(seed))
-    timer("paired photometric", parts["pair"], real, fake, rng)
+    timer("recipe x2", parts["recipe"], real, np.zeros_like(mask), np.random.default_rng(seed))
+    timer("recipe x2", parts["recipe"], fake, mask, np.random.default_rng(seed))
 
 
 def main() -> None:
@@ -137,37 +176,56 @@ def main() -> None:
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    face, landmarks = astronaut_face()
+    face, landmarks, box = astronaut_face()
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        pool = write_pool(root, face, landmarks)
+        pool = write_pool(root, face, landmarks, box)
         rows = pool.to_dict("records")
-        parts = {"recipe": build_recipe("sbi"), "pair": build_pair_transform("sbi")}
+        parts = {"recipe": build_recipe("sbi")}
+        laa_recipe, laa_pair = build_recipe("laa_net_sbi"), build_pair_transform("laa_net_sbi")
         rng = np.random.default_rng(0)
+        blank = np.zeros(face.shape[:2], np.uint8)
+        size = (SIZE, SIZE)
 
-        # End to end, as the DataModule runs it.
-        generator = SBI()
+        # End to end, as the DataModule runs them.
+        sbi, laa = SBI(), SBI(variant="laa")
 
         def sbi_full(row: dict) -> None:
-            real, fake, mask = generator.pair(read_face(root, row)[0], row["landmarks"], rng, row)
+            image = read_face(root, row)[0]
+            real, fake, mask = sbi.pair(image, blank, rng, row)
             mask = np.round(mask * 255).astype(np.uint8)
             seed = int(rng.integers(2**62))
-            real, _ = parts["recipe"](real, np.zeros_like(mask), np.random.default_rng(seed))
-            fake, _ = parts["recipe"](fake, mask, np.random.default_rng(seed))
-            parts["pair"](real, fake, rng)
+            real, _ = parts["recipe"](
+                _resize(real, size), np.zeros(size, np.uint8), np.random.default_rng(seed)
+            )
+            fake, _ = parts["recipe"](
+                _resize(fake, size), _resize(mask, size), np.random.default_rng(seed)
+            )
+
+        def laa_full(row: dict) -> None:
+            image = read_face(root, row)[0]
+            real, fake, mask = laa.pair(image, blank, rng, row)
+            mask = np.round(mask * 255).astype(np.uint8)
+            seed = int(rng.integers(2**62))
+            real, _ = laa_recipe(
+                _resize(real, size), np.zeros(size, np.uint8), np.random.default_rng(seed)
+            )
+            fake, _ = laa_recipe(
+                _resize(fake, size), _resize(mask, size), np.random.default_rng(seed)
+            )
+            laa_pair(real, fake, rng)
 
         for label, work in {
             "SBI full sample": sbi_full,
-            "SBI self-blend only (SBI.pair)": lambda row: generator.pair(
-                face, row["landmarks"], rng, row
-            ),
+            "SBI self-blend only (SBI.pair)": lambda row: sbi.pair(face, blank, rng, row),
+            "LAA-Net SBI full sample": laa_full,
         }.items():
             work(rows[0])
-            start = time.perf_counter()
+            start = time.process_time()
             for i in range(args.samples):
                 work(rows[i % len(rows)])
-            report[label] = 1000 * (time.perf_counter() - start) / args.samples
+            report[label] = 1000 * (time.process_time() - start) / args.samples
 
         bi = BI(k=10)
         bi.prepare(pool, root)
@@ -175,7 +233,7 @@ def main() -> None:
         for i in range(args.samples):
             row = rows[i % len(rows)]
             background, _ = bi_timer("read PNG", read_face, root, row)
-            bi_timer("BI.pair", bi.pair, background, row["landmarks"], rng, row)
+            bi_timer("BI.pair", bi.pair, background, blank, rng, row)
         report["BI sample"] = 1000 * sum(bi_timer.totals.values()) / args.samples
 
         timer = Timer()

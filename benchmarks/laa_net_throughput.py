@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from src.detectors import LAANet
-from src.detectors.optim import SAM
 from src.detectors.targets import laa_targets
+from src.detectors.training import SAM
 from src.files import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,8 +52,8 @@ def train_throughput(model: LAANet, batch: dict, steps: int, sam: bool) -> float
         optimizer.zero_grad()
         model.loss(model(batch["image"]), batch)["loss"].backward()
         if sam:
-            helper = SAM(optimizer)
-            helper.climb()
+            helper = SAM(rho=0.05)
+            helper.climb(model.parameters())
             optimizer.zero_grad()
             model.loss(model(batch["image"]), batch)["loss"].backward()
             helper.descend()

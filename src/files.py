@@ -1,10 +1,20 @@
-"""Atomic file writes: a reader (or a resumed job) never sees half a file."""
+"""Atomic file writes: a reader (or a resumed job) never sees half a file.
+
+Files are written to a temporary file beside the target and renamed into
+place. ``tempfile.mkstemp`` creates that temporary file readable by its owner
+only (0600), which would leave every result, table and cache file private to
+the user who ran the job; the mode is therefore set to what a plain
+``open(path, "w")`` gives: the existing file's mode when one is replaced,
+otherwise ``0o666`` less the process umask.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -13,19 +23,70 @@ from typing import Any, BinaryIO
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
+_UMASK_LOCK = threading.Lock()
+_umask_fallback: int | None = None
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows.
+
+    POSIX offers no call that only reads the umask: ``os.umask`` sets it and
+    returns the old value, and between setting and restoring it another
+    thread could create a file with the wrong mode. Linux reports the umask
+    in ``/proc/self/status``, which is read on every call (so a changed
+    umask is seen). Elsewhere the set-and-restore is done once per process,
+    under a lock.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    global _umask_fallback
+    with _UMASK_LOCK:
+        if _umask_fallback is None:
+            _umask_fallback = os.umask(0o022)
+            os.umask(_umask_fallback)
+        return _umask_fallback
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave ``path`` with."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
+def _fsync_directory(directory: Path) -> None:
+    # A rename lives in the directory entry: without this, a crash can bring
+    # back the old file (or none) although the new one's data was synced.
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], durable: bool = True) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then rename it into place.
 
-    ``durable=False`` skips the fsync: still atomic for readers, but a power cut
-    may lose the file. Fine for bulk outputs (face crops) that a marker written
-    later vouches for.
+    ``durable=False`` skips the fsyncs of the file and of its directory: still
+    atomic for readers, but a power cut may lose the file. Fine for bulk
+    outputs (face crops) that a marker written later vouches for.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), mode)
             write(handle)
             handle.flush()
             if durable:
@@ -34,6 +95,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], durable: b
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if durable:
+        _fsync_directory(path.parent)
     return path
 
 

@@ -1,6 +1,6 @@
 """Frame- and video-level detection metrics, correct under DDP.
 
-Conventions (see ``../shared/reference/protocol.md``):
+Conventions (``docs/protocol.md`` has the whole evaluation protocol):
 
 * a score is P(fake) in [0, 1]; a label is 1 for fake, 0 for real;
 * ACC thresholds the score at 0.5, and a score of exactly 0.5 counts as *real*

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from src.bench.grid import GridError, load_grid
+from src.bench.grid import REPO, GridError, config_chain, load_grid
 from src.bench.runner import Runner
 from src.bench.schema import RESULT_COLUMNS
 
@@ -75,6 +75,18 @@ def test_grid_expansion(tmp_path: Path) -> None:
         load_grid(path, "paper")
     with pytest.raises(GridError, match="grid file not found"):
         load_grid(tmp_path / "nope.yaml", "demo")
+
+
+def test_cell_hash_covers_included_configs(tmp_path: Path) -> None:
+    """A baseline's file reads baseline.yaml: editing the shared file must make a new cell."""
+    assert config_chain(REPO / "configs/detectors/vgg16.yaml") == [
+        REPO / "configs/detectors/baseline.yaml",
+        REPO / "configs/detectors/vgg16.yaml",
+    ]
+    (tmp_path / "a.yaml").write_text("config: b.yaml\nx: 1\n")
+    (tmp_path / "b.yaml").write_text("config: a.yaml\ny: 2\n")  # a cycle still ends
+    assert config_chain(tmp_path / "a.yaml") == [tmp_path / "b.yaml", tmp_path / "a.yaml"]
+    assert config_chain(tmp_path / "missing.yaml") == []
 
 
 def test_every_shipped_grid_expands() -> None:
@@ -211,3 +223,23 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
         assert (results / "tiny" / "demo" / "tables" / f"cross_dataset_{level}.md").read_text() == (
             clean / "tiny" / "demo" / "tables" / f"cross_dataset_{level}.md"
         ).read_text()
+    # Each finished cell kept one checkpoint.
+    assert [len(list(c.glob("checkpoints/*.ckpt"))) for c in cells.iterdir()] == [1, 1]
+
+    # The results folder moved elsewhere: nothing is redone and the tables render again.
+    moved = tmp_path / "elsewhere" / "results"
+    moved.parent.mkdir()
+    results.rename(moved)
+    tables = moved / "tiny" / "demo" / "tables"
+    before = (tables / "cross_dataset_frame.md").read_text()
+    (tables / "cross_dataset_frame.md").unlink()
+    out = subprocess.run(
+        [*command, "--results", str(moved)],
+        env=env,
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.count("done earlier, skipped") == 2 and ": running" not in out
+    assert (tables / "cross_dataset_frame.md").read_text() == before

@@ -1,85 +1,29 @@
-"""Paper-shaped tables on a hand-made results set, the video bootstrap, and ROC plots."""
+"""Paper-shaped tables on a hand-made results set, and their renderings."""
 
 from __future__ import annotations
 
 import io
-import json
 import math
-import re
-import struct
 
-import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
+from bench_data import cross_dataset_results, result
 
-from src.bench.plots import roc_curves
-from src.bench.schema import PREDICTION_COLUMNS, RESULT_COLUMNS
+from src.bench.render import highlight_marks, to_csv, to_latex, to_markdown, to_terminal
 from src.bench.tables import (
-    Cell,
+    TableEntry,
     aggregate,
-    auc_resamples,
-    bootstrap_auc,
     cross_dataset_table,
     cross_manipulation_table,
-    draw_video_counts,
-    highlight_marks,
     in_dataset_table,
     robustness_table,
-    to_csv,
-    to_latex,
-    to_markdown,
-    to_terminal,
 )
-from src.metrics import roc_auc
 
 NAN = float("nan")
 
 
-def result(detector, test_set, seed, level="frame", flags=None, train_set="ffpp_c23", **metrics):
-    """One results row; metrics not given are NaN."""
-    row = {column: NAN for column in RESULT_COLUMNS}
-    row.update(
-        benchmark="grid",
-        profile="demo",
-        cell=f"{detector}-{seed}",
-        detector=detector,
-        flags=json.dumps(flags or {}),
-        train_set=train_set,
-        test_set=test_set,
-        level=level,
-        seed=seed,
-    )
-    row.update(metrics)
-    return row
-
-
-def cross_dataset_results() -> pd.DataFrame:
-    """Four detectors on cdf2 and dfdc, two seeds (sbi: one seed, cdf2 only).
-
-    Designed so that: dfdc AUC ties (xception = effnet = 62), laa_net has NaN on
-    dfdc, sbi is best on cdf2 AUC but only second on EER (lower is better).
-    """
-    metrics = {  # (detector, test set): per seed (auc, ap, eer)
-        ("xception", "cdf2"): [(0.70, 0.80, 0.30), (0.72, 0.80, 0.32)],
-        ("xception", "dfdc"): [(0.60, 0.60, 0.40), (0.64, 0.62, 0.40)],
-        ("effnet", "cdf2"): [(0.75, 0.85, 0.25), (0.77, 0.87, 0.27)],
-        ("effnet", "dfdc"): [(0.64, 0.61, 0.35), (0.60, 0.63, 0.37)],
-        ("laa_net", "cdf2"): [(0.80, 0.90, 0.20), (0.82, 0.92, 0.22)],
-        ("laa_net", "dfdc"): [(NAN, NAN, NAN), (NAN, NAN, NAN)],
-        ("sbi", "cdf2"): [(0.90, 0.95, 0.24)],
-    }
-    rows = []
-    for (detector, test_set), seeds in metrics.items():
-        for seed, (auc, ap, eer) in enumerate(seeds):
-            rows.append(result(detector, test_set, seed, auc=auc, ap=ap, eer=eer, acc=0.5))
-            # Video rows must not leak into a frame table.
-            rows.append(result(detector, test_set, seed, level="video", auc=0.1, ap=0.1, eer=0.9))
-    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-
-
 def strings(table: pd.DataFrame) -> list[list[str]]:
-    return [[str(cell) for cell in row] for row in table.to_numpy()]
+    return [[str(entry) for entry in row] for row in table.to_numpy()]
 
 
 # --------------------------------------------------------------------------- aggregate
@@ -113,7 +57,7 @@ def test_aggregate_groups_equal_flags_written_differently():
 # --------------------------------------------------------------------------- cross-dataset
 
 
-def test_cross_dataset_table_cells_and_shape():
+def test_cross_dataset_table_entries_and_shape():
     table = cross_dataset_table(cross_dataset_results(), "frame", metrics=("auc", "ap", "eer"))
     assert list(table.index) == ["xception", "effnet", "laa_net", "sbi"]
     assert list(table.columns) == [
@@ -224,7 +168,7 @@ def test_flag_variants_and_train_sets_split_rows():
     ]
 
 
-def test_colliding_cells_raise():
+def test_colliding_entries_raise():
     rows = pd.DataFrame(
         [result("x", "cdf2", 0, auc=0.8), result("x", "cdf2", 0, auc=0.7) | {"profile": "paper"}]
     )
@@ -280,12 +224,22 @@ def test_cross_manipulation_table_with_avg():
     assert "| ynet | Deepfakes | **98.00 ± 1.41** | <u>61.00 ± 1.41</u> |" in markdown
 
 
+def perturbation_flag(name: str, level: int) -> dict:
+    """A grid's test perturbation as the runner records it: the object's class_path/init_args."""
+    return {
+        "test_perturbation": {
+            "class_path": "src.augment.Perturbation",
+            "init_args": {"name": name, "level": level},
+        }
+    }
+
+
 def test_robustness_table():
     settings = [
         ({}, 0.90, 0.80),
         ({"test_perturbation": "blur", "test_perturbation_level": 10}, 0.60, 0.65),
-        ({"test_perturbation": "blur", "test_perturbation_level": 3}, 0.80, 0.70),
-        ({"test_perturbation": "noise", "test_perturbation_level": 1}, 0.85, 0.85),
+        (perturbation_flag("blur", 3), 0.80, 0.70),
+        (perturbation_flag("noise", 1), 0.85, 0.85),
     ]
     rows = pd.DataFrame(
         [
@@ -307,120 +261,8 @@ def test_robustness_table():
     )
 
 
-# --------------------------------------------------------------------------- bootstrap
-
-
-def make_predictions(seed: int, n_videos: int, signal: float = 1.0, decimals: int = 1):
-    """Videos of 1-12 frames, one label each, scores rounded so that ties abound."""
-    rng = np.random.default_rng(seed)
-    frames = rng.integers(1, 13, n_videos)
-    labels = rng.integers(0, 2, n_videos)
-    keys = np.array([f"v{i:03d}" for i in rng.permutation(n_videos)])
-    video = np.repeat(np.arange(n_videos), frames)
-    base = rng.normal(size=n_videos) * 0.5 + signal * labels
-    logits = base[video] + rng.normal(size=video.size)
-    scores = np.round(1.0 / (1.0 + np.exp(-logits)), decimals)
-    frame = pd.DataFrame(
-        {
-            "set": "cdf2",
-            "video_key": keys[video],
-            "video_idx": video,
-            "frame_idx": np.concatenate([np.arange(f) for f in frames]),
-            "label": labels[video],
-            "score": scores,
-        }
-    )
-    return frame[list(PREDICTION_COLUMNS)]
-
-
-def naive_aucs(predictions: pd.DataFrame, level: str, counts: np.ndarray) -> np.ndarray:
-    """The direct computation: build each resample's samples and call scikit-learn."""
-    keys = np.unique(predictions["video_key"])
-    groups = {key: g for key, g in predictions.groupby("video_key")}
-    out = []
-    for row in counts:
-        drawn = [groups[keys[v]] for v in range(keys.size) for _ in range(row[v])]
-        if level == "frame":
-            scores = np.concatenate([g["score"].to_numpy() for g in drawn])
-            labels = np.concatenate([g["label"].to_numpy() for g in drawn])
-        else:
-            scores = np.array([g["score"].mean() for g in drawn])
-            labels = np.array([g["label"].iloc[0] for g in drawn])
-        out.append(roc_auc_score(labels, scores) if 0 < labels.sum() < labels.size else NAN)
-    return np.array(out)
-
-
-@pytest.mark.parametrize("level", ["frame", "video"])
-def test_vectorised_bootstrap_equals_direct(level):
-    predictions = make_predictions(seed=1, n_videos=25)
-    counts = draw_video_counts(25, 60, np.random.default_rng(7))
-    # A tiny video set makes some one-class resamples likely; force one to be sure.
-    counts[0] = 0
-    counts[0, 0] = 25
-    fast = auc_resamples(predictions, level, counts)
-    slow = naive_aucs(predictions, level, counts)
-    assert np.isnan(fast[0]) and np.isnan(slow[0])
-    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
-    chunked = auc_resamples(predictions, level, counts, max_cells=7)
-    np.testing.assert_allclose(chunked, fast, rtol=0, atol=1e-12)
-
-
-def test_bootstrap_interval_contains_point_auc():
-    predictions = make_predictions(seed=2, n_videos=200, signal=1.5, decimals=3)
-    for level in ("frame", "video"):
-        low, high = bootstrap_auc(predictions, level, n_resamples=400, seed=3)
-        if level == "frame":
-            point = roc_auc_score(predictions["label"], predictions["score"])
-        else:
-            means = predictions.groupby("video_key").agg(
-                score=("score", "mean"), label=("label", "first")
-            )
-            point = roc_auc_score(means["label"], means["score"])
-        assert low < point < high
-        assert 0.02 < high - low < 0.3
-        assert bootstrap_auc(predictions, level, n_resamples=400, seed=3) == (low, high)
-
-
-def test_cross_dataset_table_with_intervals():
-    rows = cross_dataset_results()
-    predictions = make_predictions(seed=4, n_videos=60, signal=1.5, decimals=3)
-    table = cross_dataset_table(
-        rows[rows.detector.isin(["xception", "sbi"])],
-        "frame",
-        interval=True,
-        load_predictions=lambda row: predictions,
-        n_resamples=200,
-    )
-    cell = table.at["xception", ("cdf2", "auc")]
-    assert re.fullmatch(r"71\.00 ± 1\.41 \[\d+\.\d\d, \d+\.\d\d\]", str(cell))
-    point = 100 * roc_auc(predictions["score"].to_numpy(), predictions["label"].to_numpy())
-    assert cell.low < point < cell.high
-    assert re.fullmatch(r"90\.00 \[\d+\.\d\d, \d+\.\d\d\]", str(table.at["sbi", ("cdf2", "auc")]))
-    assert str(table.at["xception", ("cdf2", "ap")]) == "80.00 ± 0.00"
-    assert "/low" in to_csv(table)
-
-
-def test_cell_formatting():
-    assert str(Cell(12.3456, NAN, 1)) == "12.35"
-    assert str(Cell(12.3456, 0.5, 1)) == "12.35"  # one seed: no std even if given
-    assert str(Cell(1.0, 0.5, 3)) == "1.00 ± 0.50"
-    assert str(Cell()) == "-"
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def test_roc_png(tmp_path):
-    by_detector = {
-        "xception": make_predictions(seed=5, n_videos=40),
-        "laa_net": make_predictions(seed=6, n_videos=40, signal=2.0),
-    }
-    for level in ("frame", "video"):
-        path = roc_curves(by_detector, "cdf2", level, tmp_path / "plots")
-        assert path == tmp_path / "plots" / f"roc_cdf2_{level}.png"
-        data = path.read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-        assert struct.unpack(">II", data[16:24]) == (500, 500)
-    assert not list((tmp_path / "plots").glob(".*tmp"))
-    with pytest.raises(ValueError):
-        roc_curves(by_detector, "dfdc", "frame", tmp_path / "x.png")
+def test_entry_formatting():
+    assert str(TableEntry(12.3456, NAN, 1)) == "12.35"
+    assert str(TableEntry(12.3456, 0.5, 1)) == "12.35"  # one seed: no std even if given
+    assert str(TableEntry(1.0, 0.5, 3)) == "1.00 ± 0.50"
+    assert str(TableEntry()) == "-"

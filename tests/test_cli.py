@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +19,8 @@ import torch
 import yaml
 from conftest import TINY_SIZE
 
-from src.cli import main
+from src.bench.grid import config_chain
+from src.cli import EXIT_BROKEN_PIPE, VERBS, main
 from src.detectors import BackboneClassifier
 from src.metrics import compute_metrics
 
@@ -35,6 +42,103 @@ def test_unknown_command_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    for flag in ("--version", "-V"):
+        assert main([flag]) == 0
+        assert capsys.readouterr().out == f"dfbench {version('dfbench')}\n"
+
+
+def dfbench(*args: str, stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess:
+    """``python -m src.cli ARGS`` (as the runner launches it) from the repository root."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "src.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_help_imports_neither_torch_nor_any_verb() -> None:
+    probe = (
+        "import sys; from src.cli import main; main(['--help']); "
+        "print(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in {'torch', 'pytorch_lightning', 'lightning', 'cv2', 'pandas'} "
+        "or m.startswith(('src.cli.', 'src.data', 'src.detectors'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--help"], EXIT_BROKEN_PIPE),
+        (["--version"], EXIT_BROKEN_PIPE),
+        # argparse ignores a failed write of its help and exits 0.
+        (["synth", "--help"], 0),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_a_closed_pipe_ends_quietly(args: list[str], code: int) -> None:
+    # The reader is gone before dfbench writes (as in `dfbench --help | head -1` at times).
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = dfbench(*args, stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (code, "")
+
+
+def test_every_verb_module_runs_and_documents_every_option(monkeypatch) -> None:
+    class Parsed(Exception):
+        pass
+
+    parsers: list[argparse.ArgumentParser] = []
+
+    def capture(self: argparse.ArgumentParser, args=None, namespace=None):  # noqa: ANN001
+        parsers.append(self)
+        raise Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    for name, verb in VERBS.items():
+        module = importlib.import_module(f"src.cli.{verb.module}")
+        assert callable(module.run), name
+        if verb.lightning:
+            continue
+        with pytest.raises(Parsed):
+            module.run([])
+        parser = parsers.pop()
+        assert parser.prog == f"dfbench {name}" and parser.description, name
+        undocumented = [
+            action.dest
+            for action in parser._actions
+            if not isinstance(action, argparse._HelpAction) and not action.help
+        ]
+        assert not undocumented, f"dfbench {name}: options without help: {undocumented}"
+
+
+def test_synth_verb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", "--out", str(tmp_path), "--datasets", "dfdcp", "--size", "tiny"]) == 0
+    assert (tmp_path / "DFDCP" / "dataset.json").is_file()
+    assert "dfdcp" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "--out", str(tmp_path), "--datasets", "nope"])
+    assert exit_info.value.code == 2
+
+
 def test_detectors_verb(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["detectors"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -46,8 +150,13 @@ def test_detectors_verb(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("detector", DETECTOR_CONFIGS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("trainer", TRAINER_CONFIGS, ids=lambda p: p.stem)
 def test_configs_compose(detector: Path, trainer: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A variant file (laa_net_bi, laa_net_authors) names no model class: it stacks on laa_net.yaml.
+    specs = [yaml.safe_load(path.read_text()) for path in config_chain(detector)]
+    variant = not any("class_path" in spec.get("model", {}) for spec in specs)
+    base = CONFIGS / "detectors/laa_net.yaml"
     args = [
         "fit",
+        *(["-c", str(base)] if variant else []),
         "-c",
         str(detector),
         "-c",
@@ -59,9 +168,14 @@ def test_configs_compose(detector: Path, trainer: Path, capsys: pytest.CaptureFi
         main([*args, "--print_config"])
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    model_class = yaml.safe_load(detector.read_text())["model"]["class_path"]
+    # A baseline's file reads the shared settings (class_path among them) through `config:`.
+    if variant:
+        specs = [yaml.safe_load(base.read_text()), *specs]
+    model_class = next(
+        spec["model"]["class_path"] for spec in specs[::-1] if "class_path" in spec.get("model", {})
+    )
     assert f"class_path: {model_class}" in printed
-    assert "class_path: src.data.SyntheticFaceDataModule" in printed
+    assert "class_path: src.synthetic.SyntheticFaceDataModule" in printed
 
 
 @pytest.mark.parametrize("data", sorted((CONFIGS / "data").glob("*.yaml")), ids=lambda p: p.stem)
@@ -79,7 +193,12 @@ def test_data_configs_parse(data: Path, capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 0
-    assert "class_path: src.data." in capsys.readouterr().out
+    specs = [yaml.safe_load(path.read_text()) for path in config_chain(data)]
+    data_class = next(
+        spec["data"]["class_path"] for spec in specs[::-1] if "class_path" in spec.get("data", {})
+    )
+    assert data_class.startswith(("src.data.", "src.synthetic."))
+    assert f"class_path: {data_class}" in capsys.readouterr().out
 
 
 def run(command: str, *extra: str, demo: bool = True) -> None:

@@ -9,15 +9,8 @@ import pytest
 import torch
 
 from src.contracts import BATCH_KEYS, InputContract
-from src.data import SyntheticFaceDataModule, SyntheticFaceDataset
-from src.data.render import (
-    FAKE_STYLES,
-    blend_fake,
-    random_identity,
-    random_motion,
-    render_face,
-    swap_mask,
-)
+from src.synthetic import FAKE_STYLES, SyntheticFaceDataModule, SyntheticFaceDataset
+from src.synthetic.frames import compose
 
 
 def make_dm(**kwargs) -> SyntheticFaceDataModule:
@@ -77,19 +70,44 @@ def test_fake_fraction_and_video_keys() -> None:
     assert (ds.sources != ds.targets).all()
 
 
-def test_fake_equals_target_outside_the_mask() -> None:
-    rng = np.random.default_rng(0)
-    target_id, source_id, motion = random_identity(rng), random_identity(rng), random_motion(rng)
-    style = FAKE_STYLES["blend"]
-    target = render_face(target_id, motion, 2, 96, rng)
-    source = render_face(source_id, motion, 2, 96, rng)
-    mask = swap_mask(target_id, motion, 2, 96, style)
-    fake = blend_fake(target, source, mask, style)
-    outside = mask == 0
-    assert outside.mean() > 0.5 and mask.max() > 0.99
-    assert np.array_equal(fake[outside], target[outside])
-    inside = mask > 0.99
-    assert np.abs(fake[inside].astype(int) - source[inside].astype(int)).max() <= 1
+def test_fake_equals_the_real_target_frame_outside_the_mask() -> None:
+    ds = SyntheticFaceDataset("val", 6, 2, 64, FAKE_STYLES["blend"], fake_fraction=1.0)
+    fakes = [ds.render(index) for index in range(len(ds))]
+    ds.labels[:] = 0  # the same items rendered as the real target videos
+    for index, (fake, mask) in enumerate(fakes):
+        real, real_mask = ds.render(index)
+        assert not real_mask.any()
+        outside = mask == 0
+        assert 0.5 < outside.mean() < 0.95 and mask.max() > 0.99
+        assert np.array_equal(fake[outside], real[outside])
+        # Inside the mask the face is another person's: it differs clearly.
+        inside = mask > 0.99
+        assert np.abs(fake[inside].astype(int) - real[inside].astype(int)).mean() > 5
+
+
+def test_a_frame_is_the_shared_person_model_rendered_at_the_input_size() -> None:
+    ds = SyntheticFaceDataset("test", 2, 3, 48, FAKE_STYLES["blend"], fake_fraction=0.0)
+    video, frame = 1, 2
+    person = ds.person(int(ds.targets[video]))
+    assert person.rgba.shape[0] < 200  # drawn around the head at about the output size
+    scene = ds._clip(video, frame).scene
+    expected, landmarks = compose(
+        person, ds.motions[video], scene, frame, np.random.default_rng([*ds._seed, 2, video, frame])
+    )
+    image, _ = ds.render(video * 3 + frame)
+    assert image.shape == (48, 48, 3) and np.array_equal(image, expected)
+    # Framed as a face crop: the jaw spans about 0.5-0.75 of the image.
+    jaw = np.linalg.norm(landmarks[16] - landmarks[0]) / 48
+    assert 0.4 < jaw < 0.8
+
+
+def test_blend_pairs_people_of_different_skin() -> None:
+    ds = SyntheticFaceDataset("train", 40, 1, 32, FAKE_STYLES["blend"])
+    skins = np.array([ds.identities[i].skin_gain for i in range(len(ds.identities))])
+    gaps = np.linalg.norm(skins[ds.targets] - skins[ds.sources], axis=1)
+    assert (gaps >= FAKE_STYLES["blend"].min_skin_gap).all()
+    matched = SyntheticFaceDataset("train", 40, 1, 32, FAKE_STYLES["matched"])
+    assert (matched.sources != matched.targets).all()
 
 
 def test_contract_comes_from_the_attached_detector() -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from src.augment.generator import PairedGenerator
+from src.augment.perturb import Perturbation
+from src.augment.recipes import PairTransform, Recipe
 from src.contracts import BATCH_KEYS
 from src.data import DeepfakeDataModule
 
@@ -26,18 +30,16 @@ def make_dm(cache: Path, **kwargs) -> DeepfakeDataModule:
     return dm
 
 
-class PaintSquare:
-    """A trivial pseudo-fake: a bright square over the nose landmarks, with its mask."""
+class PaintSquare(PairedGenerator):
+    """A trivial pseudo-fake: a bright square over the nose landmark, with its mask."""
 
-    def __call__(
-        self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, row=None
-    ):
-        x, y = landmarks[30].astype(int)
-        mask = np.zeros(image.shape[:2], np.float32)
-        mask[max(y - 8, 0) : y + 8, max(x - 8, 0) : x + 8] = 1.0
+    def pair(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, side):
+        x, y = np.asarray(side["landmarks"])[30].astype(int)
+        blend = np.zeros(image.shape[:2], np.float32)
+        blend[max(y - 8, 0) : y + 8, max(x - 8, 0) : x + 8] = 1.0
         fake = image.copy()
-        fake[mask > 0] = 255
-        return fake, mask
+        fake[blend > 0] = 255
+        return image, fake, blend
 
 
 def test_sets_follow_the_splits_and_the_contract(toy_cache) -> None:
@@ -159,9 +161,9 @@ def test_deepfakebench_json_index_feeds_the_same_frames(toy_cache, tmp_path) -> 
         assert a[i]["label"] == b[i]["label"]
 
 
-class IdentityFake:
-    def __call__(self, image, landmarks, rng, row=None):
-        return image.copy(), np.zeros(image.shape[:2], np.float32)
+class IdentityFake(PairedGenerator):
+    def pair(self, image, mask, rng, side):
+        return image, image.copy(), np.zeros(image.shape[:2], np.float32)
 
 
 @pytest.mark.parametrize("recipe", ["sbi", "laa_net", "laa_net_sbi"])
@@ -171,7 +173,8 @@ def test_pairs_share_every_augmentation_draw(toy_cache, recipe: str) -> None:
     dm = make_dm(
         cache,
         pseudo_fake=IdentityFake(),
-        train_augment=recipe,
+        train_augment=Recipe(recipe),
+        pair_transform=PairTransform(recipe),
         train_frames_per_video=2,
         batch_size=2,
     )
@@ -185,10 +188,89 @@ def test_test_perturbation_is_applied_and_repeatable(toy_cache) -> None:
     _, cache, _ = toy_cache
     clean = make_dm(cache).sets["test"][0][1]
     noisy = [
-        make_dm(cache, test_perturbation="noise", test_perturbation_level=4).sets["test"][0][1]
+        make_dm(cache, test_perturbation=Perturbation("noise", 4)).sets["test"][0][1]
         for _ in range(2)
     ]
     assert not torch.equal(clean[0]["image"], noisy[0][0]["image"])
     assert torch.equal(noisy[0][0]["image"], noisy[1][0]["image"])
-    with pytest.raises(ValueError, match="unknown test perturbation"):
-        make_dm(cache, test_perturbation="fog")
+    # Seeded by the frame: two frames get different noise, one frame the same in any order.
+    assert torch.equal(noisy[0][3]["image"], noisy[1][3]["image"])
+    assert torch.equal(clean[0]["mask"], noisy[0][0]["mask"])
+    with pytest.raises(ValueError, match="unknown perturbation 'fog'"):
+        Perturbation("fog")
+
+
+def test_objects_that_break_the_protocol_are_refused() -> None:
+    with pytest.raises(TypeError, match="pseudo_fake must implement PseudoFakeGenerator"):
+        DeepfakeDataModule(pseudo_fake="sbi")
+    with pytest.raises(TypeError, match="test_perturbation must implement Augment"):
+        DeepfakeDataModule(test_perturbation="blur")
+
+
+class Recorder(PairedGenerator):
+    """Records the side data it is given, and paints nothing."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+
+    def pair(self, image, mask, rng, side):
+        self.seen.append(dict(side))
+        return image, image.copy(), np.zeros(image.shape[:2], np.float32)
+
+
+class SideAugment:
+    """An augmentation that writes the named side array into the mask (to see it arrive)."""
+
+    def __call__(self, image, mask, rng, side):
+        return image, cv2.resize(
+            side["prle_map"], mask.shape[::-1], interpolation=cv2.INTER_NEAREST
+        )
+
+
+def test_side_data_reaches_generators_and_augmentations(toy_cache, tmp_path) -> None:
+    result, cache, _ = toy_cache
+    table = pd.read_parquet(result.table_path)
+    maps = tmp_path / "prle_maps"
+    for path in table["crop_path"]:
+        (maps / path).parent.mkdir(parents=True, exist_ok=True)
+        # Each frame's map is a flat grey level fixed by its frame number.
+        frame = int(table.loc[table.crop_path == path, "frame_idx"].iloc[0])
+        cv2.imwrite(str(maps / path), np.full((20, 30), 10 + frame, np.uint8))
+    recorder = Recorder()
+    dm = make_dm(
+        cache,
+        pseudo_fake=recorder,
+        train_augment=SideAugment(),
+        side_data={"prle_map": str(maps)},
+        train_frames_per_video=2,
+    )
+    train = dm.sets["fit"][0][1]
+    item = train[0]
+    (side,) = recorder.seen
+    row = table[table.crop_path == side["crop_path"]].iloc[0]
+    np.testing.assert_array_equal(side["landmarks"], np.asarray(row["landmarks"]).reshape(-1, 2))
+    assert side["video_key"] == row["video_key"] and side["prle_map"].shape == (20, 30)
+    assert (side["prle_map"] == 10 + int(row["frame_idx"])).all()
+    # The augmentation saw the same array: the fake's mask is that grey level everywhere.
+    assert (item["mask"][1] == 10 + int(row["frame_idx"])).all()
+    with pytest.raises(TypeError):
+        train.side(train.rows[0])["label"] = 1  # read-only
+    (maps / table["crop_path"].iloc[0]).unlink()
+    missing = make_dm(cache, side_data={"prle_map": str(maps)}).sets["test"][0][1]
+    with pytest.raises(FileNotFoundError, match="side_data 'prle_map'"):
+        [missing[i] for i in range(len(missing))]
+
+
+def test_the_datamodule_never_imports_augment() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, src.data.datamodule; "
+        "print(sorted(m for m in sys.modules if m.startswith('src.augment')))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from src.cli.index import run as run_index
 from src.data.indexers import (
     DatasetLayoutError,
     DatasetLayoutWarning,
     build_video_table,
     list_indexers,
 )
-from src.data.indexers.command import run_index
 from src.data.tables import VIDEO_COLUMNS
 
 CLASSIC = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")

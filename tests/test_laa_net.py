@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,7 +14,6 @@ from src.detectors.laa_net.importer import (
     load_authors_checkpoint,
 )
 from src.detectors.layers.efpn import EFPN
-from src.detectors.optim import SAM
 
 DEMO = {"backbone": "efficientnet_b0", "input_size": 64}
 
@@ -58,7 +59,7 @@ def test_efpn_weighting_on_a_hand_made_tensor() -> None:
 
 def test_every_loss_term_is_named_and_finite() -> None:
     torch.manual_seed(0)
-    model = LAANet(**DEMO, sam=False)
+    model = LAANet(**DEMO, sam_rho=None)
     mask = torch.zeros(4, 1, 64, 64)
     mask[1::2, :, 16:48, 20:44] = 1.0
     mask = torch.nn.functional.avg_pool2d(mask, 9, stride=1, padding=4)
@@ -84,58 +85,45 @@ def test_levels_must_run_down_from_six() -> None:
         LAANet(**DEMO, levels=[6, 4, 3])
 
 
-def test_sam_restores_the_weights_before_the_base_step() -> None:
-    weight = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-    optimizer = torch.optim.SGD([weight], lr=0.1)
-    sam = SAM(optimizer, rho=0.5)
-    (weight**2).sum().backward()  # gradient (2, 4)
-    sam.climb()
-    g = torch.tensor([2.0, 4.0])
-    assert torch.allclose(weight.detach(), torch.tensor([1.0, 2.0]) + 0.5 * g / g.norm())
-    optimizer.zero_grad()
-    (weight**2).sum().backward()
-    climbed_grad = weight.grad.clone()
-    sam.descend()
-    optimizer.step()
-    assert torch.allclose(weight.detach(), torch.tensor([1.0, 2.0]) - 0.1 * climbed_grad)
+AUTHORS_KEYS = Path(__file__).parent / "data" / "laa_net_authors_state_dict.tsv"
 
 
-def test_lr_schedule_warms_up_then_decays() -> None:
-    model = LAANet(**DEMO)
-    factors = [model.lr_factor(step, 100) for step in (0, 12, 25, 50, 100)]
-    assert factors[0] == pytest.approx(5e-5 / 2e-4)
-    assert factors[2] == pytest.approx(1.0)
-    assert factors[0] < factors[1] < factors[2] > factors[3] > factors[4] == 0
+def authors_state_dict_spec() -> list[tuple[str, tuple[int, ...]]]:
+    """(key, shape) of every tensor of the authors' model, in their state-dict order."""
+    rows = [line.split("\t") for line in AUTHORS_KEYS.read_text().splitlines() if line[:1] != "#"]
+    return [(key, () if shape == "-" else tuple(map(int, shape.split("x")))) for key, shape in rows]
+
+
+def test_importer_maps_the_authors_keys_onto_ours_in_order(paper_model: LAANet) -> None:
+    """Against an independent list of the authors' keys and shapes (from their model code).
+
+    Each authors tensor carries a distinct value; it must land on the dfbench tensor at the
+    same position of the computation order (efficientnet_pytorch and timm register a block's
+    layers in the order they run), so two same-shaped tensors swapped by the mapping fail.
+    """
+    spec = authors_state_dict_spec()
+    assert len(spec) == 803
+    ours = paper_model.state_dict()
+    authors = {key: torch.full(shape, float(i)) for i, (key, shape) in enumerate(spec)}
+    mapped = authors_to_dfbench(authors, paper_model)
+    assert set(mapped) == set(ours)  # every tensor of ours is covered, nothing extra
+    assert all(mapped[k].shape == ours[k].shape for k in ours)
+    backbone_spec = [key for key, _ in spec if key.startswith("_")]
+    backbone_ours = [key for key in ours if key.startswith("backbone.")]
+    assert len(backbone_spec) == len(backbone_ours)
+    index = {key: i for i, (key, _) in enumerate(spec)}
+    for theirs, mine in zip(backbone_spec, backbone_ours, strict=True):
+        assert float(mapped[mine].flatten()[0]) == index[theirs], f"{theirs} -> {mine}"
+    # Decoder and heads keep the authors' names (the E-FPN's under decoder.).
+    for key, _ in spec:
+        if not key.startswith("_"):
+            ours_key = key if key.split(".")[0] in ("hm", "cls", "cstency") else f"decoder.{key}"
+            assert float(mapped[ours_key].flatten()[0]) == index[key], key
 
 
 def test_authors_state_dict_loads_strictly_and_round_trips(tmp_path, paper_model: LAANet) -> None:
     authors = dfbench_to_authors(paper_model.state_dict(), paper_model)
-    # Facts from the authors' code: 803 keys, efficientnet_pytorch naming, float64.
-    assert len(authors) == 803
-    shapes = {k: tuple(v.shape) for k, v in authors.items()}
-    assert shapes["_conv_stem.weight"] == (48, 3, 3, 3)
-    assert shapes["_blocks.0._project_conv.weight"] == (24, 48, 1, 1)
-    assert "_blocks.1._expand_conv.weight" not in shapes and shapes[
-        "_blocks.2._expand_conv.weight"
-    ] == (144, 24, 1, 1)
-    assert shapes["_blocks.6._depthwise_conv.weight"] == (192, 1, 5, 5)
-    assert shapes["_blocks.31._se_reduce.weight"] == (112, 2688, 1, 1)
-    assert shapes["_conv_head.weight"] == (1792, 448, 1, 1) and shapes["_bn1.running_var"] == (
-        1792,
-    )
-    assert shapes["deconv_2.0.0.weight"] == (160, 896, 3, 3) and shapes["deconv_2.1.weight"] == (
-        160,
-        160,
-        4,
-        4,
-    )
-    assert (
-        shapes["deconv_4.0.conv5_block.0.weight"]
-        == shapes["inception_block.conv5_block.0.weight"]
-        == (28, 28, 5, 5)
-    )
-    assert shapes["cls.5.weight"] == (1, 64) and shapes["cstency.3.weight"] == (256, 64, 1, 1)
-    assert sum(k.startswith("_blocks.") for k in authors) == 692
+    assert {k: tuple(v.shape) for k, v in authors.items()} == dict(authors_state_dict_spec())
     assert authors["_bn0.weight"].dtype == torch.float64
     assert authors["_bn0.num_batches_tracked"].dtype == torch.int64
 
@@ -152,10 +140,6 @@ def test_authors_state_dict_loads_strictly_and_round_trips(tmp_path, paper_model
         a, b = original(images), imported(images)
     assert torch.allclose(a.logit, b.logit, atol=1e-5)
     assert torch.allclose(a.heatmap, b.heatmap, atol=1e-5)
-    assert torch.equal(
-        authors_to_dfbench(authors, imported)["cls.5.weight"],
-        paper_model.state_dict()["cls.5.weight"],
-    )
 
 
 class _Snapshots(__import__("pytorch_lightning").Callback):
@@ -177,10 +161,10 @@ class _Snapshots(__import__("pytorch_lightning").Callback):
 def test_sam_training_freezes_the_backbone_then_trains_it_in_mixed_precision(tmp_path) -> None:
     import pytorch_lightning as pl
 
-    from src.data import SyntheticFaceDataModule
+    from src.synthetic import SyntheticFaceDataModule
 
     torch.manual_seed(0)
-    model = LAANet(backbone="efficientnet_b0", input_size=64, sam=True, freeze_epochs=1)
+    model = LAANet(backbone="efficientnet_b0", input_size=64, freeze_backbone_epochs=1)
     data = SyntheticFaceDataModule(train_videos=8, val_videos=4, test_videos=4, batch_size=4)
     snapshots = _Snapshots()
     trainer = pl.Trainer(
@@ -206,3 +190,53 @@ def test_sam_training_freezes_the_backbone_then_trains_it_in_mixed_precision(tmp
     assert moved(frozen, trained) > 0.5 * len(start)  # epoch 1: it trains
     assert moved(snapshots.decoder[0], snapshots.decoder[1]) > 0.5 * len(snapshots.decoder[0])
     assert trainer.global_step == 4  # one optimiser step per batch, SAM's two passes included
+
+
+def test_authors_mode_uses_their_targets_weights_and_layers() -> None:
+    torch.manual_seed(0)
+    paper = LAANet(**DEMO, sam_rho=None)
+    authors = LAANet(
+        **DEMO,
+        sam_rho=None,
+        targets="authors",
+        heatmap_weight=100.0,
+        heatmap_label_smoothing=0.35,
+        authors_layers=True,
+    )
+    bns = [m for m in authors.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum == 0.01 and m.eps == 1e-3 for m in bns)
+    assert authors._positive_weight() == pytest.approx(0.72)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[1, :, 16:48, 20:44] = 1.0
+    mask = torch.nn.functional.avg_pool2d(mask, 9, stride=1, padding=4)
+    batch = {
+        "image": torch.randn(2, 3, 64, 64),
+        "label": torch.tensor([0.0, 1.0]),
+        "mask": mask,
+        "has_mask": torch.ones(2, dtype=torch.bool),
+    }
+    authors.load_state_dict(paper.state_dict())
+    paper.eval(), authors.eval()
+    a, b = paper.loss(paper(batch["image"]), batch), authors.loss(authors(batch["image"]), batch)
+    assert a["bce"].item() == pytest.approx(b["bce"].item())  # same network, same logits
+    assert a["heatmap"].item() != pytest.approx(b["heatmap"].item())  # other targets
+    with pytest.raises(ValueError, match="targets must be 'paper' or 'authors'"):
+        LAANet(**DEMO, targets="code")
+
+
+def test_authors_inception_statistics_update_three_times_from_the_input() -> None:
+    """Their inception block calls its shared 1x1 block on the input thrice, then on the max-pool."""
+    from src.detectors.layers.efpn import InceptionBlock
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 6, 6)
+    once, thrice, reference = InceptionBlock(8), InceptionBlock(8, passes=3), InceptionBlock(8)
+    thrice.load_state_dict(once.state_dict())
+    reference.load_state_dict(once.state_dict())
+    assert torch.equal(once(x), thrice(x))  # training-mode outputs agree
+    # The running mean after x, x, x, maxpool(x), computed by hand-driving the block:
+    with torch.no_grad():
+        for inputs in (x, x, x, reference.mp_layer(x)):
+            reference.pw_block(inputs)
+    assert torch.allclose(thrice.pw_block[1].running_mean, reference.pw_block[1].running_mean)
+    assert not torch.allclose(once.pw_block[1].running_mean, reference.pw_block[1].running_mean)

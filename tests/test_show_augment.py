@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import pandas as pd
 
-from src.augment.show import COLUMNS
 from src.cli import main
+from src.tools.show_augment import COLUMNS
 
 
 def test_show_augment_writes_the_grid(toy_cache, tmp_path) -> None:

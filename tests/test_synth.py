@@ -1,4 +1,5 @@
-"""Tests for the synthetic on-disk datasets (src/data/synth.py, src/data/synth_faces.py)."""
+"""The synthetic people (src/synthetic/faces.py, frames.py, swaps.py) and the on-disk
+dataset copies (src/synthetic/layouts.py, writer.py)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,27 @@ import json
 import re
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from src.data import synth
-from src.data.synth import ALL, FFPP_MASKED, FFPP_METHODS, ffpp_pairs, run_synth, synthesize
-from src.data.synth_faces import (
-    SwapStyle,
+from src.synthetic import layouts
+from src.synthetic.faces import (
+    FULL_CANVAS,
+    Canvas,
     build_person,
-    compose,
+    head_canvas,
     random_identity,
-    random_motion,
-    random_scene,
-    swap_frame,
 )
+from src.synthetic.frames import compose, random_motion, random_scene
+from src.synthetic.layouts import ALL, FFPP_MASKED, FFPP_METHODS, ffpp_pairs, synthesize
+from src.synthetic.swaps import SwapStyle, swap_frame
+from src.synthetic.writer import SIZE_PRESETS
 
-TINY = synth._SIZES["tiny"]
+TINY = SIZE_PRESETS["tiny"]
 
 
 def read_video(path: Path) -> np.ndarray:
@@ -229,7 +232,7 @@ def test_videos_decode_to_the_right_count_and_size(tiny):
     videos = sorted(out.rglob("*.mp4"))
     assert len(videos) > 60
     for path in videos:
-        dataset = next(k for k, v in synth.ROOTS.items() if path.is_relative_to(out / v))
+        dataset = next(k for k, v in layouts.ROOTS.items() if path.is_relative_to(out / v))
         if "DeepFakeDetection" in path.parts or "actors" in path.parts:
             dataset = "dfd"
         frames = read_video(path)
@@ -277,7 +280,7 @@ def test_same_seed_gives_identical_files(tiny, tmp_path):
     names = ["ffpp", "dfw", "dfdc"]
     again = synthesize(tmp_path, names, size="tiny")
     for name in names:
-        first, second = files_under(out / synth.ROOTS[name]), files_under(again[name])
+        first, second = files_under(out / layouts.ROOTS[name]), files_under(again[name])
         if name == "ffpp":  # the first tree also holds DFD
             dfd = ("actors/", "DeepFakeDetection/", "synth-dfd")
             first = {k: v for k, v in first.items() if not any(part in k for part in dfd)}
@@ -310,9 +313,9 @@ def test_incomplete_or_changed_trees_are_rebuilt(tmp_path):
     # Another seed rewrites the tree and removes the old run's files (ids are seeded).
     synthesize(tmp_path, ["dfdcp"], seed=1, size="tiny")
     second = files_under(root)
-    marker = json.loads(synth.marker_path(root, "dfdcp").read_text())
+    marker = json.loads(layouts.marker_path(root, "dfdcp").read_text())
     assert marker["seed"] == 1
-    assert set(second) == set(marker["files"]) | {synth.marker_path(root, "dfdcp").name}
+    assert set(second) == set(marker["files"]) | {layouts.marker_path(root, "dfdcp").name}
     assert set(second) != set(first)
 
 
@@ -321,14 +324,46 @@ def test_bad_arguments_are_rejected(tmp_path):
         synthesize(tmp_path, ["ffpp", "celebdf"], size="tiny")
     with pytest.raises(ValueError, match="unknown size"):
         synthesize(tmp_path, ["ffpp"], size="huge")
-    with pytest.raises(SystemExit):
-        run_synth(["--out", str(tmp_path), "--datasets", "nope"])
 
 
-def test_run_synth_command(tmp_path, capsys):
-    assert run_synth(["--out", str(tmp_path), "--datasets", "dfdcp", "--size", "tiny"]) == 0
-    assert (tmp_path / "DFDCP" / "dataset.json").is_file()
-    assert "dfdcp" in capsys.readouterr().out
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_person_on_a_head_canvas_is_the_full_person_at_lower_resolution(flip):
+    identity = replace(random_identity(np.random.default_rng(5)), beard=0.6, flip=flip)
+    small = head_canvas(60.0)
+    assert small.scale == pytest.approx(60.0 / 93.0, abs=0.01)
+    x0, y0, x1, y1 = small.window
+    if flip:  # a flipped canvas mirrors about its own centre
+        x0, x1 = FULL_CANVAS.size - x1, FULL_CANVAS.size - x0
+    full = build_person(identity)
+    expected = cv2.resize(
+        full.rgba[y0:y1, x0:x1], (small.size, small.size), interpolation=cv2.INTER_AREA
+    )
+    person = build_person(identity, small)
+    assert person.rgba.shape == (small.size, small.size, 4) and person.scale == small.scale
+    # Compared at the scale of a blur, so that resampling noise on sharp edges does not count:
+    # a length left unscaled (hairline, hair, jaw, suit) moves whole edges and fails this.
+    difference = np.abs(
+        cv2.GaussianBlur(person.rgba, (0, 0), 1.5) - cv2.GaussianBlur(expected, (0, 0), 1.5)
+    )
+    assert np.percentile(difference[..., :3], 99) < 2.5 and difference[..., :3].max() < 8
+    assert difference[..., 3].max() < 0.05
+    # Landmarks: the full canvas's, mapped as the resize maps pixel centres.
+    landmarks = (full.landmarks - (x0, y0) + 0.5) * small.scale - 0.5
+    assert np.abs(person.landmarks - landmarks).max() < 0.15
+
+
+def test_canvas_maps_positions_and_spans_as_a_resize_does():
+    canvas = Canvas((100, 50, 300, 250), 50)
+    assert canvas.scale == 0.25
+    # Pixel (100, 50) covers canvas pixel 0's first quarter: its centre maps to -0.375.
+    assert np.allclose(
+        canvas.point(np.array([[100, 50], [103, 53], [300, 250]])),
+        [[-0.375, -0.375], [0.375, 0.375], [49.625, 49.625]],
+    )
+    assert canvas.span(62, 90, axis=0) == slice(3, 10)  # rows 62..90 -> canvas rows 3..10
+    assert canvas.span(0, 1000, axis=1) == slice(0, 50)
+    with pytest.raises(ValueError, match="square"):
+        Canvas((0, 0, 10, 20), 5)
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from src.data.indexers import build_video_table
-from src.data.synth import ROOTS, synthesize
+from src.synthetic.layouts import ROOTS, synthesize
 
 # (split, label) -> videos in the tiny synthetic set, per dataset.
 EXPECTED = {
@@ -72,7 +72,7 @@ def test_all_keys_are_unique_across_datasets(tiny_tree) -> None:
 
 @pytest.mark.slow
 def test_prepare_synthetic_makes_frame_tables(tmp_path) -> None:
-    from src.data.prepare import prepare_synthetic
+    from src.synthetic.prepare import prepare_synthetic
 
     results = prepare_synthetic(tmp_path, size="tiny", frames=3, progress=False)
     for name, result in results.items():

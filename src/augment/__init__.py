@@ -4,7 +4,7 @@ Pseudo-fake generators (SBI, BI) and PRLE masking live in their own modules of
 this package and are imported from there.
 """
 
-from src.augment.perturb import LEVELS, PARAMETERS, PERTURBATIONS, perturb
+from src.augment.perturb import LEVELS, PARAMETERS, PERTURBATIONS, Perturbation, perturb
 from src.augment.recipes import (
     RECIPE_NAMES,
     PairTransform,
@@ -19,6 +19,7 @@ __all__ = [
     "PERTURBATIONS",
     "RECIPE_NAMES",
     "PairTransform",
+    "Perturbation",
     "Recipe",
     "build_pair_transform",
     "build_recipe",

@@ -1,189 +1,212 @@
-"""Blended Images (BI, Face X-ray, Li et al. CVPR 2020) as a pseudo-fake generator.
+"""Blended Images (BI, Face X-ray, Li et al. CVPR 2020) as LAA-Net's BI code makes them.
 
 A background face (the real) gets the inner face of another real person
-pasted in: the foreground is a face of another video whose landmarks are
-close to the background's, warped onto the background's geometry, colour
-corrected and blended through a deformed, feathered hull mask. The mask is the
-supervision: the Face X-ray target is ``4 M (1 - M)``.
+pasted in; the blend mask is the supervision (LAA-Net and Face X-ray train
+on ``4 M (1 - M)``). Per sample, as LAA-Net's training code does it:
+
+1. **Foreground**: one of the background's 30 nearest faces of other videos,
+   drawn uniformly (:mod:`src.augment.bi_pool`: summed landmark distances
+   over 10,000 candidates). It is not warped: crops of one layout are
+   already aligned, and the faces were chosen for similar landmarks.
+2. **Down-sampling before blending**: both faces resized to a random
+   128-317 px (of a 317 px crop; here that fraction of the crop).
+3. **Mask**: one of Face X-ray's four hull types of the background's
+   landmarks (:func:`src.augment.landmarks.hull_mask`; 81 points with the
+   forehead, as LAA-Net's landmarks have, unless ``forehead=False``).
+4. **Deformation**: a piecewise deformation on a 4 x 4 grid of control
+   points spanning the face (corners included), each moved by a normal
+   draw with standard deviation 0.01-0.15 of the crop (drawn per sample);
+   the mask is resampled linearly and only its full-weight pixels are kept
+   (the authors' conversion of the resampled mask to integers). imgaug's
+   ``PiecewiseAffine`` triangulates the grid; this interpolates the
+   displacement bilinearly between the points, the same field to within the
+   triangles' kinks.
+5. **Erosion** (p 0.5; square kernel of 1-21 px, made odd) **or dilation**
+   (1-5 px); pixel sizes are the authors' at 317 px and scale with the crop.
+   A mask left empty falls back to the undeformed hull (the authors' code
+   fails the sample and draws another).
+6. **Colour transfer**: inside the mask, the foreground's per-channel mean
+   is moved to the background's.
+7. **Feathered blend**: every mask pixel's weight is its distance to the
+   boundary of the mask's convex hull over 0.2 of the mask's larger side,
+   clipped to [0, 1] (the FaceSwap ``blendImages`` the authors use; computed
+   with a distance transform instead of a per-pixel polygon test). The
+   weights are the blend mask ``M``; outside the mask it is 0.
+8. Blended face and mask resized back to the crop's size.
+9. **Post-processing**: with p 0.5 the face is down-sampled to a random
+   64-317 px (bilinear or nearest, equally likely) and up again (bilinear).
+   The authors' reals go through the same step, so here the real gets its
+   own draw of it.
+10. **Final crop**: the authors cut a fixed window of the 317 px crop (rows
+    60-317, columns 30-287); the same fractions of the crop are cut from
+    the real, the fake and the mask (``final_crop=None`` keeps the crop).
+
+dfbench's earlier extras are options, off by default: ``align`` warps the
+foreground onto the background by the similarity that best maps its
+landmarks (RANSAC), and ``jpeg_prob`` JPEG-compresses the fake (quality
+``jpeg_quality``). Random flips and crops are the recipe's (the DataModule's
+``train_augment``), shared by the real and its fake.
 
 Use it as the DataModule's ``pseudo_fake``; the DataModule calls
-:meth:`BI.prepare` with the training reals (the pool of foregrounds) before
-the first batch::
+:meth:`BI.prepare` with the training reals (the pool of foregrounds) first::
 
-    data:
-      init_args:
-        pseudo_fake:
-          class_path: src.augment.bi.BI
-          init_args: {k: 100}
-
-Pixel sizes (erosion, dilation and blur kernels) are given for a 256 px crop,
-the size the reference implementations work at, and scale with the crop's
-longer side; the deformation and the feather width are fractions of the crop
-and of the face. Random crop and flip, the last step of the reference
-pipeline, are left to the DataModule's ``train_augment`` recipes so that the
-real and its fake get the same treatment there.
+    pseudo_fake: {class_path: src.augment.bi.BI}
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
-from src.augment.generator import PairedGenerator
-from src.augment.landmarks import HULL_TYPES, as_68, hull_mask
+from src.augment.bi_pool import REFERENCE_SIZE, Pool, build_pool, reference_frame
+from src.augment.generator import PairedGenerator, side_landmarks
+from src.augment.landmarks import HULL_TYPES, as_68, hull_mask, with_forehead
+from src.contracts import SideData
 
-#: Landmarks that a similarity transform aligns (nose 27-35, eyes 36-47): they
-#: move least with expression, so what remains differs in shape, pose and expression.
-RIGID = np.arange(27, 48)
-
-ColourTransfer = Literal["mean", "mean_std"] | None
+#: The authors' final window of their 317 px crop: (top, bottom, left, right) cut.
+AUTHORS_CROP = (60 / 317, 0.0, 30 / 317, 30 / 317)
 
 
-def _complex(points: np.ndarray) -> np.ndarray:
-    return points[..., 0].astype(np.float64) + 1j * points[..., 1].astype(np.float64)
-
-
-def normalise_landmarks(landmarks: np.ndarray, template: np.ndarray | None = None) -> np.ndarray:
-    """Landmarks of many faces in one canonical frame, for comparing shape and pose.
-
-    Each face is mapped by the similarity (rotation, scale, shift) that best
-    fits its nose and eye points to ``template`` (least squares); without a
-    template, by the one that puts the eye centres at (-0.5, 0) and (0.5, 0).
-
-    Args:
-        landmarks: (N, 68, 2) points in crop pixels.
-        template: (21, 2) canonical nose and eye points.
-
-    Returns:
-        (N, 68, 2) float32 points, in units of the canonical eye distance.
-    """
-    z = _complex(np.asarray(landmarks).reshape(-1, 68, 2))
-    if template is None:
-        left, right = z[:, 36:42].mean(1), z[:, 42:48].mean(1)
-        scale = 1.0 / (right - left)
-        mapped = (z - (0.5 * (left + right))[:, None]) * scale[:, None]
-    else:
-        target = _complex(template)
-        target = target - target.mean()
-        rigid = z[:, RIGID]
-        centre = rigid.mean(1, keepdims=True)
-        # The complex least-squares fit of z -> a z + b is the best similarity.
-        source = rigid - centre
-        a = (np.conj(source) * target).sum(1) / (np.abs(source) ** 2).sum(1)
-        mapped = (z - centre) * a[:, None]
-    return np.stack([mapped.real, mapped.imag], -1).astype(np.float32)
-
-
-def _principal_axes(flat: np.ndarray, components: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and the ``components`` leading principal axes of flattened landmarks (rows)."""
-    mean = flat.mean(0)
-    if components is None or components >= flat.shape[1]:
-        return mean, np.eye(flat.shape[1])
-    centred = flat - mean
-    _, vectors = np.linalg.eigh(centred.T @ centred)
-    return mean, vectors[:, ::-1][:, :components].T.copy()
-
-
-def _odd(rng: np.random.Generator, low: int, high: int, scale: float) -> int:
-    """An odd kernel size drawn from ``low..high`` (odd) at 256 px, scaled to the crop."""
-    size = low + 2 * int(rng.integers(0, (high - low) // 2 + 1))
+def _odd_kernel(rng: np.random.Generator, high: int, scale: float) -> int:
+    """The authors' kernel: ``randint(1, high)`` made odd, scaled from 317 px to the crop."""
+    size = int(rng.integers(1, high + 1))
+    size += 1 - size % 2
     size = max(1, int(round(size * scale)))
-    return size if size % 2 else size + 1
+    return size + 1 - size % 2
 
 
-@dataclass
-class _Pool:
-    """The prepared pool: one entry per real training face."""
+def _grid_weights(length: int, points: int) -> np.ndarray:
+    """(length, points) linear interpolation weights of pixels 0..length-1 between control
+    points at ``linspace(0, length, points)`` (imgaug's grid, which ends one pixel past the image)."""
+    position = np.arange(length) * ((points - 1) / length)
+    low = np.minimum(np.floor(position).astype(int), points - 2)
+    frac = (position - low).astype(np.float32)
+    weights = np.zeros((length, points), np.float32)
+    weights[np.arange(length), low] = 1 - frac
+    weights[np.arange(length), low + 1] = frac
+    return weights
 
-    cache_dir: Path
-    crop_paths: list[str]
-    video_keys: list[str]
-    video: np.ndarray  # (N,) int video id
-    landmarks: np.ndarray  # (N, 68, 2) float32, crop pixels
-    template: np.ndarray  # (21, 2) canonical rigid points
-    mean: np.ndarray  # (136,) mean normalised landmarks
-    axes: np.ndarray  # (D, 136) leading principal axes
-    tree: cKDTree  # over the candidates' shape features
-    candidates: np.ndarray  # (C,) pool index of each tree point
-    most_per_video: int  # most candidates any one video has
-    neighbours: np.ndarray  # (N, k) pool indices, nearest first, -1 pads
-    counts: np.ndarray  # (N,) valid entries of each row of neighbours
-    index_of: dict[str, int]  # crop_path -> pool index
-    video_of: dict[str, int]  # video_key -> video id
+
+def piecewise_deform(
+    mask: np.ndarray, rng: np.random.Generator, scale: tuple[float, float], grid: int = 4
+) -> np.ndarray:
+    """Step 4: the mask through a random control-grid deformation, full-weight pixels kept."""
+    height, width = mask.shape
+    strength = rng.uniform(*scale)
+    shift = rng.normal(0.0, strength, (2, grid, grid)).astype(np.float32)
+    # Control points that would leave the image stop at its edge, as imgaug's do.
+    anchors_y = np.linspace(0, height, grid, dtype=np.float32)[:, None]
+    anchors_x = np.linspace(0, width, grid, dtype=np.float32)[None, :]
+    shift_x = np.clip(anchors_x + shift[0] * width, 0, width - 1) - anchors_x
+    shift_y = np.clip(anchors_y + shift[1] * height, 0, height - 1) - anchors_y
+    rows, cols = _grid_weights(height, grid), _grid_weights(width, grid)
+    map_x = rows @ shift_x @ cols.T + np.arange(width, dtype=np.float32)
+    map_y = rows @ shift_y @ cols.T + np.arange(height, dtype=np.float32)[:, None]
+    moved = cv2.remap(mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return (moved >= 1 - 1e-4).astype(np.uint8)
+
+
+def feather_weights(mask: np.ndarray, feather: float = 0.2) -> np.ndarray:
+    """Step 7: distance to the mask's convex hull boundary over ``feather`` x its larger side.
+
+    A pixel's distance to the hull's edges (what a polygon test measures for
+    pixel centres) is its distance transform in the filled hull minus one:
+    the nearest pixel outside the hull is one step beyond the edge. The hull
+    of the mask's pixels is the hull of its outer contours' points.
+    """
+    weights = np.zeros(mask.shape, np.float32)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return weights
+    points = np.concatenate(contours).reshape(-1, 2)
+    x, y, w, h = cv2.boundingRect(points)
+    extent = float(max(w - 1, h - 1))
+    hull = np.zeros((h + 2, w + 2), np.uint8)  # a one-pixel frame of zeros around the box
+    cv2.fillConvexPoly(hull, cv2.convexHull(points - (x - 1, y - 1)), 1)
+    distance = cv2.distanceTransform(hull, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
+    ramp = np.clip((distance - 1) * (1.0 / max(feather * extent, 1e-6)), 0, 1)
+    box = (slice(y, y + h), slice(x, x + w))
+    weights[box] = np.where(mask[box] > 0, ramp, 0)
+    return weights
+
+
+def colour_transfer(background: np.ndarray, foreground: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Step 6: the foreground shifted so its mean inside ``mask`` equals the background's."""
+    inside = mask.astype(np.uint8)
+    shift = np.array(cv2.mean(background, inside)[:3]) - np.array(cv2.mean(foreground, inside)[:3])
+    levels = np.arange(256, dtype=np.float64)
+    tables = np.clip(levels[None] + shift[:, None], 0, 255).astype(np.uint8)
+    return cv2.LUT(foreground, np.ascontiguousarray(tables.T).reshape(1, 256, 3))
+
+
+def down_up(
+    image: np.ndarray, rng: np.random.Generator, low: int = 64, prob: float = 0.5
+) -> np.ndarray:
+    """Step 9 for one image: with ``prob``, down to a random low..317 px (of 317) and back up."""
+    if rng.random() >= prob:
+        return image
+    height, width = image.shape[:2]
+    fraction = int(rng.integers(low, REFERENCE_SIZE + 1)) / REFERENCE_SIZE
+    small = (max(1, round(width * fraction)), max(1, round(height * fraction)))
+    # PIL's bilinear down-scaling filters over the footprint, as OpenCV's area mode does.
+    shrink = cv2.INTER_AREA if rng.random() < 0.5 else cv2.INTER_NEAREST
+    image = cv2.resize(image, small, interpolation=shrink)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 class BI(PairedGenerator):
-    """Blended Images: a real face with the inner face of a similar real face pasted in.
-
-    Per sample: pick one of the background's ``k`` nearest pool faces (of
-    another video) at random, warp it onto the background by the similarity
-    that maps its landmarks onto the background's, build the mask from the
-    background's hull (a random type), deform it with a random piecewise
-    smooth displacement, erode or dilate it, feather it, match the
-    foreground's colour to the background's inside it, blend, and post-process
-    the fake (down-sample and back, JPEG).
+    """Blended Images as LAA-Net's BI code makes them (see the module docstring).
 
     Args:
-        k: nearest neighbours kept per face, one of which is drawn per sample.
-        candidates: foregrounds come from a random subset of this many pool
-            faces (drawn with ``seed``; None: every face). The reference
-            searches a fresh random subset per sample; a fixed subset bounds
-            the cost of ``prepare`` on very large pools.
-        components: principal components of the normalised landmarks that
-            the neighbour search compares (None: all 136 coordinates). A
-            KD-tree slows down sharply with dimensions; 32 components keep
-            about 98 % of the exact 100 nearest and make ``prepare`` some 20
-            times faster.
-        hull_types: mask shapes to draw from (see
-            :func:`src.augment.landmarks.hull_mask`).
-        deform_scale: range of the deformation's strength: the standard
-            deviation of the control points' displacement as a fraction of the
-            crop size (the reference's piecewise affine scale).
-        deform_grid: control points per side of the deformation grid.
-        erode_prob: probability of eroding the mask; it is dilated otherwise.
-        erode_kernel: odd range of the erosion kernel (px at 256 px).
-        dilate_kernel: odd range of the dilation kernel (px at 256 px).
-        feather: range of the alpha ramp's width, inward from the mask's
-            edge, as a fraction of the face size.
-        blur_kernel: odd range of the Gaussian that smooths the alpha (px at 256 px).
-        colour_transfer: match the foreground to the background inside the
-            mask: per-channel ``"mean"``, ``"mean_std"``, or None.
-        downsample_prob: probability of down-sampling the fake and back.
-        downsample_scale: range of the down-sampling factor.
-        jpeg_prob: probability of JPEG-compressing the fake.
-        jpeg_quality: range of the JPEG quality.
+        k: nearest faces kept per face, one of which is drawn per sample.
+        candidates: foregrounds come from one random subset of this many pool
+            faces (None: every face).
+        components: principal components the neighbour shortlist is found in.
+        shortlist: faces ranked exactly per face (at least ``k``).
+        hull_types: mask types drawn uniformly.
+        forehead: hull on 81 points (forehead extrapolated where the frame has 68).
+        deform_scale: range of the control points' displacement (std, fraction of the crop).
+        erode_prob: probability of eroding the mask (else it is dilated).
+        erode_max, dilate_max: largest kernels (px at 317 px).
+        feather: the weight ramp's width, a fraction of the mask's larger side.
+        blend_size: range of the blending resolution (px at 317 px).
+        post_prob: probability of the post-processing down-and-up scaling (per image).
+        post_size: smallest post-processing size (px at 317 px).
+        final_crop: (top, bottom, left, right) fractions cut at the end, or None.
+        align: warp the foreground onto the background (a similarity).
+        jpeg_prob, jpeg_quality: JPEG compression of the fake.
         seed: seed of the candidate subset.
     """
 
     def __init__(
         self,
-        k: int = 100,
-        candidates: int | None = None,
-        components: int | None = 32,
+        k: int = 30,
+        candidates: int | None = 10_000,
+        components: int = 32,
+        shortlist: int = 120,
         hull_types: Sequence[str] = HULL_TYPES,
+        forehead: bool = True,
         deform_scale: tuple[float, float] = (0.01, 0.15),
-        deform_grid: int = 4,
         erode_prob: float = 0.5,
-        erode_kernel: tuple[int, int] = (1, 21),
-        dilate_kernel: tuple[int, int] = (1, 5),
-        feather: tuple[float, float] = (0.02, 0.2),
-        blur_kernel: tuple[int, int] = (3, 15),
-        colour_transfer: ColourTransfer = "mean",
-        downsample_prob: float = 0.5,
-        downsample_scale: tuple[float, float] = (0.25, 0.75),
-        jpeg_prob: float = 0.5,
+        erode_max: int = 21,
+        dilate_max: int = 5,
+        feather: float = 0.2,
+        blend_size: tuple[int, int] = (128, 317),
+        post_prob: float = 0.5,
+        post_size: int = 64,
+        final_crop: tuple[float, float, float, float] | None = AUTHORS_CROP,
+        align: bool = False,
+        jpeg_prob: float = 0.0,
         jpeg_quality: tuple[int, int] = (60, 100),
         seed: int = 0,
     ) -> None:
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        if k < 1 or shortlist < k:
+            raise ValueError(f"need 1 <= k <= shortlist, got k={k}, shortlist={shortlist}")
         if candidates is not None and candidates < 2:
             raise ValueError(f"candidates must be None or at least 2, got {candidates}")
         unknown = sorted(set(hull_types) - set(HULL_TYPES))
@@ -191,150 +214,39 @@ class BI(PairedGenerator):
             raise ValueError(
                 f"hull_types must be a non-empty subset of {HULL_TYPES}, got {hull_types}"
             )
-        if colour_transfer not in ("mean", "mean_std", None):
-            raise ValueError(
-                f"colour_transfer must be 'mean', 'mean_std' or None, got {colour_transfer!r}"
-            )
-        for name, (low, high) in (
-            ("erode_kernel", erode_kernel),
-            ("dilate_kernel", dilate_kernel),
-            ("blur_kernel", blur_kernel),
+        if final_crop is not None and (
+            len(final_crop) != 4
+            or min(final_crop) < 0
+            or final_crop[0] + final_crop[1] >= 1
+            or final_crop[2] + final_crop[3] >= 1
         ):
-            if not (low % 2 == 1 and high % 2 == 1 and 1 <= low <= high):
-                raise ValueError(f"{name} must be an odd range low <= high, got {(low, high)}")
-        if components is not None and components < 1:
-            raise ValueError(f"components must be None or at least 1, got {components}")
-        if deform_grid < 2:
-            raise ValueError(f"deform_grid must be at least 2, got {deform_grid}")
-        self.k = k
-        self.candidates = candidates
-        self.components = components
+            raise ValueError(f"final_crop must be 4 fractions leaving a window, got {final_crop}")
+        self.k, self.candidates, self.components, self.shortlist = (
+            k,
+            candidates,
+            components,
+            shortlist,
+        )
         self.hull_types = tuple(hull_types)
+        self.forehead = forehead
         self.deform_scale = tuple(deform_scale)
-        self.deform_grid = deform_grid
-        self.erode_prob = erode_prob
-        self.erode_kernel = tuple(erode_kernel)
-        self.dilate_kernel = tuple(dilate_kernel)
-        self.feather = tuple(feather)
-        self.blur_kernel = tuple(blur_kernel)
-        self.colour_transfer = colour_transfer
-        self.downsample_prob = downsample_prob
-        self.downsample_scale = tuple(downsample_scale)
-        self.jpeg_prob = jpeg_prob
-        self.jpeg_quality = tuple(jpeg_quality)
+        self.erode_prob, self.erode_max, self.dilate_max = erode_prob, erode_max, dilate_max
+        self.feather = feather
+        self.blend_size = tuple(blend_size)
+        self.post_prob, self.post_size = post_prob, post_size
+        self.final_crop = None if final_crop is None else tuple(final_crop)
+        self.align = align
+        self.jpeg_prob, self.jpeg_quality = jpeg_prob, tuple(jpeg_quality)
         self.seed = seed
-        self._pool: _Pool | None = None
-
-    # ------------------------------------------------------------------ pool
+        self._pool: Pool | None = None
 
     def prepare(self, frames: pd.DataFrame, cache_dir: str | Path) -> None:
-        """Build the pool of foregrounds from the training reals and their neighbours.
-
-        Rows labelled fake (``label`` 1) are left out. Faces are compared by
-        their normalised landmarks (:func:`normalise_landmarks`, projected on
-        their ``components`` leading principal axes); the ``k`` nearest faces
-        of other videos are found once, with a KD-tree. Images stay on disk
-        until a face is drawn as a foreground.
-
-        Args:
-            frames: frame-table rows with ``crop_path``, ``video_key`` and
-                ``landmarks`` (68 x 2, crop pixels).
-            cache_dir: the root ``crop_path`` is relative to.
-
-        Raises:
-            ValueError: no real faces, faces without landmarks, or faces of
-                fewer than two videos (a face is never blended with its own video).
-        """
-        missing = [c for c in ("crop_path", "video_key", "landmarks") if c not in frames.columns]
-        if missing:
-            raise ValueError(f"BI.prepare: the frames lack columns {missing}")
-        if "label" in frames.columns:
-            frames = frames[frames["label"] == 0]
-        frames = frames.drop_duplicates("crop_path").reset_index(drop=True)
-        if frames.empty:
-            raise ValueError("BI.prepare: no real faces to build the pool from")
-        try:
-            landmarks = np.stack([as_68(v) for v in frames["landmarks"]])
-        except ValueError as error:
-            raise ValueError(f"BI.prepare: every face needs 68 landmarks ({error})") from None
-        finite = np.isfinite(landmarks).all((1, 2))
-        if not finite.all():
-            raise ValueError(
-                f"BI.prepare: {int((~finite).sum())} of {len(frames)} faces have no landmarks "
-                f"(e.g. {frames['crop_path'][int(np.argmin(finite))]}); BI needs them for every "
-                "training face, so drop those frames from the table"
-            )
-        crop_paths = frames["crop_path"].astype(str).tolist()
-        video_keys, video = np.unique(
-            frames["video_key"].astype(str).to_numpy(), return_inverse=True
-        )
-        if len(video_keys) < 2:
-            raise ValueError(
-                f"BI.prepare: the pool holds faces of {len(video_keys)} video(s); BI pairs faces "
-                "of different videos, so it needs real training faces from at least two"
-            )
-
-        template = normalise_landmarks(landmarks)[:, RIGID].mean(0)
-        flat = normalise_landmarks(landmarks, template).reshape(len(frames), -1).astype(np.float64)
-        mean, axes = _principal_axes(flat, self.components)
-        features = (flat - mean) @ axes.T
-        candidates = np.arange(len(frames))
-        if self.candidates is not None and self.candidates < len(frames):
-            subset = np.random.default_rng(self.seed).choice(
-                len(frames), self.candidates, replace=False
-            )
-            candidates = np.sort(subset)
-        tree = cKDTree(features[candidates])
-        per_video = np.bincount(video[candidates], minlength=len(video_keys))
-
-        neighbours = np.full((len(frames), self.k), -1, np.int32)
-        counts = np.zeros(len(frames), np.int64)
-        own = per_video[video]
-        # Asking for k more than a video's own candidates leaves k of other videos
-        # however close its frames are to each other; videos with as many
-        # candidates share one query.
-        for extra in np.unique(own):
-            same = np.flatnonzero(own == extra)
-            for rows in np.array_split(same, -(-len(same) // 8192)):  # bounds the memory
-                found = self._query(tree, features[rows], self.k + int(extra), workers=-1)
-                found = candidates[found]
-                valid = video[found] != video[rows, None]
-                first = np.argsort(~valid, axis=1, kind="stable")[:, : self.k]
-                chosen = np.take_along_axis(found, first, 1)
-                kept = np.take_along_axis(valid, first, 1)
-                neighbours[rows, : chosen.shape[1]] = np.where(kept, chosen, -1)
-                counts[rows] = kept.sum(1)
-        if (counts == 0).any():
-            lonely = crop_paths[int(np.argmin(counts))]
-            raise ValueError(
-                f"BI.prepare: no candidate of another video for {lonely}; raise `candidates` "
-                "or add real training videos"
-            )
-        self._pool = _Pool(
-            cache_dir=Path(cache_dir),
-            crop_paths=crop_paths,
-            video_keys=[str(key) for key in video_keys],
-            video=video.astype(np.int64),
-            landmarks=landmarks.astype(np.float32),
-            template=template,
-            mean=mean,
-            axes=axes,
-            tree=tree,
-            candidates=candidates,
-            most_per_video=int(per_video.max()),
-            neighbours=neighbours,
-            counts=counts,
-            index_of={path: i for i, path in enumerate(crop_paths)},
-            video_of={str(key): i for i, key in enumerate(video_keys)},
+        """Build the pool from the real training frames (``label`` 1 rows are left out)."""
+        self._pool = build_pool(
+            frames, cache_dir, self.k, self.candidates, self.components, self.shortlist, self.seed
         )
 
-    @staticmethod
-    def _query(tree: cKDTree, points: np.ndarray, k: int, workers: int = 1) -> np.ndarray:
-        k = min(k, tree.n)
-        _, found = tree.query(points, k=k, workers=workers)
-        return np.asarray(found, np.int64).reshape(len(points), k)
-
-    def _ready(self) -> _Pool:
+    def _ready(self) -> Pool:
         if self._pool is None:
             raise RuntimeError(
                 "BI has no pool of faces yet: call prepare(frames, cache_dir) with the real "
@@ -350,30 +262,22 @@ class BI(PairedGenerator):
         i = pool.index_of[crop_path]
         return [pool.crop_paths[j] for j in pool.neighbours[i, : pool.counts[i]]]
 
-    def pick_foreground(
-        self, landmarks: np.ndarray, rng: np.random.Generator, row: dict | None = None
-    ) -> dict[str, Any]:
-        """Draw the foreground for a background face.
+    def pick_foreground(self, side: SideData, rng: np.random.Generator) -> dict[str, Any]:
+        """The foreground for a background face: ``crop_path``, ``video_key``, ``landmarks``.
 
-        A pool face (found by ``row["crop_path"]``) draws from its precomputed
-        neighbours; any other face is looked up in the KD-tree by its landmarks,
-        leaving out faces of ``row["video_key"]`` when the row gives one.
-
-        Returns:
-            The foreground's ``crop_path``, ``video_key`` and ``landmarks``.
+        A pool face draws from its precomputed neighbours; any other face is
+        searched by its landmarks (and crop box, when given), leaving out its
+        own video when the side data names one.
         """
         pool = self._ready()
-        row = {} if row is None else row
-        index = pool.index_of.get(str(row.get("crop_path")))
+        index = pool.index_of.get(str(side.get("crop_path")))
         if index is not None:
             choices = pool.neighbours[index, : pool.counts[index]]
         else:
-            own = pool.video_of.get(str(row.get("video_key")), -1)
-            flat = normalise_landmarks(as_68(landmarks)[None], pool.template).reshape(1, -1)
-            features = (flat - pool.mean) @ pool.axes.T
-            extra = pool.most_per_video if own >= 0 else 0
-            found = pool.candidates[self._query(pool.tree, features, self.k + extra)[0]]
-            choices = found[pool.video[found] != own][: self.k]
+            own = np.array([pool.video_of.get(str(side.get("video_key")), -1)])
+            reference = reference_frame(pd.DataFrame([dict(side)]))
+            found, count = pool.nearest(reference, own, self.k, self.shortlist)
+            choices = found[0, : count[0]]
             if len(choices) == 0:
                 raise ValueError("BI: no pool face of another video to blend with")
         chosen = int(choices[rng.integers(len(choices))])
@@ -383,38 +287,86 @@ class BI(PairedGenerator):
             "landmarks": pool.landmarks[chosen],
         }
 
-    # ---------------------------------------------------------------- sample
-
     def pair(
         self,
         image: np.ndarray,
-        landmarks: np.ndarray,
+        mask: np.ndarray,
         rng: np.random.Generator,
-        row: dict | None = None,
+        side: SideData,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A real face, its BI fake and the blend mask.
+        """``(real, fake, mask)`` for a background face (``side``: its landmarks, crop path, video).
 
-        Args:
-            image: the background face, RGB uint8 H x W x 3.
-            landmarks: its 68 x 2 landmarks in crop pixels.
-            rng: the sample's generator; the output is a function of its state.
-            row: the background's frame-table row (``crop_path``, ``video_key``),
-                to find its neighbours and keep its own video out.
-
-        Returns:
-            ``(real, fake, mask)``: the image unchanged, the fake (RGB uint8, the
-            same size), and the blend weights used, float32 H x W in [0, 1].
+        The real is the background after the post-processing draw and the
+        final crop; the mask is the blend's weights, float32 in [0, 1].
         """
-        points = as_68(landmarks)
+        points = side_landmarks(side)
         if not np.isfinite(points).all():
-            where = f" of {row['crop_path']}" if row is not None and "crop_path" in row else ""
+            where = f" of {side['crop_path']}" if "crop_path" in side else ""
             raise ValueError(f"BI: the background face{where} has no landmarks")
-        foreground = self.pick_foreground(points, rng, row)
+        foreground = self.pick_foreground(side, rng)
         source = self._read(foreground["crop_path"])
-        warped = self._warp(source, foreground["landmarks"], points, image.shape[:2])
-        mask = self.mask(points, image.shape[:2], rng)
-        fake = self._blend(image, warped, mask)
-        return image, self._post(fake, rng), mask
+        height, width = image.shape[:2]
+        if self.align:
+            source = _similarity_warp(
+                source, foreground["landmarks"], as_68(points), (height, width)
+            )
+        fake, weights = self._blend(image, source, points, rng)
+        fake = down_up(fake, rng, self.post_size, self.post_prob)
+        real = down_up(image, rng, self.post_size, self.post_prob)
+        if self.jpeg_prob > 0 and rng.random() < self.jpeg_prob:
+            quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
+            ok, data = cv2.imencode(".jpg", fake, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            fake = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if ok else fake
+        if self.final_crop is not None:
+            top, bottom, left, right = self.final_crop
+            window = (
+                slice(round(top * height), height - round(bottom * height)),
+                slice(round(left * width), width - round(right * width)),
+            )
+            real, fake, weights = real[window], fake[window], weights[window]
+        return real, fake, np.ascontiguousarray(weights)
+
+    def _blend(
+        self,
+        background: np.ndarray,
+        foreground: np.ndarray,
+        points: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Steps 2-8: the blended face and its weights at the background's size."""
+        height, width = background.shape[:2]
+        fraction = int(rng.integers(self.blend_size[0], self.blend_size[1] + 1)) / REFERENCE_SIZE
+        small = (max(8, round(width * fraction)), max(8, round(height * fraction)))
+        bg = cv2.resize(background, small, interpolation=cv2.INTER_AREA)
+        fg = cv2.resize(foreground, small, interpolation=cv2.INTER_AREA)
+        scaled = (with_forehead(points) if self.forehead else as_68(points)) * np.float32(
+            [small[0] / width, small[1] / height]
+        )
+        hull_type = self.hull_types[int(rng.integers(len(self.hull_types)))]
+        hull = hull_mask(scaled, (small[1], small[0]), hull_type)
+        region = piecewise_deform(hull, rng, self.deform_scale)
+        # The authors' kernels are pixels of their blend at 128-317 px of a 317 px
+        # crop; the same fraction of the face here is that size times crop / 317.
+        kernel_scale = height / REFERENCE_SIZE
+        if rng.random() < self.erode_prob:
+            size = _odd_kernel(rng, self.erode_max, kernel_scale)
+            region = cv2.erode(region, np.ones((size, size), np.uint8))
+        else:
+            size = _odd_kernel(rng, self.dilate_max, kernel_scale)
+            region = cv2.dilate(region, np.ones((size, size), np.uint8))
+        if not region.any():
+            region = (hull >= 1 - 1e-4).astype(np.uint8)
+        fg = colour_transfer(bg, fg, region)
+        weights = feather_weights(region, self.feather)
+        blended = bg.copy()
+        x, y, w, h = cv2.boundingRect(region)
+        box = (slice(y, y + h), slice(x, x + w))
+        alpha = weights[box][..., None]
+        mixed = alpha * fg[box].astype(np.float32) + (1 - alpha) * bg[box]
+        blended[box] = mixed.astype(np.uint8)  # truncation, as the authors' integer image does
+        fake = cv2.resize(blended, (width, height), interpolation=cv2.INTER_LINEAR)
+        weights = cv2.resize(weights, (width, height), interpolation=cv2.INTER_LINEAR)
+        return fake, np.clip(weights, 0, 1)
 
     def _read(self, crop_path: str) -> np.ndarray:
         path = self._ready().cache_dir / crop_path
@@ -423,134 +375,23 @@ class BI(PairedGenerator):
             raise FileNotFoundError(f"BI foreground missing or unreadable: {path}")
         return cv2.cvtColor(face, cv2.COLOR_BGR2RGB)
 
-    @staticmethod
-    def _warp(
-        source: np.ndarray,
-        source_points: np.ndarray,
-        target_points: np.ndarray,
-        shape: tuple[int, int],
-    ) -> np.ndarray:
-        """The foreground in the background's geometry (a similarity fitted to the landmarks)."""
-        # Two faces' landmarks differ by more than noise, so the inlier threshold
-        # follows the face size: most points fit, a few misplaced ones cannot
-        # tilt the result. OpenCV seeds RANSAC itself, so the fit is deterministic.
-        size = float((target_points.max(0) - target_points.min(0)).max())
-        matrix, _ = cv2.estimateAffinePartial2D(
-            source_points, target_points, ransacReprojThreshold=max(0.05 * size, 3.0)
-        )
-        if matrix is None:
-            matrix, _ = cv2.estimateAffinePartial2D(source_points, target_points, method=cv2.LMEDS)
-        if matrix is None:
-            raise ValueError(
-                "BI: no similarity maps the foreground's landmarks onto the background's"
-            )
-        return cv2.warpAffine(
-            source,
-            matrix,
-            (shape[1], shape[0]),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REFLECT_101,
-        )
 
-    def mask(
-        self, landmarks: np.ndarray, shape: tuple[int, int], rng: np.random.Generator
-    ) -> np.ndarray:
-        """The blend weights for a background face: hull, deform, erode/dilate, feather.
-
-        Args:
-            landmarks: the background's 68 x 2 landmarks.
-            shape: the background's (height, width).
-            rng: the sample's generator.
-
-        Returns:
-            float32 H x W in [0, 1].
-        """
-        height, width = shape
-        scale = max(shape) / 256.0
-        hull_type = self.hull_types[int(rng.integers(len(self.hull_types)))]
-        hull = (hull_mask(landmarks, shape, hull_type) > 0).astype(np.uint8)
-
-        # Piecewise smooth deformation: random control-point displacements
-        # (std = strength x crop size), interpolated bilinearly between the points.
-        strength = rng.uniform(*self.deform_scale)
-        grid = self.deform_grid
-        shift = rng.normal(0.0, strength, (grid, grid, 2)) * (width, height)
-        shift = shift.astype(np.float32)
-        field = cv2.resize(shift, (width, height), interpolation=cv2.INTER_LINEAR)
-        field[..., 0] += np.arange(width, dtype=np.float32)
-        field[..., 1] += np.arange(height, dtype=np.float32)[:, None]
-        deformed = cv2.remap(
-            hull,
-            field,
-            None,
-            cv2.INTER_NEAREST,
-            borderMode=cv2.BORDER_CONSTANT,
-        )
-
-        if rng.random() < self.erode_prob:
-            size = _odd(rng, *self.erode_kernel, scale)
-            if size > 1:
-                deformed = cv2.erode(deformed, np.ones((size, size), np.uint8))
-        else:
-            size = _odd(rng, *self.dilate_kernel, scale)
-            if size > 1:
-                deformed = cv2.dilate(deformed, np.ones((size, size), np.uint8))
-        # A deformation or erosion that all but wipes the face out would give a
-        # "fake" that equals its real; those fall back to the plain hull.
-        if cv2.countNonZero(deformed) < 0.25 * cv2.countNonZero(hull):
-            deformed = hull
-
-        # Feathered alpha: a ramp over the distance to the mask's edge (what the
-        # reference computes per pixel from polygon distances), then a blur.
-        corners = landmarks.max(0) - landmarks.min(0)
-        ramp = max(rng.uniform(*self.feather) * float(corners.max()), 1.0)
-        distance = cv2.distanceTransform(deformed, cv2.DIST_L2, cv2.DIST_MASK_5)
-        alpha = np.minimum(distance * (1.0 / ramp), 1.0)
-        size = _odd(rng, *self.blur_kernel, scale)
-        if size > 1:
-            alpha = cv2.GaussianBlur(alpha, (size, size), 0)
-        return np.clip(alpha, 0.0, 1.0, out=alpha)
-
-    def _blend(
-        self, background: np.ndarray, foreground: np.ndarray, alpha: np.ndarray
-    ) -> np.ndarray:
-        """``alpha * colour-corrected foreground + (1 - alpha) * background``."""
-        x, y, w, h = cv2.boundingRect((alpha > 0).view(np.uint8))
-        fake = background.copy()
-        if w == 0 or h == 0:
-            return fake
-        # Everything outside the mask's box is the background; work inside it only.
-        box = (slice(y, y + h), slice(x, x + w))
-        bg, fg, a = background[box], foreground[box], alpha[box]
-        if self.colour_transfer is not None:
-            inside = (a > 0).view(np.uint8)
-            mean_fg, std_fg = cv2.meanStdDev(fg, mask=inside)
-            mean_bg, std_bg = cv2.meanStdDev(bg, mask=inside)
-            gain = np.ones(3)
-            if self.colour_transfer == "mean_std":
-                gain = std_bg[:, 0] / np.maximum(std_fg[:, 0], 1e-3)
-            matrix = np.zeros((3, 4), np.float32)
-            matrix[:, :3] = np.diag(gain)
-            matrix[:, 3] = mean_bg[:, 0] - gain * mean_fg[:, 0]
-            fg = cv2.transform(fg, matrix)
-        # Weights (a, 1 - a) per pixel; where a is 0 the rounding gives back bg exactly.
-        fake[box] = cv2.blendLinear(fg, bg, a, 1.0 - a)
-        return fake
-
-    def _post(self, fake: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Down-sample and back (p ``downsample_prob``), then JPEG (p ``jpeg_prob``)."""
-        height, width = fake.shape[:2]
-        if rng.random() < self.downsample_prob:
-            factor = rng.uniform(*self.downsample_scale)
-            small = (max(1, round(width * factor)), max(1, round(height * factor)))
-            fake = cv2.resize(fake, small, interpolation=cv2.INTER_AREA)
-            fake = cv2.resize(fake, (width, height), interpolation=cv2.INTER_LINEAR)
-        if rng.random() < self.jpeg_prob:
-            quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
-            # JPEG's colour conversion assumes BGR; encoding RGB would subsample the wrong chroma.
-            ok, data = cv2.imencode(
-                ".jpg", cv2.cvtColor(fake, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-            )
-            if ok:
-                fake = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        return fake
+def _similarity_warp(
+    source: np.ndarray, source_points: np.ndarray, target_points: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
+    """The foreground in the background's geometry (the ``align`` option)."""
+    # The inlier threshold follows the face size: two faces' landmarks differ by
+    # more than noise, and a few misplaced points must not tilt the fit.
+    size = float((target_points.max(0) - target_points.min(0)).max())
+    matrix, _ = cv2.estimateAffinePartial2D(
+        as_68(source_points), target_points, ransacReprojThreshold=max(0.05 * size, 3.0)
+    )
+    if matrix is None:
+        raise ValueError("BI: no similarity maps the foreground's landmarks onto the background's")
+    return cv2.warpAffine(
+        source,
+        matrix,
+        (shape[1], shape[0]),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )

@@ -1,30 +1,55 @@
-"""The base of pseudo-fake generators (the DataModule's ``PseudoFakeGenerator`` protocol)."""
+"""The shared base of pseudo-fake generators (:class:`src.contracts.PseudoFakeGenerator`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from src.contracts import SideData
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def side_landmarks(side: SideData) -> np.ndarray:
+    """The frame's landmarks from its side data, as an (N, 2) float32 array."""
+    if "landmarks" not in side or side["landmarks"] is None:
+        raise ValueError(
+            "a pseudo-fake generator needs the frame's landmarks in its side data "
+            f"(side['landmarks']); got keys {sorted(side)}"
+        )
+    return np.asarray(side["landmarks"], dtype=np.float32).reshape(-1, 2)
 
 
 class PairedGenerator:
-    """A generator defined by :meth:`pair`; calling it returns only ``(fake, mask)``."""
+    """A generator defined by :meth:`pair`; ``prepare`` does nothing unless overridden.
+
+    Calling it is the :class:`src.contracts.Augment` form: ``(image, mask, rng,
+    side) -> (fake, fake_mask)``, for code that wants the fake alone.
+    """
+
+    def prepare(self, frames: pd.DataFrame, cache_dir: str | Path) -> None:
+        """Nothing to prepare: the generator works from one face at a time."""
 
     def pair(
         self,
         image: np.ndarray,
-        landmarks: np.ndarray,
+        mask: np.ndarray,
         rng: np.random.Generator,
-        row: dict | None = None,
+        side: SideData,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(real, fake, mask)``: the real may differ from ``image`` (SBI may transform it)."""
+        """``(real, fake, fake_mask)``: the real may differ from ``image``."""
         raise NotImplementedError
 
     def __call__(
         self,
         image: np.ndarray,
-        landmarks: np.ndarray,
+        mask: np.ndarray,
         rng: np.random.Generator,
-        row: dict | None = None,
+        side: SideData,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(fake, mask)``; the fake's background is :meth:`pair`'s real."""
-        _, fake, mask = self.pair(image, landmarks, rng, row)
-        return fake, mask
+        """``(fake, fake_mask)``; the fake's background is :meth:`pair`'s real."""
+        _, fake, fake_mask = self.pair(image, mask, rng, side)
+        return fake, fake_mask

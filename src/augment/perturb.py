@@ -52,6 +52,12 @@ How each follows DF-1.0's definition, and where this module departs from it:
 Images are RGB uint8 ``H x W x 3``; the input is never modified. Randomness
 (block positions, noise) comes only from the ``rng`` argument, so a generator
 in the same state gives the same output.
+
+:class:`Perturbation` is one perturbation at one level in the
+:class:`~src.contracts.Augment` form the DataModule's ``test_perturbation``
+takes (the image changes, the mask does not)::
+
+    test_perturbation: {class_path: src.augment.perturb.Perturbation, init_args: {name: blur, level: 3}}
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
+
+from src.contracts import NO_SIDE_DATA, SideData
 
 LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
 
@@ -235,3 +243,35 @@ def perturb(image: np.ndarray, name: str, level: int, rng: np.random.Generator) 
     if name not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {name!r}; valid names: {', '.join(PERTURBATIONS)}")
     return PERTURBATIONS[name](image, level, rng)
+
+
+class Perturbation:
+    """Perturbation ``name`` at ``level``, as an :class:`~src.contracts.Augment`.
+
+    Args:
+        name: one of ``saturation, contrast, block, noise, blur, pixelation, jpeg``.
+        level: severity, 1 (mildest) to 5.
+
+    Raises:
+        ValueError: unknown ``name`` or ``level`` outside 1..5.
+    """
+
+    def __init__(self, name: str, level: int = 3) -> None:
+        if name not in PERTURBATIONS:
+            raise ValueError(
+                f"unknown perturbation {name!r}; valid names: {', '.join(PERTURBATIONS)}"
+            )
+        self.name, self.level = name, _check_level(name, level)
+
+    def __repr__(self) -> str:
+        return f"Perturbation({self.name!r}, level={self.level})"
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        rng: np.random.Generator,
+        side: SideData = NO_SIDE_DATA,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The perturbed image and the mask unchanged (``side`` unused)."""
+        return perturb(image, self.name, self.level, rng), mask

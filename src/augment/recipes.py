@@ -1,7 +1,9 @@
 """The papers' training augmentation recipes, as albumentations 2.x pipelines.
 
-``build_recipe(name, size)`` returns a :class:`Recipe`, called as
-``recipe(image, mask, rng) -> (image, mask)`` on an RGB uint8 ``H x W x 3``
+``build_recipe(name, size)`` (or ``Recipe(name, size)``, the form a YAML
+``class_path`` names) returns a :class:`Recipe`, an
+:class:`~src.contracts.Augment` called as
+``recipe(image, mask, rng, side) -> (image, mask)`` on an RGB uint8 ``H x W x 3``
 image and a uint8 ``H x W`` mask (0-255, e.g. a blend mask; ``None`` is
 allowed). A recipe has two stages: a geometric one that moves image and mask
 together, then a photometric one that sees the image only, so the mask is
@@ -71,14 +73,16 @@ released code, else chosen here, as marked):
     horizontal flip (p 0.5) is chosen here.
 
 Pair transforms: ``sbi`` and ``laa_net_sbi`` give SBI's, as in the authors'
-code (``get_transforms`` in SBI's and LAA-Net's repositories; the values are
-those of ``reference/sbi-bi.md`` step 7): RGB shift +-20 (p 0.3),
-hue/saturation/value shift +-0.3 (p 0.3), brightness and contrast +-0.3
-(p 0.3), JPEG quality 40-100 (p 0.5). The HSV limits of +-0.3 are kept as the
-authors wrote them, although on uint8 images they shift by less than one level
-(almost a no-op). Every other recipe name, ``laa_net`` included (its own
-photometric stage already holds the paper's colour steps; LAA-Net on SBI as the
-authors run it is ``laa_net_sbi``), gives the identity.
+code (``get_transforms`` in SBI's and LAA-Net's repositories), written with
+lookup tables to albumentations 1.3.1's integer semantics in
+:func:`src.augment.photometric.paired_photometric`: RGB shift +-20 (p 0.3),
+hue/saturation/value shift +-0.3 (p 0.3; small but not a no-op, see that
+module), brightness and contrast +-0.3 (p 0.3), JPEG quality 40-100 (p 0.5).
+``SBI(variant="sbi")`` applies it itself at the blend's scale, as SBI does,
+so pair it with no ``pair_transform``; LAA-Net applies it at the input size,
+which is ``PairTransform("laa_net_sbi")`` in the DataModule. Every other
+recipe name, ``laa_net`` included (its own photometric stage already holds
+the paper's colour steps), gives the identity.
 
 Randomness: each call draws one seed from ``rng`` and seeds the pipeline's
 own generators from it, so a generator in the same state gives the same
@@ -99,7 +103,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from src.contracts import as_size
+from src.augment.photometric import paired_photometric
+from src.contracts import NO_SIDE_DATA, SideData, as_size
 
 Size = tuple[int, int]
 
@@ -160,22 +165,6 @@ def _laa_net_photometric() -> list[Any]:
     ]
 
 
-def _sbi_pair() -> list[Any]:
-    return [
-        A.RGBShift(
-            r_shift_limit=(-20, 20), g_shift_limit=(-20, 20), b_shift_limit=(-20, 20), p=0.3
-        ),
-        A.HueSaturationValue(
-            hue_shift_limit=(-0.3, 0.3),
-            sat_shift_limit=(-0.3, 0.3),
-            val_shift_limit=(-0.3, 0.3),
-            p=0.3,
-        ),
-        A.RandomBrightnessContrast(brightness_limit=(-0.3, 0.3), contrast_limit=(-0.3, 0.3), p=0.3),
-        A.ImageCompression(quality_range=(40, 100), p=0.5),
-    ]
-
-
 GeometricFactory = Callable[[Size], list[Any]]
 PhotometricFactory = Callable[[], list[Any]]
 
@@ -191,10 +180,14 @@ _RECIPES: dict[str, tuple[GeometricFactory | None, PhotometricFactory | None]] =
     "prle": (_flip_only, None),
 }
 
+PairFunction = Callable[
+    [np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]
+]
+
 #: recipe name -> its paired photometric transform (names not listed have none).
-_PAIRS: dict[str, PhotometricFactory] = {
-    "sbi": _sbi_pair,
-    "laa_net_sbi": _sbi_pair,
+_PAIRS: dict[str, PairFunction] = {
+    "sbi": paired_photometric,
+    "laa_net_sbi": paired_photometric,
 }
 
 RECIPE_NAMES: tuple[str, ...] = tuple(_RECIPES)
@@ -264,9 +257,16 @@ class Recipe:
         return self._geometric[key]
 
     def __call__(
-        self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Augment ``image`` and ``mask`` with one seed drawn from ``rng``."""
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        rng: np.random.Generator,
+        side: SideData = NO_SIDE_DATA,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Augment ``image`` and ``mask`` (may be None) with one seed drawn from ``rng``.
+
+        ``side`` is unused: the recipes need only the pixels.
+        """
         return self.apply(image, mask, _draw_seed(rng))
 
     def apply(
@@ -312,12 +312,7 @@ class PairTransform:
     def __init__(self, name: str) -> None:
         _check_name(name)
         self.name = name
-        factory = _PAIRS.get(name)
-        self.pipeline: A.Compose | None = (
-            A.Compose(factory(), additional_targets={"fake": "image"}, strict=True)
-            if factory is not None
-            else None
-        )
+        self.function: PairFunction | None = _PAIRS.get(name)
 
     def __repr__(self) -> str:
         return f"PairTransform({self.name!r})"
@@ -330,10 +325,9 @@ class PairTransform:
 
     def apply(self, real: np.ndarray, fake: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """``(real, fake)`` transformed with the random draws fixed by ``seed``."""
-        if self.pipeline is None:
+        if self.function is None:
             return real, fake
-        out = _seeded(self.pipeline, seed)(image=real, fake=fake)
-        return out["image"], out["fake"]
+        return self.function(real, fake, np.random.default_rng(seed))
 
 
 def build_recipe(name: str, size: int | tuple[int, int] | None = None) -> Recipe:

@@ -22,7 +22,7 @@ A grid file (``benchmarks/*.yaml``)::
     tests:                          # test variants of every cell's checkpoint (default: one, clean;
                                     # a profile may give its own list)
       - {}
-      - {data.init_args.test_perturbation: blur, data.init_args.test_perturbation_level: 3}
+      - {data.init_args.test_perturbation: {class_path: src.augment.Perturbation, init_args: {name: blur, level: 3}}}
 
 A cell is (detector entry, sweep combination, seed): it is fitted once (the
 checkpoint chosen on the training set's validation split) and tested once
@@ -68,8 +68,12 @@ class Cell:
     @property
     def config_hash(self) -> str:
         contents = [
-            (path, (REPO / path).read_text() if (REPO / path).is_file() else path)
-            for path in self.configs
+            (
+                path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path),
+                path.read_text(),
+            )
+            for config in self.configs
+            for path in config_chain(REPO / config)
         ]
         payload = json.dumps(
             [self.profile, contents, self.overrides, self.tests, self.trainer, self.seed],
@@ -91,6 +95,23 @@ class Cell:
         args += [f"--{key}={cli_value(value)}" for key, value in self.overrides.items()]
         args += [f"--trainer.{key}={cli_value(value)}" for key, value in self.trainer.items()]
         return [*args, f"--seed_everything={self.seed}"]
+
+
+def config_chain(path: Path) -> list[Path]:
+    """A config file and every file it reads through ``config:`` (the included file first).
+
+    A baseline's file names only its backbone and reads the shared settings
+    from ``baseline.yaml``: a change there must change the cell's hash too.
+    A file that does not exist stands for itself (the grid reports it).
+    """
+    chain: list[Path] = []
+    while path.is_file() and path not in chain:
+        chain.insert(0, path)
+        included = (yaml.safe_load(path.read_text()) or {}).get("config")
+        if not isinstance(included, str):
+            break
+        path = (path.parent / included).resolve()
+    return chain
 
 
 def cli_value(value: Any) -> str:

@@ -42,10 +42,12 @@ def roc_curves(
     """Plot one ROC curve per detector on one test set and write it as a PNG.
 
     Args:
-        predictions_by_detector: per-frame predictions (columns
-            :data:`src.bench.schema.PREDICTION_COLUMNS`) by detector name, in
-            legend order; rows of other test sets are ignored.
-        test_set: the test set to plot.
+        predictions_by_detector: per-frame predictions of the test set (columns
+            :data:`src.bench.schema.PREDICTION_COLUMNS`, e.g. from
+            :func:`src.bench.schema.read_predictions`) by curve label, in
+            legend order. They are not filtered by ``test_set``: a table's test
+            set name need not be the name inside the predictions file.
+        test_set: the test set's name, for the title and the file name.
         level: ``"frame"`` or ``"video"`` (video score = mean of its frames).
         path: the PNG to write, or a directory to write
             ``roc_<test_set>_<level>.png`` into.
@@ -54,7 +56,8 @@ def roc_curves(
         The path written (atomically), a 500 x 500 pixel PNG.
 
     Raises:
-        ValueError: if no detector has predictions of both classes on ``test_set``.
+        ValueError: if some predictions span several sets, or no detector has
+            predictions of both classes.
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
@@ -64,8 +67,8 @@ def roc_curves(
     axes = figure.add_subplot()
     plotted = 0
     for detector, predictions in predictions_by_detector.items():
-        if "set" in predictions.columns:
-            predictions = predictions[predictions["set"] == test_set]
+        if "set" in predictions.columns and predictions["set"].nunique() > 1:
+            raise ValueError(f"the predictions of {detector!r} span several sets; select one")
         if predictions.empty:
             continue
         scores, labels = _scores_and_labels(predictions, level)

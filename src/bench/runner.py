@@ -8,7 +8,8 @@ out-of-memory error or DDP's process launch stays inside its cell.
 Everything lands in ``<results>/<benchmark>/<profile>/``:
 
 * ``cells/<cell id>/``: the cell's runs, ``status.json`` (running / done /
-  failed, with the error) and ``results.csv``;
+  failed, with the error), ``fit.json`` (the selected checkpoint) and
+  ``results.csv``;
 * ``results.csv``: every finished cell's rows (:mod:`src.bench.schema`),
   rewritten atomically after each cell;
 * ``tables/``: the rendered tables (Markdown, CSV, LaTeX) and ROC curves.
@@ -17,11 +18,18 @@ A re-run skips finished cells and redoes failed or interrupted ones (a fit
 that finished is kept). One failing cell does not stop the others; the
 command exits 1 if any failed. ``--cell N`` runs one cell, for a cluster
 array job; ``--list`` shows the cells.
+
+Every path the runner stores is relative to ``<results>/<benchmark>/<profile>/``,
+so a results folder can be moved (or copied to another machine) and a re-run
+there still finds its finished cells. (Logs and the W&B runs' metadata record
+the command lines as they were run, with absolute paths; nothing reads them
+back.) Once a cell's tests pass, only its selected checkpoint is kept, reduced
+to weights and hyper-parameters (:mod:`src.bench.checkpoints`), unless
+``keep_checkpoints`` asks to keep every checkpoint as written.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -34,7 +42,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from src.bench.grid import REPO, Cell, GridError, cli_value, load_grid, table_kind
+from src.bench.checkpoints import keep_only
+from src.bench.grid import REPO, Cell, GridError, cli_value
 from src.bench.schema import RESULT_COLUMNS
 from src.files import atomic_write_csv, atomic_write_json
 
@@ -51,8 +60,11 @@ def code_version() -> str:
         return "unknown"
 
 
-def _dfbench(args: list[str], log: Path) -> float:
-    """Run ``dfbench ARGS`` in a subprocess, output to ``log``; returns the wall time."""
+def _dfbench(args: list[str], log: Path, shown_log: str) -> float:
+    """Run ``dfbench ARGS`` in a subprocess, output to ``log``; returns the wall time.
+
+    ``shown_log`` is how an error message names the log (relative to the results root).
+    """
     start = time.perf_counter()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as handle:
@@ -65,7 +77,10 @@ def _dfbench(args: list[str], log: Path) -> float:
         )
     if process.returncode != 0:
         tail = log.read_text()[-2000:]
-        raise RuntimeError(f"dfbench {args[0]} exited {process.returncode}; see {log}\n{tail}")
+        raise RuntimeError(
+            f"dfbench {args[0]} exited {process.returncode}; see {shown_log} in the "
+            f"benchmark's results folder\n{tail}"
+        )
     return time.perf_counter() - start
 
 
@@ -76,23 +91,42 @@ def _count_parameters(checkpoint: Path) -> int:
 
 
 class Runner:
-    """Runs the cells of one grid and profile into a results folder."""
+    """Runs the cells of one grid and profile into a results folder.
+
+    Args:
+        cells: the grid's cells (:func:`src.bench.grid.load_grid`).
+        results: the results folder; the benchmark's root is
+            ``results/<benchmark>/<profile>``.
+        extra_args: arguments added to every ``dfbench fit``/``test``.
+        logger_args: ``(cell, save_dir) -> arguments`` that choose the logger
+            (W&B); None logs CSV files.
+        keep_checkpoints: keep every checkpoint of a finished cell as written,
+            optimiser state included (default: only the selected one, weights only).
+    """
 
     def __init__(
-        self, cells: list[Cell], results: Path, extra_args: list[str], logger_args: Any = None
+        self,
+        cells: list[Cell],
+        results: Path,
+        extra_args: list[str],
+        logger_args: Any = None,
+        keep_checkpoints: bool = False,
     ) -> None:
         if not cells:
             raise GridError("the grid has no cells")
         self.cells = cells
         self.root = results / cells[0].benchmark / cells[0].profile
         self.extra_args = extra_args
-        self.logger_args = (
-            logger_args  # callable(cell, save_dir) -> list[str] (W&B), or None: CSV logs
-        )
+        self.logger_args = logger_args
+        self.keep_checkpoints = keep_checkpoints
         self.version = code_version()
 
     def cell_dir(self, cell: Cell) -> Path:
         return self.root / "cells" / cell.id
+
+    def _stored(self, path: Path) -> str:
+        """How a path inside the results root is stored: relative to the root."""
+        return path.relative_to(self.root).as_posix()
 
     def status(self, cell: Cell) -> dict[str, Any]:
         path = self.cell_dir(cell) / "status.json"
@@ -115,7 +149,9 @@ class Runner:
             print(f"[{cell.index}] {cell.id}: running", flush=True)
             try:
                 self.run_cell(cell)
-                print(f"[{cell.index}] {cell.id}: done", flush=True)
+                freed = self.status(cell).get("checkpoint_bytes_freed", 0)
+                note = f" ({freed / 2**20:.0f} MiB of checkpoints freed)" if freed else ""
+                print(f"[{cell.index}] {cell.id}: done{note}", flush=True)
             except Exception as error:  # one cell's failure never stops the grid
                 self._set_status(cell, "failed", error=str(error)[-4000:])
                 failed.append(cell)
@@ -145,13 +181,20 @@ class Runner:
                     f"--checkpoint.dirpath={folder / 'checkpoints'}",
                 ],
                 folder / "fit.log",
+                self._stored(folder / "fit.log"),
             )
             best = sorted((folder / "checkpoints").glob("best-*.ckpt"))
             if not best:
-                raise RuntimeError(f"fit wrote no best checkpoint in {folder / 'checkpoints'}")
-            atomic_write_json(fit_marker, {"train_time_s": fit_time, "checkpoint": str(best[-1])})
+                raise RuntimeError(
+                    f"fit wrote no best checkpoint in {self._stored(folder / 'checkpoints')}"
+                )
+            atomic_write_json(
+                fit_marker, {"train_time_s": fit_time, "checkpoint": self._stored(best[-1])}
+            )
         fit = json.loads(fit_marker.read_text())
-        params = _count_parameters(Path(fit["checkpoint"]))
+        # An absolute path (results written before paths were stored relative) stays as it is.
+        checkpoint = self.root / fit["checkpoint"]
+        params = _count_parameters(checkpoint)
         rows = []
         for k, variant in enumerate(cell.tests):
             out = folder / f"test_{k}"
@@ -161,10 +204,11 @@ class Runner:
                     "test",
                     *common,
                     *(f"--{key}={cli_value(v)}" for key, v in variant.items()),
-                    f"--ckpt_path={fit['checkpoint']}",
+                    f"--ckpt_path={checkpoint}",
                     *self._logger(cell, out),
                 ],
                 folder / f"test_{k}.log",
+                self._stored(folder / f"test_{k}.log"),
             )
             (metrics_path,) = sorted(out.rglob("test_metrics.json"))[-1:]
             metrics = json.loads(metrics_path.read_text())
@@ -205,12 +249,15 @@ class Runner:
                             "params": params,
                             "config_hash": cell.config_hash,
                             "code_version": self.version,
-                            "predictions": str(predictions.relative_to(self.root)),
+                            "predictions": self._stored(predictions),
                             "prediction_set": name,
                         }
                     )
         atomic_write_csv(folder / "results.csv", pd.DataFrame(rows, columns=list(RESULT_COLUMNS)))
-        self._set_status(cell, "done", started=started, finished=time.time())
+        freed = 0 if self.keep_checkpoints else keep_only(checkpoint)
+        self._set_status(
+            cell, "done", started=started, finished=time.time(), checkpoint_bytes_freed=freed
+        )
 
     def _logger(self, cell: Cell, folder: Path) -> list[str]:
         """Where a fit or test run logs; its log_dir (test_metrics.json) is ``folder``."""
@@ -236,51 +283,3 @@ class Runner:
         )
         atomic_write_csv(self.root / "results.csv", results)
         return results
-
-
-def run_bench(argv: list[str]) -> int:
-    """``dfbench bench``: run a benchmark grid (see ``benchmarks/*.yaml``)."""
-    parser = argparse.ArgumentParser(prog="dfbench bench", description=run_bench.__doc__)
-    parser.add_argument("grid", help="grid file, e.g. benchmarks/cross_dataset.yaml")
-    parser.add_argument(
-        "--profile", default="demo", help="demo (synthetic data, CPU) or paper (real data)"
-    )
-    parser.add_argument("--cell", type=int, help="run only this cell (e.g. a SLURM array index)")
-    parser.add_argument(
-        "--list", action="store_true", help="list the cells and their status, then stop"
-    )
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder")
-    parser.add_argument("--cache-dir", help="frame cache of the real datasets (paper profile)")
-    parser.add_argument(
-        "--gpus", type=int, default=0, help="GPUs per cell (DDP when more than one)"
-    )
-    parser.add_argument("--no-wandb", action="store_true", help="CSV logs only, no W&B runs")
-    args = parser.parse_args(argv)
-    try:
-        cells = load_grid(args.grid, args.profile)
-    except GridError as error:
-        parser.error(str(error))
-    extra = [f"--data.init_args.cache_dir={args.cache_dir}"] if args.cache_dir else []
-    if args.gpus:
-        extra += ["-c", str(REPO / "configs/trainer/gpu.yaml"), f"--trainer.devices={args.gpus}"]
-        if args.gpus > 1:
-            extra += ["--trainer.strategy=ddp"]
-    logger_args = None
-    if not args.no_wandb:
-        from src.bench.wandb_report import cell_logger_args
-
-        def logger_args(cell: Cell, save_dir: Path) -> list[str]:
-            return cell_logger_args(
-                cell.benchmark, cell.id, cell.detector, [cell.train_set], save_dir
-            )
-
-    runner = Runner(cells, args.results, extra, logger_args)
-    if args.list:
-        for cell in cells:
-            print(f"{cell.index:3d}  {runner.status(cell)['status']:8s}  {cell.id}")
-        return 0
-    code = runner.run(args.cell)
-    from src.bench.report import report
-
-    report(runner.collect(), runner.root, table_kind(args.grid), wandb=not args.no_wandb)
-    return code

@@ -1,12 +1,10 @@
-"""Datasets, preprocessing and the shared DataModules."""
+"""Real data: indexers, preprocessing, frame tables and the shared DataModules.
+
+Generated data (the in-memory synthetic faces, synthetic dataset copies) lives in
+:mod:`src.synthetic`, which builds on this package and is never imported by it.
+"""
 
 from src.data.base import DeepfakeDataModuleBase
 from src.data.datamodule import DeepfakeDataModule
-from src.data.synthetic import SyntheticFaceDataModule, SyntheticFaceDataset
 
-__all__ = [
-    "DeepfakeDataModule",
-    "DeepfakeDataModuleBase",
-    "SyntheticFaceDataModule",
-    "SyntheticFaceDataset",
-]
+__all__ = ["DeepfakeDataModule", "DeepfakeDataModuleBase"]

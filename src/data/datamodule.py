@@ -24,22 +24,49 @@ Options for the papers' protocols:
 
 * ``methods``: keep only these manipulations' fakes (reals always stay), for
   cross-manipulation (train on one FF++ method, test on each).
-* ``pseudo_fake``: a generator ``(image, landmarks, rng) -> (fake, mask)``
-  (SBI, BI from ``src.augment``); training then uses real frames only, and each
-  real yields the pair (real, its pseudo-fake) in the same batch, as LAA-Net and
-  SBI train. ``batch_size`` counts reals, so a batch holds twice as many images.
-  A generator with a ``prepare(frames, cache_dir)`` method gets the training
-  frames first (BI needs the pool of faces).
-* ``train_augment``: a callable ``(image, mask, rng) -> (image, mask)`` applied
-  to training faces at the input size (paper recipes come from ``src.augment``).
+* ``pseudo_fake``: a :class:`~src.contracts.PseudoFakeGenerator` (SBI, BI from
+  ``src.augment``); training then uses real frames only, and each real yields
+  the pair (real, its pseudo-fake) in the same batch, as LAA-Net and SBI train.
+  ``batch_size`` counts reals, so a batch holds twice as many images. The
+  generator's ``prepare(frames, cache_dir)`` gets the real training frames
+  first (BI builds its pool of faces there).
+* ``train_augment``: an :class:`~src.contracts.Augment` applied to training
+  faces at the input size (the papers' recipes: ``src.augment.recipes.Recipe``);
+  a real and its pseudo-fake share every draw. ``pair_transform``: a
+  :class:`~src.contracts.PairAugment` applied after it to each (real, fake).
+* ``test_perturbation``: an :class:`~src.contracts.Augment` applied to every
+  test face before resizing (``src.augment.perturb.Perturbation``), with a
+  generator seeded by the frame's ``crop_path``, so every run, worker and rank
+  perturbs a face the same way.
+* ``side_data``: named per-frame arrays added to the side data every step
+  receives, ``{name: folder}``. A frame's array is the 8-bit PNG
+  ``<folder>/<crop_path>`` (the same relative path as its face crop under the
+  cache), read unchanged (``cv2.IMREAD_UNCHANGED``: H x W for a grey-level
+  map); e.g. ``side_data: {prle_map: data/prle_maps/ffpp_c23}`` gives PRLE's
+  attention maps as ``side["prle_map"]``. Loaded in ``__getitem__`` only when
+  configured; a missing file is an error that names it.
+
+Generators, recipes and perturbations are objects given in YAML; this module
+never imports ``src.augment``::
+
+    data:
+      class_path: src.data.DeepfakeDataModule
+      init_args:
+        pseudo_fake: {class_path: src.augment.sbi.SBI, init_args: {variant: laa}}
+        train_augment: {class_path: src.augment.recipes.Recipe, init_args: {name: laa_net_sbi}}
+        pair_transform: {class_path: src.augment.recipes.PairTransform, init_args: {name: laa_net_sbi}}
+        test_perturbation:
+          class_path: src.augment.perturb.Perturbation
+          init_args: {name: blur, level: 3}
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,35 +74,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from src.contracts import Augment, PairAugment, PseudoFakeGenerator, SideData
 from src.data.base import DeepfakeDataModuleBase, batch_item
 from src.data.deepfakebench import read_deepfakebench_json
 from src.data.preprocess import load_frame_table
-
-
-class PseudoFakeGenerator(Protocol):
-    """Turns a real face into a fake with a known blend mask (SBI, BI, ...).
-
-    ``__call__(image, landmarks, rng, row=None) -> (fake, mask)``: ``image`` is
-    the RGB uint8 face crop, ``landmarks`` its 68 x 2 points in crop pixels,
-    ``row`` the frame-table row (for generators that need the video, e.g. BI
-    excludes faces of the same video); ``mask`` is float32 in [0, 1].
-
-    A generator may also define ``pair(image, landmarks, rng, row=None) ->
-    (real, fake, mask)`` when it may change the real as well (SBI transforms
-    either the source or the target); the DataModule then uses that real.
-    """
-
-    def __call__(
-        self,
-        image: np.ndarray,
-        landmarks: np.ndarray,
-        rng: np.random.Generator,
-        row: dict | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-Augment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
-PairAugment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 
 def resolve_table(name: str, cache_dir: str | Path) -> Path:
@@ -102,6 +104,20 @@ def read_face(cache_dir: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndar
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), mask
 
 
+def read_side_array(folder: Path, row: dict[str, Any], name: str) -> np.ndarray:
+    """The named per-frame array of a row: the 8-bit PNG ``<folder>/<crop_path>``."""
+    path = folder / row["crop_path"]
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise FileNotFoundError(f"side_data {name!r}: missing or unreadable {path}")
+    return array
+
+
+def frame_seed(row: dict[str, Any]) -> int:
+    """A seed fixed by the frame (its crop path), the same in every run, worker and rank."""
+    return zlib.crc32(str(row["crop_path"]).encode())
+
+
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     if image.shape[:2] == (height, width):
@@ -123,9 +139,11 @@ class FrameSet(Dataset):
             k items per video, each a frame drawn afresh on every access (training).
         augment: training augmentation at the output size.
         pseudo_fake: with it, every item is a (real, pseudo-fake) pair.
-        perturb: a test-time perturbation of the face crop (before resizing).
-        pair_transform: ``(real, fake, rng) -> (real, fake)`` with shared random
-            parameters, applied to each (real, pseudo-fake) pair after ``augment``.
+        perturb: a test-time perturbation of the face crop (before resizing),
+            seeded by the frame.
+        pair_transform: a photometric transform with one draw for both images
+            of each (real, pseudo-fake) pair, applied after ``augment``.
+        side_data: ``{name: folder}`` of per-frame arrays added to the side data.
     """
 
     def __init__(
@@ -136,8 +154,9 @@ class FrameSet(Dataset):
         frames_per_video: int | None = None,
         augment: Augment | None = None,
         pseudo_fake: PseudoFakeGenerator | None = None,
-        perturb: Callable[[np.ndarray, dict], np.ndarray] | None = None,
+        perturb: Augment | None = None,
         pair_transform: PairAugment | None = None,
+        side_data: Mapping[str, str | Path] | None = None,
     ) -> None:
         if frames.empty:
             raise ValueError("a set with no frames")
@@ -152,6 +171,7 @@ class FrameSet(Dataset):
         self.pseudo_fake = pseudo_fake
         self.perturb = perturb
         self.pair_transform = pair_transform
+        self.side_data = {name: Path(folder) for name, folder in (side_data or {}).items()}
         self.video_keys: list[str] = sorted(frames["video_key"].unique())
         video_of = {key: i for i, key in enumerate(self.video_keys)}
         self.video_idx = np.array([video_of[k] for k in frames["video_key"]], dtype=np.int64)
@@ -173,11 +193,21 @@ class FrameSet(Dataset):
         high = max((slot + 1) * len(rows) // self.frames_per_video, low + 1)
         return int(rows[min(int(torch.randint(low, high, ())), len(rows) - 1)])
 
+    def side(self, row: dict[str, Any]) -> SideData:
+        """The row's side data: its fields and, when configured, its named arrays (read-only)."""
+        if not self.side_data:
+            return MappingProxyType(row)
+        arrays = {
+            name: read_side_array(folder, row, name) for name, folder in self.side_data.items()
+        }
+        return MappingProxyType(row | arrays)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         row_index = self._row_for(index)
         row = self.rows[row_index]
+        side = self.side(row)
         image, mask = read_face(self.cache_dir, row)
         has_mask = mask is not None or row["label"] == 0
         if mask is None:
@@ -189,22 +219,21 @@ class FrameSet(Dataset):
             else None
         )
         if self.perturb is not None:
-            image = self.perturb(image, row)
+            image, mask = self.perturb(image, mask, np.random.default_rng(frame_seed(row)), side)
         if self.pseudo_fake is None:
-            image, mask = self._prepare(image, mask, rng)
+            image, mask = self._prepare(image, mask, rng, side)
             return batch_item(image, mask, row["label"], has_mask, index, video, frame)
-        pair = getattr(self.pseudo_fake, "pair", None)
-        if pair is not None:
-            image, fake, fake_mask = pair(image, row["landmarks"], rng, row)
-        else:
-            fake, fake_mask = self.pseudo_fake(image, row["landmarks"], rng, row)
+        if rng is None:
+            raise RuntimeError("pseudo-fakes are for training sets (frames_per_video set)")
+        image, fake, fake_mask = self.pseudo_fake.pair(image, mask, rng, side)
         fake_mask = np.round(np.clip(fake_mask, 0, 1) * 255).astype(np.uint8)
         # The pair shares every draw of the recipe (flip, crop, colour), as the
         # authors transform a real and its fake together; then the paired
         # photometric transform (SBI's) sees both at once.
         shared = int(rng.integers(2**62))
-        real, real_mask = self._prepare(image, mask, np.random.default_rng(shared))
-        fake, fake_mask = self._prepare(fake, fake_mask, np.random.default_rng(shared))
+        blank = np.zeros_like(fake_mask)  # a real's blend mask (the real may be re-cropped)
+        real, real_mask = self._prepare(image, blank, np.random.default_rng(shared), side)
+        fake, fake_mask = self._prepare(fake, fake_mask, np.random.default_rng(shared), side)
         if self.pair_transform is not None:
             real, fake = self.pair_transform(real, fake, rng)
         items = [
@@ -214,43 +243,16 @@ class FrameSet(Dataset):
         return {key: torch.stack([items[0][key], items[1][key]]) for key in items[0]}
 
     def _prepare(
-        self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        rng: np.random.Generator | None,
+        side: SideData,
     ) -> tuple[np.ndarray, np.ndarray]:
         image, mask = _resize(image, self.size), _resize(mask, self.size)
         if self.augment is not None and rng is not None:
-            image, mask = self.augment(image, mask, rng)
+            image, mask = self.augment(image, mask, rng, side)
         return image, mask
-
-
-class TestPerturbation:
-    """A robustness perturbation of a test face, seeded by the frame so every run,
-    worker and rank perturbs a face the same way."""
-
-    def __init__(self, name: str, level: int) -> None:
-        self.name, self.level = name, level
-
-    def __call__(self, image: np.ndarray, row: dict) -> np.ndarray:
-        from src.augment.perturb import perturb
-
-        rng = np.random.default_rng(zlib.crc32(str(row["crop_path"]).encode()))
-        return perturb(image, self.name, self.level, rng)
-
-
-def named_pseudo_fake(name: str) -> PseudoFakeGenerator | None:
-    """``sbi``, ``sbi_laa``, ``bi`` or ``none`` as a generator."""
-    if name == "none":
-        return None
-    if name in ("sbi", "sbi_laa"):
-        from src.augment.sbi import SBI
-
-        return SBI(variant="laa" if name == "sbi_laa" else "sbi")
-    if name == "bi":
-        from src.augment.bi import BI
-
-        return BI()
-    raise ValueError(
-        f"unknown pseudo_fake {name!r}; choose sbi, sbi_laa, bi or none (or give a generator)"
-    )
 
 
 def collate_pairs(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -269,14 +271,16 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         test: tables whose ``test`` rows are evaluated, each reported under its name.
         train_frames_per_video: frames per training video drawn every epoch.
         methods: fakes of these methods only (None: all).
-        pseudo_fake: train on reals, each paired with its pseudo-fake: a
-            generator, or a name: ``sbi``, ``sbi_laa`` (LAA-Net's variant),
-            ``bi``, ``none``.
-        train_augment: training augmentation at the input size: a callable or
-            the name of a paper recipe (:func:`src.augment.recipes.build_recipe`).
-        test_perturbation: a robustness perturbation applied to every test
-            face (:data:`src.augment.perturb.PERTURBATIONS`), None for clean.
-        test_perturbation_level: its severity, 1-5.
+        pseudo_fake: train on reals, each paired with its pseudo-fake from this
+            generator (e.g. ``src.augment.sbi.SBI``, ``src.augment.bi.BI``).
+        train_augment: training augmentation at the input size (e.g.
+            ``src.augment.recipes.Recipe``).
+        pair_transform: photometric transform shared by each (real, pseudo-fake)
+            pair, after ``train_augment`` (e.g. ``src.augment.recipes.PairTransform``).
+        test_perturbation: a robustness perturbation of every test face (e.g.
+            ``src.augment.perturb.Perturbation``), None for clean faces.
+        side_data: ``{name: folder}``: per-frame arrays for the side data
+            (see the module docstring for the layout).
         deepfakebench_root: where the relative frame paths of DeepfakeBench JSON
             indexes (tables given as ``.json`` files) start.
         **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
@@ -290,14 +294,27 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         test: Sequence[str] = (),
         train_frames_per_video: int = 8,
         methods: Sequence[str] | None = None,
-        pseudo_fake: str | PseudoFakeGenerator | None = None,
-        train_augment: str | Augment | None = None,
-        test_perturbation: str | None = None,
-        test_perturbation_level: int = 3,
+        pseudo_fake: PseudoFakeGenerator | None = None,
+        train_augment: Augment | None = None,
+        pair_transform: PairAugment | None = None,
+        test_perturbation: Augment | None = None,
+        side_data: dict[str, str] | None = None,
         deepfakebench_root: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        for name, value, protocol in (
+            ("pseudo_fake", pseudo_fake, PseudoFakeGenerator),
+            ("train_augment", train_augment, Augment),
+            ("pair_transform", pair_transform, PairAugment),
+            ("test_perturbation", test_perturbation, Augment),
+        ):
+            if value is not None and not isinstance(value, protocol):
+                raise TypeError(
+                    f"{name} must implement {protocol.__name__} (src/contracts.py), got "
+                    f"{type(value).__name__}; give it as class_path/init_args, "
+                    "e.g. src.augment.sbi.SBI"
+                )
         self.cache_dir = Path(cache_dir)
         self.deepfakebench_root = deepfakebench_root
         self.train_tables = list(train)
@@ -305,12 +322,11 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         self.test_tables = list(test)
         self.train_frames_per_video = train_frames_per_video
         self.methods = list(methods) if methods is not None else None
-        self.pseudo_fake = (
-            named_pseudo_fake(pseudo_fake) if isinstance(pseudo_fake, str) else pseudo_fake
-        )
+        self.pseudo_fake = pseudo_fake
         self.train_augment = train_augment
+        self.pair_transform = pair_transform
         self.test_perturbation = test_perturbation
-        self.test_perturbation_level = test_perturbation_level
+        self.side_data = dict(side_data or {})
         self._tables: dict[str, pd.DataFrame] = {}
 
     def table(self, name: str) -> pd.DataFrame:
@@ -347,46 +363,28 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
     def _set(
         self, name: str, frames: pd.DataFrame, **options: Any
     ) -> tuple[str, FrameSet, list[str]]:
-        dataset = FrameSet(frames, self.cache_dir, self.contract.input_size, **options)
+        dataset = FrameSet(
+            frames,
+            self.cache_dir,
+            self.contract.input_size,
+            side_data=self.side_data,
+            **options,
+        )
         return name, dataset, dataset.video_keys
-
-    def _train_augment(self) -> tuple[Augment | None, PairAugment | None]:
-        """The recipe and, for (real, pseudo-fake) pairs, its paired photometric transform."""
-        if not isinstance(self.train_augment, str):
-            return self.train_augment, None
-        from src.augment.recipes import build_pair_transform, build_recipe
-
-        pair = build_pair_transform(self.train_augment) if self.pseudo_fake is not None else None
-        return build_recipe(self.train_augment), pair
-
-    def _test_perturb(self) -> Callable[[np.ndarray, dict], np.ndarray] | None:
-        if self.test_perturbation is None:
-            return None
-        from src.augment.perturb import PERTURBATIONS
-
-        name, level = self.test_perturbation, self.test_perturbation_level
-        if name not in PERTURBATIONS:
-            raise ValueError(
-                f"unknown test perturbation {name!r}; choose from {sorted(PERTURBATIONS)}"
-            )
-        return TestPerturbation(name, level)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
             train = self.frames(self.train_tables, "train")
             if self.pseudo_fake is not None:
                 train = train[train["label"] == 0].reset_index(drop=True)
-                prepare = getattr(self.pseudo_fake, "prepare", None)
-                if prepare is not None:
-                    prepare(train, self.cache_dir)
-            augment, pair_transform = self._train_augment()
+                self.pseudo_fake.prepare(train, self.cache_dir)
             self.sets["fit"] = [
                 self._set(
                     "train",
                     train,
                     frames_per_video=self.train_frames_per_video,
-                    augment=augment,
-                    pair_transform=pair_transform,
+                    augment=self.train_augment,
+                    pair_transform=self.pair_transform if self.pseudo_fake is not None else None,
                     pseudo_fake=self.pseudo_fake,
                 )
             ]
@@ -394,7 +392,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
             self.sets["validate"] = [self._set("val", self.frames(self.val_tables, "val"))]
         if stage in (None, "test", "predict"):
             self.sets["test"] = self.sets["predict"] = [
-                self._set(name, self.frames([name], "test"), perturb=self._test_perturb())
+                self._set(name, self.frames([name], "test"), perturb=self.test_perturbation)
                 for name in self.test_tables
             ]
 

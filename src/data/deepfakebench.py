@@ -1,7 +1,7 @@
 """Read and write DeepfakeBench's JSON index of preprocessed frames.
 
 DeepfakeBench (and DF40, ForensicHub) describe a preprocessed dataset with one
-JSON file (``shared/reference/datasets.md``)::
+JSON file (as distributed; ``docs/datasets.md``)::
 
     {"<DatasetName>": {"<label_key>": {"train"|"val"|"test": {["c23"|"c40"|"raw":]
         {"<video name>": {"label": "<label_key>", "frames": [...], "masks": [...]}}}}}}

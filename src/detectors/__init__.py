@@ -8,6 +8,7 @@ from src.contracts import InputContract
 from src.detectors.backbones import PretrainedWeightsUnavailable, create_backbone
 from src.detectors.base import Detector, DetectorOutput
 from src.detectors.baseline import BackboneClassifier
+from src.detectors.f3net import F3Net
 from src.detectors.laa_net import LAANet
 from src.detectors.registry import build_detector, list_detectors, register_detector
 from src.detectors.ynet import YNet
@@ -16,6 +17,7 @@ __all__ = [
     "BackboneClassifier",
     "Detector",
     "DetectorOutput",
+    "F3Net",
     "InputContract",
     "LAANet",
     "PretrainedWeightsUnavailable",

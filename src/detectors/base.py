@@ -19,8 +19,10 @@ Results a caller can read after a run:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from torch import Tensor, nn
 
 from src.contracts import InputContract, as_size
 from src.detectors.targets import dense_supervision
+from src.detectors.training import SAM, sam_training_step
 from src.metrics import DeepfakeMetric, PixelMetric, VideoScore
 
 Batch = dict[str, Tensor]
@@ -89,8 +92,15 @@ class Detector(pl.LightningModule):
             init_args: {lr: 2e-4}}``. ``None``: :meth:`default_optimizer`.
         lr_scheduler: a callable that takes the optimiser and returns a
             scheduler. ``None``: :meth:`default_lr_scheduler` (none by default).
-        scheduler_interval: step the scheduler every ``"epoch"`` or ``"step"``.
+        scheduler_interval: step the scheduler every ``"epoch"`` or ``"step"``
+            (a scheduler with an ``interval`` attribute, e.g.
+            :class:`~src.detectors.training.WarmupDecay`, says it itself).
         video_score: how frame scores become a video score in the metrics.
+        sam_rho: train with SAM of this radius around the optimiser (None: off);
+            see :mod:`src.detectors.training`.
+        sam_adaptive: ASAM's scale-invariant neighbourhood.
+        freeze_backbone_epochs: drop the backbone's gradients for this many
+            epochs (the module named by :attr:`backbone_name`).
     """
 
     #: Set by subclasses: (height, width), mean, std when ``input_size`` is None.
@@ -98,6 +108,8 @@ class Detector(pl.LightningModule):
     #: Names (``get_submodule`` paths) of the layers Grad-CAM reads by default; see
     #: :meth:`cam_target_layers`. Subclasses set it (or override the method).
     cam_layers: tuple[str, ...] = ()
+    #: The attribute holding the pretrained backbone (what freezing freezes).
+    backbone_name = "backbone"
 
     def __init__(
         self,
@@ -106,6 +118,9 @@ class Detector(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: str = "epoch",
         video_score: VideoScore = "mean",
+        sam_rho: float | None = None,
+        sam_adaptive: bool = False,
+        freeze_backbone_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -118,6 +133,11 @@ class Detector(pl.LightningModule):
         self.scheduler_factory = lr_scheduler
         self.scheduler_interval = scheduler_interval
         self.video_score = video_score
+        self.sam = SAM(sam_rho, sam_adaptive) if sam_rho is not None else None
+        self.automatic_optimization = self.sam is None
+        if freeze_backbone_epochs < 0:
+            raise ValueError(f"freeze_backbone_epochs must be >= 0, got {freeze_backbone_epochs}")
+        self.freeze_backbone_epochs = freeze_backbone_epochs
         self.val_metric = DeepfakeMetric(video_score=video_score)
         self.test_metrics = nn.ModuleList()
         self.predict_metrics = nn.ModuleList()
@@ -146,6 +166,30 @@ class Detector(pl.LightningModule):
         batch (a second input, per-frame side data, training-only noise) overrides it.
         """
         return self(batch["image"])
+
+    @staticmethod
+    def from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Detector:
+        """The detector a checkpoint holds, rebuilt as the class it was trained as.
+
+        ``dfbench fit`` records the detector's class in the checkpoint's
+        hyper-parameters (``_class_path``); only :class:`Detector` subclasses are
+        accepted, so a checkpoint cannot make this import anything else.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+        if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
+            raise ValueError(f"not a dfbench checkpoint (no state_dict/hyper_parameters): {path}")
+        class_path = hparams.get("_class_path")
+        if not class_path:
+            raise ValueError(f"{path} does not record its detector class (_class_path)")
+        module_name, _, class_name = class_path.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, Detector)):
+            raise ValueError(f"{path}: {class_path} is not a dfbench Detector")
+        return cls.load_from_checkpoint(path, map_location=map_location)
 
     # ------------------------------------------------------------ attribution
     def cam_target_layers(self) -> list[nn.Module]:
@@ -188,6 +232,25 @@ class Detector(pl.LightningModule):
         """What the optimiser receives; override for per-module learning rates."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """The parameters :attr:`freeze_backbone_epochs` freezes."""
+        backbone = getattr(self, self.backbone_name, None)
+        if not isinstance(backbone, nn.Module):
+            raise AttributeError(
+                f"{type(self).__name__} has no module {self.backbone_name!r} to freeze; "
+                "set backbone_name or freeze_backbone_epochs=0"
+            )
+        return list(backbone.parameters())
+
+    @property
+    def backbone_frozen(self) -> bool:
+        return self.current_epoch < self.freeze_backbone_epochs
+
+    def on_after_backward(self) -> None:
+        if self.freeze_backbone_epochs and self.backbone_frozen:
+            for p in self.backbone_parameters():
+                p.grad = None
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The checkpoint holds every weight: rebuilding the model from it must not
         # fetch pretrained weights (which fails offline).
@@ -206,6 +269,10 @@ class Detector(pl.LightningModule):
         )
         if scheduler is None:
             return optimizer
+        if getattr(scheduler, "total_steps", 0) is None and self._trainer is not None:
+            # A run-length schedule (WarmupDecay): only the Trainer knows the length.
+            scheduler.total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        self.scheduler_interval = getattr(scheduler, "interval", self.scheduler_interval)
         config = {"scheduler": scheduler, "interval": self.scheduler_interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = "val/loss"
@@ -226,10 +293,18 @@ class Detector(pl.LightningModule):
             )
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        output = self.step_forward(batch)
-        losses = self.loss(output, batch)
+        if self.sam is not None:
+            losses = sam_training_step(self, batch, self.sam)
+        else:
+            losses = self.loss(self.step_forward(batch), batch)
         self._log_losses("train", losses, batch["image"].shape[0])
-        return losses["loss"]
+        return losses["loss"] if self.sam is None else losses["loss"].detach()
+
+    def on_train_epoch_end(self) -> None:
+        # Manual optimisation (SAM) steps its epoch schedulers itself.
+        scheduler = self.lr_schedulers() if self.sam is not None else None
+        if scheduler is not None and self.scheduler_interval == "epoch":
+            scheduler.step()
 
     @staticmethod
     def _update(metric: DeepfakeMetric, output: DetectorOutput, batch: Batch) -> None:

@@ -14,13 +14,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from src.contracts import InputContract
 from src.detectors.backbones import Pretrained, backbone_data_config, create_backbone
 from src.detectors.base import Detector, DetectorOutput
 from src.detectors.layers import BinaryHead
 from src.detectors.registry import register_detector
+
+
+def default_cam_layers(model: nn.Module) -> tuple[str, ...]:
+    """Grad-CAM layers per backbone family, as PRLE's authors chose them.
+
+    Xception: ``conv4`` and ``conv3`` (their maps averaged); EfficientNet: the
+    conv head; VGG: its last convolution; ResNet: the last stage; anything
+    else: the last convolution of the network.
+    """
+    names = dict(model.named_modules())
+    if "conv4" in names and "conv3" in names:
+        return ("backbone.conv4", "backbone.conv3")
+    if "conv_head" in names:
+        return ("backbone.conv_head",)
+    if "layer4" in names:
+        return ("backbone.layer4",)
+    # VGG's classifier MLP is made of convolutions too: look in its feature extractor.
+    prefix = "features." if "features" in names else ""
+    convs = [n for n, m in names.items() if isinstance(m, nn.Conv2d) and n.startswith(prefix)]
+    return (f"backbone.{convs[-1]}",)
 
 
 @register_detector("xception", backbone="legacy_xception")
@@ -61,6 +81,7 @@ class BackboneClassifier(Detector):
         # VGG's pooled output passes through its pre-logits MLP (4096 wide).
         width = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         self.head = BinaryHead(width, drop_rate)
+        self.cam_layers = default_cam_layers(self.backbone)
 
     def forward(self, images: Tensor) -> DetectorOutput:
         features = self.backbone(images)

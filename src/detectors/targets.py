@@ -10,8 +10,7 @@ From the batch's mask M (1 where the face was pasted, soft at the seam), on
 the device and vectorised over the batch:
 
 * the blending boundary ``B = 4 M (1 - M)`` (paper Eq. 2), 1 on the seam;
-* vulnerable points: where B is largest (paper Eq. 3: the argmax), or, as
-  the authors' code does, every pixel equal to the maximum of its quadrant;
+* vulnerable points: where B is largest (paper Eq. 3: the argmax);
 * a heatmap of unnormalised Gaussians centred on them (peak exactly 1),
   sigma = r / 3 with CornerNet's radius r for an IoU of 0.7 over the run
   lengths of ``B > 0.5`` through the point; each is cut at r (= 3 sigma), as
@@ -19,7 +18,9 @@ the device and vectorised over the batch:
 * the self-consistency map ``C = 1 - |B[u, v] - B|`` for one vulnerable point
   (u, v) drawn at random (paper Eq. 7).
 
-Reals (label 0) get all-zero targets.
+Reals (label 0) get all-zero targets. :func:`authors_laa_targets` builds them
+as the authors' code does instead (uint8 boundary, every quadrant maximum with
+its ties as a vulnerable point, about 11 Gaussians per fake).
 
 The local-similarity Y-net's targets: the pair map of its similarity module
 (:func:`pair_map_target`, the mask at the feature size compared over every
@@ -89,26 +90,34 @@ def gaussian_radius(height: Tensor, width: Tensor, min_overlap: float = 0.7) -> 
     return torch.minimum(torch.minimum(r1, r2), r3)
 
 
-def heatmap_target(boundary: Tensor, points: Tensor, min_overlap: float = 0.7) -> Tensor:
-    """(B, h, w): the max over vulnerable points of Gaussians with peak 1 and sigma = r / 3.
+def draw_gaussians(
+    shape: tuple[int, int, int],
+    batch: Tensor,
+    centre: tuple[Tensor, Tensor],
+    sigma: Tensor,
+    rows: tuple[Tensor, Tensor],
+    cols: tuple[Tensor, Tensor],
+) -> Tensor:
+    """(B, h, w): per map, the max of unnormalised Gaussians (peak 1) drawn inside windows.
 
-    The radius is floored at 1 pixel (a point off every B > 0.5 run would get 0).
+    Gaussian k belongs to map ``batch[k]``, is centred at ``centre[k]`` (y, x) with
+    ``sigma[k]`` and is drawn on rows ``[rows[0][k], rows[1][k])`` and columns
+    ``[cols[0][k], cols[1][k])`` only. Every Gaussian is drawn at once.
     """
-    b, h, w = boundary.shape
-    horizontal, vertical = run_lengths(boundary > 0.5)
-    batch, ys, xs = points.nonzero(as_tuple=True)
-    radius = gaussian_radius(
-        vertical[batch, ys, xs], horizontal[batch, ys, xs], min_overlap
-    ).clamp_min(1)
-    sigma = radius / 3
-    grid_y = torch.arange(h, device=boundary.device, dtype=torch.float32).view(1, h, 1)
-    grid_x = torch.arange(w, device=boundary.device, dtype=torch.float32).view(1, 1, w)
-    dy = grid_y - ys.view(-1, 1, 1).float()
-    dx = grid_x - xs.view(-1, 1, 1).float()
-    r, s = radius.view(-1, 1, 1), sigma.view(-1, 1, 1)
-    gaussians = torch.exp(-(dx**2 + dy**2) / (2 * s**2))
-    gaussians = gaussians * ((dx.abs() <= r) & (dy.abs() <= r))
-    heatmap = torch.zeros(b, h * w, device=boundary.device)
+    b, h, w = shape
+    device = sigma.device
+    grid_y = torch.arange(h, device=device, dtype=torch.float32).view(1, h, 1)
+    grid_x = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, w)
+    cy, cx = (c.float().view(-1, 1, 1) for c in centre)
+    s = sigma.float().view(-1, 1, 1)
+    inside = (
+        (grid_y >= rows[0].view(-1, 1, 1))
+        & (grid_y < rows[1].view(-1, 1, 1))
+        & (grid_x >= cols[0].view(-1, 1, 1))
+        & (grid_x < cols[1].view(-1, 1, 1))
+    )
+    gaussians = torch.exp(-((grid_x - cx) ** 2 + (grid_y - cy) ** 2) / (2 * s**2)) * inside
+    heatmap = torch.zeros(b, h * w, device=device)
     heatmap = heatmap.scatter_reduce(
         0,
         batch.view(-1, 1).expand(-1, h * w),
@@ -117,6 +126,27 @@ def heatmap_target(boundary: Tensor, points: Tensor, min_overlap: float = 0.7) -
         include_self=True,
     )
     return heatmap.view(b, h, w)
+
+
+def heatmap_target(boundary: Tensor, points: Tensor, min_overlap: float = 0.7) -> Tensor:
+    """(B, h, w): the max over vulnerable points of Gaussians with peak 1 and sigma = r / 3.
+
+    The radius is floored at 1 pixel (a point off every B > 0.5 run would get 0).
+    """
+    horizontal, vertical = run_lengths(boundary > 0.5)
+    batch, ys, xs = points.nonzero(as_tuple=True)
+    radius = gaussian_radius(
+        vertical[batch, ys, xs], horizontal[batch, ys, xs], min_overlap
+    ).clamp_min(1)
+    # CornerNet cuts each Gaussian at r = 3 sigma.
+    return draw_gaussians(
+        tuple(boundary.shape),
+        batch,
+        (ys, xs),
+        radius / 3,
+        (ys - radius, ys + radius + 1e-6),
+        (xs - radius, xs + radius + 1e-6),
+    )
 
 
 def consistency_target(
@@ -133,18 +163,121 @@ def consistency_target(
     return 1 - (value - boundary).abs()
 
 
-def laa_targets(
-    mask: Tensor, label: Tensor, size: tuple[int, int], per_quadrant: bool = False
-) -> dict[str, Tensor]:
-    """Boundary, vulnerable points, heatmap and consistency targets; zeros for reals."""
+def laa_targets(mask: Tensor, label: Tensor, size: tuple[int, int]) -> dict[str, Tensor]:
+    """The paper's boundary, vulnerable point, heatmap and consistency targets; zeros for reals."""
     fake = (label > 0.5).view(-1, 1, 1)
     boundary = blending_boundary(mask, size) * fake
-    points = vulnerable_points(boundary, per_quadrant) & fake
+    points = vulnerable_points(boundary) & fake
     return {
         "boundary": boundary,
         "points": points,
         "heatmap": heatmap_target(boundary, points) * fake,
         "consistency": consistency_target(boundary, points) * fake,
+    }
+
+
+# ------------------------------------------------ LAA-Net as its authors' code
+def _fixed_point_taps(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Source pixel and 1/32-pixel fraction per output pixel, as OpenCV's warpAffine computes them.
+
+    The map sends corner pixel to corner pixel (the authors' centre/scale affine):
+    ``x_in = x_out (n_in - 1) / (n_out - 1)``, in OpenCV's fixed point (10 fractional
+    bits, rounded, then 5 bits of interpolation position).
+    """
+    step = (n_in - 1) / max(n_out - 1, 1)
+    fixed = torch.round(torch.arange(n_out, device=device, dtype=torch.float64) * step * 1024) + 16
+    position = torch.div(fixed, 32, rounding_mode="floor").long()
+    return position // 32, position % 32
+
+
+def authors_boundary(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, h, w) in 0..255: the boundary as the authors' data pipeline stores it.
+
+    ``4 M (1 - M)`` at the mask's size, cast to uint8 (truncated), then warped to
+    the heatmap size by their centre/scale affine transform with OpenCV's
+    bilinear interpolation, reproduced to the grey level: OpenCV interpolates
+    in fixed point (positions in 1/32 pixel, weights in 1/1024, rounded half
+    up), and exact bilinear sampling would move about half the tied points.
+    """
+    m = mask.float()[:, 0]
+    full = torch.floor(4 * m * (1 - m) * 255 + 1e-4)
+    b, height, width = full.shape
+    rows, fy = _fixed_point_taps(height, size[0], full.device)
+    cols, fx = _fixed_point_taps(width, size[1], full.device)
+    padded = F.pad(full, (0, 1, 0, 1))  # OpenCV's constant border: 0 beyond the last pixel
+    r0, c0 = rows.view(-1, 1), cols.view(1, -1)
+    wy, wx = fy.view(-1, 1).float(), fx.view(1, -1).float()
+    total = (
+        (32 - wy) * (32 - wx) * padded[:, r0, c0]
+        + (32 - wy) * wx * padded[:, r0, c0 + 1]
+        + wy * (32 - wx) * padded[:, r0 + 1, c0]
+        + wy * wx * padded[:, r0 + 1, c0 + 1]
+    )
+    return torch.floor((total + 512) / 1024).clamp(0, 255)
+
+
+def authors_heatmap_target(boundary: Tensor, points: Tensor) -> Tensor:
+    """(B, h, w): the authors' Gaussians on a uint8 boundary (0..255) at ``points``.
+
+    As their code draws them: the run lengths through a point count pixels above
+    128 in both directions from the point, the point itself twice (their count
+    also wraps around the map's top and left edges, which a run never reaches
+    on a face mask; this one stops there); sigma =
+    CornerNet radius / 3 + 1e-4; a Gaussian is drawn in the window of 6 sigma + 1
+    pixels that starts at ``int(x - 3 sigma)``, centred at that start plus
+    ``floor(3 sigma + 0.5)`` (up to a pixel off the point when 3 sigma is not whole).
+    """
+    horizontal, vertical = run_lengths(boundary > 128)
+    batch, ys, xs = points.nonzero(as_tuple=True)
+    h_count = torch.where(horizontal[batch, ys, xs] > 0, horizontal[batch, ys, xs] + 1, 0)
+    v_count = torch.where(vertical[batch, ys, xs] > 0, vertical[batch, ys, xs] + 1, 0)
+    sigma = gaussian_radius(h_count, v_count) / 3 + 1e-4
+    reach = 3 * sigma
+    span = torch.ceil(6 * sigma + 1)  # np.arange(0, 6 sigma + 1) has this many samples
+    height, width = boundary.shape[-2:]
+
+    def window(position: Tensor, limit: int) -> tuple[Tensor, Tensor, Tensor]:
+        start = torch.trunc(position.float() - reach)  # Python int() truncates towards zero
+        stop = torch.minimum(torch.trunc(position.float() + reach + 1), start + span)
+        centre = start + torch.floor((6 * sigma + 1) / 2)
+        return centre, start.clamp_min(0), stop.clamp_max(limit)
+
+    cy, top, bottom = window(ys, height)
+    cx, left, right = window(xs, width)
+    return draw_gaussians(
+        tuple(boundary.shape), batch, (cy, cx), sigma, (top, bottom), (left, right)
+    )
+
+
+def authors_consistency_target(boundary: Tensor, points: Tensor) -> Tensor:
+    """(B, h, w): ``1 - |max B - B| / 255`` in every quadrant holding a point, 0 elsewhere."""
+    b, h, w = boundary.shape
+    peak = boundary.flatten(1).amax(1).view(b, 1, 1)
+    target = 1 - (peak - boundary).abs() / 255
+    has_point = torch.zeros_like(boundary, dtype=torch.bool)
+    for rows in (slice(0, h // 2), slice(h // 2, h)):
+        for cols in (slice(0, w // 2), slice(w // 2, w)):
+            any_point = points[:, rows, cols].flatten(1).any(1).view(b, 1, 1)
+            has_point[:, rows, cols] = any_point
+    return target * has_point
+
+
+def authors_laa_targets(mask: Tensor, label: Tensor, size: tuple[int, int]) -> dict[str, Tensor]:
+    """LAA-Net's targets as the authors' code builds them (their ``_new_encode_target``).
+
+    The boundary is a uint8 map (:func:`authors_boundary`); every pixel equal to
+    its quadrant's maximum is a vulnerable point (ties kept, about 11 per fake);
+    Gaussians as :func:`authors_heatmap_target`; consistency as
+    :func:`authors_consistency_target`. ``boundary`` is returned in [0, 1].
+    """
+    fake = (label > 0.5).view(-1, 1, 1)
+    boundary = authors_boundary(mask, size) * fake
+    points = vulnerable_points(boundary, per_quadrant=True) & fake
+    return {
+        "boundary": boundary / 255,
+        "points": points,
+        "heatmap": authors_heatmap_target(boundary, points) * fake,
+        "consistency": authors_consistency_target(boundary, points) * fake,
     }
 
 

@@ -1,1 +1,5 @@
-"""Jobs that combine packages: pictures and maps built from detectors and data."""
+"""Jobs that combine packages (data, augment, detectors): pictures and maps for people to check.
+
+Each tool is a library function with plain arguments; its ``dfbench`` verb lives in
+:mod:`src.cli`.
+"""

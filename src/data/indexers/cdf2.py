@@ -1,6 +1,6 @@
 """Celeb-DF-v2 (CDF2): the 518 listed test videos, the rest for training.
 
-Layout (``shared/reference/datasets.md``)::
+Layout (as distributed; ``docs/datasets.md``)::
 
     <root>/Celeb-real/id0_0000.mp4               (590 reals)
     <root>/Celeb-synthesis/id0_id1_0000.mp4      (5639 fakes)

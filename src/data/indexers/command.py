@@ -1,82 +1,10 @@
-"""``dfbench index``: write a dataset's video table as CSV.
-
-::
-
-    dfbench index --dataset ffpp --root /data/FaceForensics++ --out tables/ffpp_c23.csv \\
-        --compression c23 --methods Deepfakes Face2Face
-    dfbench index --dataset df1 --root /data/DeeperForensics-1.0 --out tables/df1.csv \\
-        -o ffpp_root=/data/FaceForensics++
-    dfbench index --dataset cdf2 --root /data/Celeb-DF-v2 --out tables/cdf2.csv -o val_fraction=0.1
-
-``--compression``, ``--methods``, ``--splits-dir`` and ``--no-strict`` map to
-the indexer options of the same names; any other option of a dataset is given
-as ``-o NAME=VALUE`` (the value is read as JSON when it parses, e.g.
-``-o val_parts=[49]``, else as a string). The table is written atomically, and
-one line per split summarises it.
-"""
+"""What ``dfbench index`` reports about a video table it wrote (the verb is :mod:`src.cli.index`)."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import warnings
-from typing import Any
-
 import pandas as pd
 
-from src.data.indexers.base import build_video_table, indexer_options, list_indexers
 from src.data.tables import SPLITS
-from src.files import atomic_write_csv
-
-
-def _option(text: str) -> tuple[str, Any]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        return name.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return name.strip(), value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    epilog = "options of each dataset (-o NAME=VALUE):\n" + "\n".join(
-        f"  {name}: {', '.join(indexer_options(name))}" for name in list_indexers()
-    )
-    parser = argparse.ArgumentParser(
-        prog="dfbench index",
-        description="Index a dataset's raw tree into a video table (CSV).",
-        epilog=epilog + "\n(see each module of src/data/indexers for their meaning)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--dataset", required=True, choices=list_indexers())
-    parser.add_argument("--root", required=True, help="the dataset's folder as unpacked")
-    parser.add_argument("--out", required=True, help="CSV file to write")
-    parser.add_argument(
-        "--compression", nargs="+", help="FF++ family: raw, c23 and/or c40 (default c23)"
-    )
-    parser.add_argument(
-        "--methods", nargs="+", help="FF++ manipulations (default: the classic four)"
-    )
-    parser.add_argument("--splits-dir", help="FF++: folder of train/val/test.json")
-    parser.add_argument(
-        "--no-strict",
-        dest="strict",
-        action="store_false",
-        help="skip (with a warning) listed videos that are missing instead of failing",
-    )
-    parser.add_argument(
-        "-o",
-        "--option",
-        dest="options",
-        action="append",
-        type=_option,
-        default=[],
-        metavar="NAME=VALUE",
-        help="any other option of the dataset's indexer",
-    )
-    return parser
 
 
 def split_summary(table: pd.DataFrame) -> list[str]:
@@ -92,37 +20,3 @@ def split_summary(table: pd.DataFrame) -> list[str]:
                 f"{len(labels) - fakes} reals, {fakes} fakes"
             )
     return lines
-
-
-def run_index(argv: list[str]) -> int:
-    """Run ``dfbench index`` with ``argv``; returns the exit code (2 on a bad tree or option)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    options: dict[str, Any] = dict(args.options)
-    if args.compression:
-        options["compression"] = args.compression
-    if args.methods:
-        options["methods"] = args.methods
-    if args.splits_dir:
-        options["splits_dir"] = args.splits_dir
-    if not args.strict:
-        options["strict"] = False
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            table = build_video_table(args.dataset, args.root, **options)
-        except (ValueError, KeyError) as error:
-            _print_warnings(caught)
-            print(f"dfbench index: error: {error}", file=sys.stderr)
-            return 2
-    _print_warnings(caught)
-    path = atomic_write_csv(args.out, table)
-    for line in split_summary(table):
-        print(line)
-    print(f"{len(table)} videos written to {path}")
-    return 0
-
-
-def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
-    for warning in caught:
-        print(f"dfbench index: warning: {warning.message}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """DeeperForensics-1.0 (DF-1.0): the official splits of its manipulated videos, plus reals.
 
-Layout (``shared/reference/datasets.md``)::
+Layout (as distributed; ``docs/datasets.md``)::
 
     <root>/manipulated_videos/<perturbation>/000_M101.mp4   (end_to_end = clean)
     <root>/source_videos/<actor>/.../*.mp4

@@ -1,6 +1,6 @@
 """DeepFakeDetection (DFD): Google's actor videos, read from inside the FF++ tree.
 
-Layout (``shared/reference/datasets.md``); ``root`` is the FF++ root::
+Layout (as distributed; ``docs/datasets.md``); ``root`` is the FF++ root::
 
     <root>/original_sequences/actors/<comp>/videos/01__exit_phone_room.mp4     (reals)
     <root>/manipulated_sequences/DeepFakeDetection/<comp>/videos/<name>.mp4    (fakes)

@@ -1,6 +1,6 @@
 """DFDC, the full Deepfake Detection Challenge data: its public test set and training parts.
 
-Layout (``shared/reference/datasets.md``)::
+Layout (as distributed; ``docs/datasets.md``)::
 
     <root>/test/*.mp4  +  labels.csv           ("filename,label", 1 = fake; 5000 videos)
     <root>/dfdc_train_part_<n>/*.mp4  +  metadata.json

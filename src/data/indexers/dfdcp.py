@@ -1,6 +1,6 @@
 """DFDC-Preview (DFDCP): the preview release described by its ``dataset.json``.
 
-Layout (``shared/reference/datasets.md``)::
+Layout (as distributed; ``docs/datasets.md``)::
 
     <root>/dataset.json
         {"method_A/.../x.mp4": {"label": "fake"|"real", "set": "train"|"test", ...}}

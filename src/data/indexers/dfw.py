@@ -1,6 +1,6 @@
 """WildDeepfake (DFW): face sequences from archives or from an extracted tree.
 
-Layout (``shared/reference/datasets.md``)::
+Layout (as distributed; ``docs/datasets.md``)::
 
     <root>/real_train/ fake_train/ real_test/ fake_test/    each holding <id>.tar.gz
 

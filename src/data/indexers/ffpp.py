@@ -1,6 +1,6 @@
 """FaceForensics++ (FF++): the official splits over the youtube reals and the manipulations.
 
-Layout (``shared/reference/datasets.md``)::
+Layout (as distributed; ``docs/datasets.md``)::
 
     <root>/original_sequences/youtube/<comp>/videos/000.mp4
     <root>/manipulated_sequences/<method>/<comp>/videos/000_003.mp4

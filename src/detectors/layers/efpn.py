@@ -36,10 +36,16 @@ def upsample2(channels: int) -> list[nn.Module]:
 
 
 class InceptionBlock(nn.Module):
-    """Four branches over one shared 1x1 reduction: [pw, 3x3(pw), 5x5(pw), pw(maxpool)]."""
+    """Four branches over one shared 1x1 reduction: [pw, 3x3(pw), 5x5(pw), pw(maxpool)].
 
-    def __init__(self, channels: int) -> None:
+    ``passes`` > 1 runs the reduction of the input that many times in training:
+    the outputs are identical, but the batch-norm running statistics are
+    updated as often as the authors' code does (it calls the block once per branch).
+    """
+
+    def __init__(self, channels: int, passes: int = 1) -> None:
         super().__init__()
+        self.passes = passes
         width = channels // 4
         self.pw_block = conv_bn_relu(channels, width, 1)
         self.mp_layer = nn.MaxPool2d(3, stride=1, padding=1)
@@ -48,6 +54,10 @@ class InceptionBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         reduced = self.pw_block(x)
+        if self.training:
+            with torch.no_grad():
+                for _ in range(self.passes - 1):
+                    self.pw_block(x)
         return torch.cat(
             [
                 reduced,
@@ -69,6 +79,7 @@ class EFPN(nn.Module):
             previous one's resolution (False: the same, as C5 beside C6).
         gamma: exponent of the weighting (the paper's gamma_w; 1 in all its runs).
         weighted: E-FPN weighting (True) or plain FPN concatenation (False).
+        inception_passes: see :class:`InceptionBlock`.
 
     The output has ``2 * channels[-1]`` channels (or ``channels[0]`` with one
     feature) at twice the finest feature's resolution.
@@ -80,6 +91,7 @@ class EFPN(nn.Module):
         upsample: Sequence[bool],
         gamma: float = 1.0,
         weighted: bool = True,
+        inception_passes: int = 1,
     ) -> None:
         super().__init__()
         if len(upsample) != len(channels) - 1:
@@ -97,7 +109,7 @@ class EFPN(nn.Module):
             self.add_module(f"deconv_{level}", nn.Sequential(*layers))
             in_channels = 2 * out_channels
         self.out_channels = in_channels
-        self.inception_block = InceptionBlock(in_channels)
+        self.inception_block = InceptionBlock(in_channels, inception_passes)
         final = nn.Sequential(self.inception_block, *upsample2(in_channels))
         self.add_module(f"deconv_{self.levels + 1}", final)
         self.relu = nn.ReLU(inplace=True)

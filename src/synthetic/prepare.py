@@ -15,8 +15,8 @@ from pathlib import Path
 
 from src.data.indexers import build_video_table
 from src.data.preprocess import PreprocessConfig, PreprocessResult, preprocess
-from src.data.synth import ALL, ROOTS, synthesize
 from src.files import atomic_write_csv
+from src.synthetic.layouts import ALL, ROOTS, synthesize
 
 
 def prepare_synthetic(

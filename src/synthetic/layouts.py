@@ -2,18 +2,18 @@
 
 ``synthesize(out_dir)`` writes miniature FaceForensics++ (with DFD inside it),
 Celeb-DF-v2, DFDC, DFDC-Preview, WildDeepfake and DeeperForensics-1.0 trees
-that follow ``reference/datasets.md`` file for file: the same folder names,
+that follow each dataset's published layout file for file: the same folder names,
 file-name patterns, split and label files (with each dataset's own label
 convention), mp4 videos (OpenCV ``mp4v``) and, for WildDeepfake, ``.tar.gz``
 archives of cropped PNG face sequences. Indexers, preprocessing and the
 cross-dataset benchmark can therefore run end to end on them.
 
 Faces are photographic: identities are warped, recoloured variants of
-``skimage.data.astronaut()`` (see :mod:`src.data.synth_faces`). facenet-pytorch's
+``skimage.data.astronaut()`` (see :mod:`src.synthetic.faces`). facenet-pytorch's
 MTCNN finds a face in every frame we sampled (4 per video and every DFW crop:
 727 of 728 frames of the default set with p > 0.9, the last at p = 0.88; all
-354 frames of the tiny set with p > 0.8), whereas it found the cartoon faces of
-:mod:`src.data.render` in only 46 of 120 frames. Videos move the
+354 frames of the tiny set with p > 0.8), whereas it found procedurally drawn
+cartoon faces in only 46 of 120 frames. Videos move the
 head (translation, roll and scale drift plus sway) and the mouth (talking).
 Real videos are untouched renders of one identity; a fake keeps the target
 video's frames and pastes a face region through a soft mask. FF++ and DFD
@@ -41,7 +41,7 @@ synthesising one dataset alone gives the same files as synthesising all.
 Every file is written atomically; a marker file written last per dataset
 makes re-running over a complete tree a no-op.
 
-Decisions where the reference is silent: DFDC videos are 320x240 (landscape,
+Decisions where the datasets' documentation is silent: DFDC videos are 320x240 (landscape,
 to exercise non-square handling), all others 256x256; FF++ and DFD share the
 ``FaceForensics++`` root and have one marker each; DF-1.0 fakes are built on
 the synthetic FF++ youtube videos of the matching split (as the real DF-1.0
@@ -54,42 +54,28 @@ and fake) and the second half of YouTube-real.
 
 from __future__ import annotations
 
-import argparse
-import gzip
-import io
 import json
-import os
-import tarfile
 import tempfile
-import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from src.data.synth_faces import (
-    Identity,
-    Look,
-    Motion,
-    Person,
-    Scene,
-    SwapStyle,
-    apply_look,
-    build_person,
-    compose,
-    face_crop,
-    random_identity,
-    random_motion,
-    random_scene,
-    swap_frame,
+from src.files import atomic_write_json
+from src.synthetic.swaps import Look, SwapStyle, face_crop
+from src.synthetic.writer import (
+    ALL,
+    SIZE_PRESETS,
+    SIZES,
+    TreeWriter,
+    VideoRecipe,
+    marker_path,
+    read_marker,
+    tar_gz,
 )
-from src.files import atomic_write, atomic_write_json, atomic_write_text
 
-ALL: tuple[str, ...] = ("ffpp", "dfd", "cdf2", "dfdc", "dfdcp", "dfw", "df1")
-SIZES: tuple[str, ...] = ("default", "tiny")
 #: Root folder of each dataset under ``out_dir`` (DFD lives inside the FF++ tree).
 ROOTS: dict[str, str] = {
     "ffpp": "FaceForensics++",
@@ -110,7 +96,6 @@ FFPP_METHODS: tuple[str, ...] = (
 FFPP_MASKED: tuple[str, ...] = FFPP_METHODS[:4]
 #: Bump when the generator changes, so markers of older trees no longer match.
 VERSION = 1
-FPS = 25.0
 
 STYLES: dict[str, SwapStyle] = {
     "Deepfakes": SwapStyle(
@@ -167,210 +152,12 @@ DFD_SCENES: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class _Size:
-    """How many of everything one size preset makes."""
-
-    frames: dict[str, int]
-    scale: float  # frame size relative to 256 x 256 (DFDC: 320 x 240)
-    ffpp_pairs: tuple[int, int, int]  # train, val, test
-    dfd_actors: int
-    dfd_fakes: int
-    cdf2_celebs: int
-    cdf2_clips: int
-    cdf2_youtube: int
-    dfdc_test: int
-    dfdc_train: int
-    dfdcp_people: int
-    dfdcp_clips: int
-    dfdcp_fakes: int  # per method
-    dfw_archives: int  # per folder
-    dfw_sequences: int  # per archive
-    df1_actors: int
-    df1_split: tuple[int, int, int]
-
-
-_SIZES: dict[str, _Size] = {
-    "default": _Size(
-        frames={"ffpp": 20, "dfd": 20, "cdf2": 24, "dfdc": 16, "dfdcp": 16, "dfw": 16, "df1": 20},
-        scale=1.0,
-        ffpp_pairs=(4, 2, 2),
-        dfd_actors=3,
-        dfd_fakes=4,
-        cdf2_celebs=3,
-        cdf2_clips=2,
-        cdf2_youtube=2,
-        dfdc_test=8,
-        dfdc_train=4,
-        dfdcp_people=2,
-        dfdcp_clips=2,
-        dfdcp_fakes=2,
-        dfw_archives=1,
-        dfw_sequences=2,
-        df1_actors=3,
-        df1_split=(4, 2, 2),
-    ),
-    "tiny": _Size(
-        frames=dict.fromkeys(ALL, 6),
-        scale=0.5,
-        ffpp_pairs=(1, 1, 1),
-        dfd_actors=2,
-        dfd_fakes=2,
-        cdf2_celebs=2,
-        cdf2_clips=1,
-        cdf2_youtube=1,
-        dfdc_test=2,
-        dfdc_train=2,
-        dfdcp_people=2,
-        dfdcp_clips=1,
-        dfdcp_fakes=1,
-        dfw_archives=1,
-        dfw_sequences=1,
-        df1_actors=2,
-        df1_split=(1, 1, 1),
-    ),
-}
-
-
-@dataclass
-class _Video:
-    """Recipe of one real video: who is in it, how they move, where."""
-
-    key: str  # unique; seeds the sensor noise
-    person: Person
-    motion: Motion
-    scene: Scene
-
-
-class _Builder:
-    """Makes the files of one dataset under ``root`` and records what it wrote."""
-
-    def __init__(self, name: str, root: Path, seed: int, size: str, tmp: Path) -> None:
-        self.name = name
-        self.root = root
-        self.seed = seed
-        self.size_name = size
-        self.size = _SIZES[size]
-        self.tmp = tmp
-        self.written: list[str] = []
-        self._people: dict[str, Person] = {}
-        self._frames: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-
-    # -- randomness ---------------------------------------------------------------------
-    def rng(self, *keys: object) -> np.random.Generator:
-        """A generator that depends only on the seed and ``keys`` (never on call order)."""
-        words = [zlib.crc32(str(key).encode()) for key in keys]
-        return np.random.default_rng([self.seed, *words])
-
-    # -- people and videos --------------------------------------------------------------
-    def person(self, pool: str, pid: str) -> Person:
-        key = f"{pool}/{pid}"
-        if key not in self._people:
-            identity: Identity = random_identity(self.rng("identity", key))
-            self._people[key] = build_person(identity)
-        return self._people[key]
-
-    def video(self, pool: str, pid: str, clip: str, height: int = 256, width: int = 256) -> _Video:
-        """The real video ``clip`` of person ``pid`` from people pool ``pool``."""
-        key = f"{pool}/{pid}/{clip}"
-        height, width = round(height * self.size.scale), round(width * self.size.scale)
-        return _Video(
-            key=key,
-            person=self.person(pool, pid),
-            motion=random_motion(self.rng("motion", key)),
-            scene=random_scene(self.rng("scene", key), height, width),
-        )
-
-    def real(self, video: _Video, n_frames: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Frames (uint8 RGB) and landmarks of ``video``; cached, fakes reuse them."""
-        cached = self._frames.get(video.key)
-        if cached is None or len(cached[0]) < n_frames:
-            frames, landmarks = [], []
-            for index in range(n_frames):
-                rng = self.rng("noise", video.key, index)
-                frame, lm = compose(video.person, video.motion, video.scene, index, rng)
-                frames.append(frame)
-                landmarks.append(lm)
-            cached = self._frames[video.key] = (frames, landmarks)
-        return cached[0][:n_frames], cached[1][:n_frames]
-
-    def fake(
-        self, key: str, target: _Video, source: _Video, style: SwapStyle, n_frames: int
-    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-        """Fake frames, blend masks and target landmarks: ``source``'s face on ``target``."""
-        frames, landmarks = self.real(target, n_frames)
-        rng = self.rng("fake", key)
-        fakes, masks = [], []
-        for index, (frame, lm) in enumerate(zip(frames, landmarks, strict=True)):
-            fake, mask = swap_frame(
-                frame,
-                lm,
-                target.person,
-                source.person,
-                target.motion,
-                source.motion,
-                target.scene,
-                index,
-                style,
-                rng,
-            )
-            fakes.append(fake)
-            masks.append(mask)
-        return fakes, masks, landmarks
-
-    def looked(self, key: str, frames: Sequence[np.ndarray], look: Look) -> list[np.ndarray]:
-        return [apply_look(frame, look, self.rng("look", key, i)) for i, frame in enumerate(frames)]
-
-    # -- writing ------------------------------------------------------------------------
-    def write_bytes(self, relative: str, data: bytes) -> None:
-        atomic_write(self.root / relative, lambda handle: handle.write(data))
-        self.written.append(relative)
-
-    def write_video(self, relative: str, frames: Sequence[np.ndarray]) -> None:
-        """Encode RGB ``frames`` as an mp4v video at ``relative``, atomically."""
-        self.write_bytes(relative, encode_mp4(frames, self.tmp))
-
-    def write_mask(self, relative: str, masks: Sequence[np.ndarray]) -> None:
-        """A mask video: the blend weight as white on black."""
-        frames = [
-            np.repeat(np.round(mask * 255).astype(np.uint8)[..., None], 3, axis=2) for mask in masks
-        ]
-        self.write_video(relative, frames)
-
-    def write_text(self, relative: str, text: str) -> None:
-        atomic_write_text(self.root / relative, text)
-        self.written.append(relative)
-
-    def write_json(self, relative: str, data: object) -> None:
-        atomic_write_json(self.root / relative, data)
-        self.written.append(relative)
-
-
-def encode_mp4(frames: Sequence[np.ndarray], tmp: Path, fps: float = FPS) -> bytes:
-    """The bytes of an mp4 (``mp4v``) holding RGB ``frames``; OpenCV writes BGR."""
-    handle, name = tempfile.mkstemp(dir=tmp, suffix=".mp4")
-    os.close(handle)  # OpenCV opens the file by name
-    path = Path(name)
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write mp4v video to {path}")
-    try:
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    data = path.read_bytes()
-    path.unlink()
-    return data
-
-
 # -- FaceForensics++ -------------------------------------------------------------------------
 
 
 def ffpp_pairs(seed: int, size: str) -> dict[str, list[list[str]]]:
     """The synthetic FF++ split: ``{"train"|"val"|"test": [[a, b], ...]}`` of 3-digit ids."""
-    counts = _SIZES[size].ffpp_pairs
+    counts = SIZE_PRESETS[size].ffpp_pairs
     rng = np.random.default_rng([seed, zlib.crc32(b"ffpp/split")])
     ids = [f"{i:03d}" for i in rng.choice(1000, size=2 * sum(counts), replace=False)]
     pairs = [[ids[2 * k], ids[2 * k + 1]] for k in range(sum(counts))]
@@ -378,11 +165,11 @@ def ffpp_pairs(seed: int, size: str) -> dict[str, list[list[str]]]:
     return {"train": pairs[:train], "val": pairs[train:val], "test": pairs[val:]}
 
 
-def _ffpp_video(builder: _Builder, vid: str) -> _Video:
+def _ffpp_video(builder: TreeWriter, vid: str) -> VideoRecipe:
     return builder.video("ffpp", vid, "youtube")
 
 
-def _build_ffpp(b: _Builder) -> None:
+def _build_ffpp(b: TreeWriter) -> None:
     n = b.size.frames["ffpp"]
     splits = ffpp_pairs(b.seed, b.size_name)
     look = LOOKS["ffpp"]
@@ -407,7 +194,7 @@ def _build_ffpp(b: _Builder) -> None:
                         b.write_mask(f"{base}/masks/videos/{name}.mp4", masks)
 
 
-def _build_dfd(b: _Builder) -> None:
+def _build_dfd(b: TreeWriter) -> None:
     n = b.size.frames["dfd"]
     actors = [f"{i + 1:02d}" for i in range(b.size.dfd_actors)]
     scene_rng = b.rng("dfd/scenes")
@@ -438,7 +225,7 @@ def _build_dfd(b: _Builder) -> None:
 # -- Celeb-DF-v2 -----------------------------------------------------------------------------
 
 
-def _build_cdf2(b: _Builder) -> None:
+def _build_cdf2(b: TreeWriter) -> None:
     size, n, look = b.size, b.size.frames["cdf2"], LOOKS["cdf2"]
     celebs = [f"id{i}" for i in range(size.cdf2_celebs)]
     listed: list[tuple[int, str]] = []  # (CDF label: 1 = real, 0 = fake, path)
@@ -478,7 +265,7 @@ def _dfdc_name(rng: np.random.Generator, taken: set[str]) -> str:
             return name
 
 
-def _build_dfdc(b: _Builder) -> None:
+def _build_dfdc(b: TreeWriter) -> None:
     n, look = b.size.frames["dfdc"], LOOKS["dfdc"]
     names_rng, taken = b.rng("dfdc/names"), set()
     fake_count = 0
@@ -520,14 +307,14 @@ def _build_dfdc(b: _Builder) -> None:
             b.write_json(f"{part}/metadata.json", metadata)
 
 
-def _build_dfdcp(b: _Builder) -> None:
+def _build_dfdcp(b: TreeWriter) -> None:
     size, n, look = b.size, b.size.frames["dfdcp"], LOOKS["dfdcp"]
     id_rng = b.rng("dfdcp/ids")
     people = [str(v) for v in id_rng.choice(np.arange(100000, 1000000), size.dfdcp_people, False)]
     n_train = (len(people) + 1) // 2
     sets = {pid: "train" if i < n_train else "test" for i, pid in enumerate(people)}
     index: dict[str, dict[str, str]] = {}
-    reals: list[tuple[str, str, _Video]] = []  # (person, clip, video), people interleaved
+    reals: list[tuple[str, str, VideoRecipe]] = []  # (person, clip, video), people interleaved
     for clip in "ABCDEFGH"[: size.dfdcp_clips]:
         for pid in people:
             video = b.video("dfdcp", pid, clip)
@@ -550,25 +337,7 @@ def _build_dfdcp(b: _Builder) -> None:
 # -- WildDeepfake ----------------------------------------------------------------------------
 
 
-def _tar_gz(files: dict[str, bytes]) -> bytes:
-    """A reproducible .tar.gz (fixed times and owners) of ``files``, folders included."""
-    buffer = io.BytesIO()
-    folders = sorted(
-        {str(Path(p).parents[i]) for p in files for i in range(len(Path(p).parts) - 1)}
-    )
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for folder in folders:
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-            tar.addfile(info)
-        for path in sorted(files):
-            info = tarfile.TarInfo(path)
-            info.size, info.mode, info.mtime = len(files[path]), 0o644, 0
-            tar.addfile(info, io.BytesIO(files[path]))
-    return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)
-
-
-def _build_dfw(b: _Builder) -> None:
+def _build_dfw(b: TreeWriter) -> None:
     size, n, look = b.size, b.size.frames["dfw"], LOOKS["dfw"]
     for folder in ("real_train", "fake_train", "real_test", "fake_test"):
         kind, split = folder.split("_")
@@ -590,13 +359,13 @@ def _build_dfw(b: _Builder) -> None:
                     if not ok:
                         raise RuntimeError(f"PNG encoding failed for {key}")
                     files[f"{archive}/{kind}/{seq}/{index}.png"] = png.tobytes()
-            b.write_bytes(f"{folder}/{archive}.tar.gz", _tar_gz(files))
+            b.write_bytes(f"{folder}/{archive}.tar.gz", tar_gz(files))
 
 
 # -- DeeperForensics-1.0 ---------------------------------------------------------------------
 
 
-def _build_df1(b: _Builder) -> None:
+def _build_df1(b: TreeWriter) -> None:
     size, n = b.size, b.size.frames["df1"]
     actor_rng = b.rng("df1/actors")
     numbers = actor_rng.choice(np.arange(1, 200), size.df1_actors, replace=False)
@@ -650,20 +419,6 @@ _BUILDERS = {
 }
 
 
-def marker_path(root: Path, name: str) -> Path:
-    """The file whose presence says dataset ``name`` under ``root`` is complete."""
-    return root / f".dfbench-synth-{name}.json"
-
-
-def _read_marker(root: Path, name: str) -> dict | None:
-    """The marker of a finished tree (None when absent or unreadable)."""
-    try:
-        marker = json.loads(marker_path(root, name).read_text())
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) else None
-
-
 def synthesize(
     out_dir: str | Path, datasets: Sequence[str] = ALL, seed: int = 0, size: str = "default"
 ) -> dict[str, Path]:
@@ -688,7 +443,7 @@ def synthesize(
     unknown = sorted(set(datasets) - set(ALL))
     if unknown:
         raise ValueError(f"unknown dataset(s) {unknown}; choose from {list(ALL)}")
-    if size not in _SIZES:
+    if size not in SIZE_PRESETS:
         raise ValueError(f"unknown size {size!r}; choose from {list(SIZES)}")
     out_dir = Path(out_dir)
     roots: dict[str, Path] = {}
@@ -696,14 +451,14 @@ def synthesize(
         root = out_dir / ROOTS[name]
         roots[name] = root
         params = {"dataset": name, "seed": int(seed), "size": size, "version": VERSION}
-        old = _read_marker(root, name)
+        old = read_marker(root, name)
         if old is not None and all(old.get(k) == v for k, v in params.items()):
             files = old.get("files", [])
             if all((root / f).is_file() for f in files):
                 continue
         root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="dfbench-synth-") as tmp:
-            builder = _Builder(name, root, int(seed), size, Path(tmp))
+            builder = TreeWriter(name, root, int(seed), size, Path(tmp))
             _BUILDERS[name](builder)
         written = sorted(set(builder.written))
         for stale in sorted(set(old.get("files", []) if old else []) - set(written)):
@@ -711,41 +466,3 @@ def synthesize(
             (root / stale).unlink(missing_ok=True)
         atomic_write_json(marker_path(root, name), {**params, "files": written})
     return roots
-
-
-def run_synth(argv: list[str]) -> int:
-    """``dfbench synth``: write the synthetic datasets; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="dfbench synth",
-        description="Write small synthetic copies of every dataset's on-disk layout "
-        "(real mp4 videos of faces) for tests and demos.",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument(
-        "--datasets", nargs="+", choices=ALL, default=list(ALL), help="datasets to write"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--size", choices=SIZES, default="default", help="size preset")
-    parser.add_argument(
-        "--prepare",
-        action="store_true",
-        help="also index and preprocess every dataset into OUT/cache (see src/data/prepare.py)",
-    )
-    parser.add_argument("--frames", type=int, default=8, help="with --prepare: frames per video")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    if args.prepare:
-        from src.data.prepare import prepare_synthetic
-
-        results = prepare_synthetic(args.out, args.datasets, args.size, args.seed, args.frames)
-        for name, result in results.items():
-            print(
-                f"{name:6s} {len(result.frames):5d} faces, {len(result.failures)} failures -> {result.table_path}"
-            )
-        print(f"done in {time.perf_counter() - start:.1f} s")
-        return 0
-    roots = synthesize(args.out, args.datasets, seed=args.seed, size=args.size)
-    for name, root in roots.items():
-        print(f"{name:6s} {root}")
-    print(f"done in {time.perf_counter() - start:.1f} s")
-    return 0

@@ -1,16 +1,7 @@
-"""The ``dfbench`` command.
+"""``dfbench fit | validate | test | predict``: LightningCLI with dfbench's defaults.
 
-``dfbench fit | validate | test | predict`` are LightningCLI subcommands
-(stacked ``-c`` configs, ``class_path``/``init_args`` for model and data).
-Every other verb is a plain function registered with :func:`verb`; adding one
-is a decorated function, and ``dfbench --help`` lists them all::
-
-    @verb("index", "write a dataset's video table")
-    def index(argv: list[str]) -> int:
-        parser = argparse.ArgumentParser(prog="dfbench index")
-        ...
-
-What the Lightning subcommands add to plain LightningCLI:
+Stacked ``-c`` configs, ``class_path``/``init_args`` for model and data. What
+these subcommands add to plain LightningCLI:
 
 * a ``checkpoint`` callback that keeps the best epoch by ``val/frame_auc``
   (validation data only; the test sets never choose a checkpoint) and the last;
@@ -23,10 +14,7 @@ What the Lightning subcommands add to plain LightningCLI:
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,42 +23,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from src.data.base import DeepfakeDataModuleBase
-from src.detectors import Detector, build_detector, list_detectors
-from src.detectors.registry import registry_entry
+from src.detectors import Detector
 from src.files import atomic_write, atomic_write_csv, atomic_write_json
 from src.metrics import format_metrics_table, video_scores
 
-LIGHTNING_SUBCOMMANDS = {
-    "fit": "train a detector (checkpoint chosen on the validation split)",
-    "validate": "evaluate on the validation split",
-    "test": "evaluate on every test set; print and save frame/video metrics",
-    "predict": "score every frame and video; write CSV files",
-}
-
-
-@dataclass(frozen=True)
-class Verb:
-    name: str
-    help: str
-    run: Callable[[list[str]], int]
-
-
-VERBS: dict[str, Verb] = {}
-
-
-def verb(
-    name: str, help: str
-) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
-    """Register ``run(argv) -> exit code`` as ``dfbench NAME``."""
-
-    def decorator(run: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
-        VERBS[name] = Verb(name, help, run)
-        return run
-
-    return decorator
-
 
 class DFBenchCLI(LightningCLI):
+    """LightningCLI plus the checkpoint, logger and result files listed in the module docstring."""
+
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -175,7 +135,8 @@ def video_predictions(frames: pd.DataFrame, how: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[["set", "video_key", "label", "n_frames", "score"]]
 
 
-def run_lightning(argv: list[str]) -> int:
+def run(argv: list[str]) -> int:
+    """Run a LightningCLI subcommand; ``argv[0]`` is ``fit``, ``validate``, ``test`` or ``predict``."""
     DFBenchCLI(
         Detector,
         DeepfakeDataModuleBase,
@@ -187,106 +148,3 @@ def run_lightning(argv: list[str]) -> int:
         args=None if argv == sys.argv[1:] else argv,
     )
     return 0
-
-
-@verb("detectors", "list the registered detectors and their input contracts")
-def detectors_verb(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dfbench detectors", description=VERBS["detectors"].help)
-    parser.add_argument(
-        "--params", action="store_true", help="also build each one and count its parameters"
-    )
-    args = parser.parse_args(argv)
-    for name in list_detectors():
-        entry = registry_entry(name)
-        model = build_detector(name, pretrained=False)
-        contract = model.input_contract
-        line = (
-            f"{name:<18} {entry.obj.__name__:<20} input {contract.input_size[0]}x{contract.input_size[1]} "
-            f"mean {contract.mean} std {contract.std}"
-        )
-        if args.params:
-            line += f"  {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters"
-        print(line)
-    return 0
-
-
-@verb("index", "write a dataset's video table (CSV) from its official layout")
-def index_verb(argv: list[str]) -> int:
-    from src.data.indexers.command import run_index
-
-    return run_index(argv)
-
-
-@verb("preprocess", "extract evenly spaced face frames, landmarks and masks into the frame cache")
-def preprocess_verb(argv: list[str]) -> int:
-    from src.data.preprocess import run_preprocess
-
-    return run_preprocess(argv)
-
-
-@verb("synth", "write small synthetic copies of every dataset's on-disk layout")
-def synth_verb(argv: list[str]) -> int:
-    from src.data.synth import run_synth
-
-    return run_synth(argv)
-
-
-@verb("show-augment", "draw real / SBI / BI fakes with their masks for a few training faces")
-def show_augment_verb(argv: list[str]) -> int:
-    from src.augment.show import run_show_augment
-
-    return run_show_augment(argv)
-
-
-@verb("import-laa-net", "convert the LAA-Net authors' released weights into a dfbench checkpoint")
-def import_laa_net_verb(argv: list[str]) -> int:
-    from src.detectors.laa_net.importer import write_checkpoint
-
-    parser = argparse.ArgumentParser(
-        prog="dfbench import-laa-net", description=VERBS["import-laa-net"].help
-    )
-    parser.add_argument("--checkpoint", required=True, help="the authors' released .pth file")
-    parser.add_argument("--out", required=True, help="Lightning checkpoint to write (.ckpt)")
-    args = parser.parse_args(argv)
-    path, count = write_checkpoint(args.checkpoint, args.out)
-    print(f"imported {count} tensors -> {path}")
-    print(
-        "test it with: dfbench test -c configs/data/cross_dataset.yaml -c configs/detectors/laa_net.yaml "
-        f"--model.init_args.authors_padding=true --ckpt_path {path}"
-    )
-    return 0
-
-
-@verb("bench", "run a benchmark grid (benchmarks/*.yaml) and render its tables")
-def bench_verb(argv: list[str]) -> int:
-    from src.bench.runner import run_bench
-
-    return run_bench(argv)
-
-
-def print_help() -> None:
-    print("usage: dfbench COMMAND [options]   (dfbench COMMAND --help for its options)\n")
-    print("Lightning commands (stack configs with -c; see configs/):")
-    for name, text in LIGHTNING_SUBCOMMANDS.items():
-        print(f"  {name:<14} {text}")
-    print("\ndfbench commands:")
-    for name in sorted(VERBS):
-        print(f"  {name:<14} {VERBS[name].help}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in {"-h", "--help", "help"}:
-        print_help()
-        return 0
-    if argv[0] in VERBS:
-        return VERBS[argv[0]].run(argv[1:])
-    if argv[0] in LIGHTNING_SUBCOMMANDS:
-        return run_lightning(argv)
-    print(f"dfbench: unknown command {argv[0]!r}\n", file=sys.stderr)
-    print_help()
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,32 @@
+"""List the registered detectors with their input contracts (``dfbench detectors``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dfbench detectors", description=__doc__)
+    parser.add_argument(
+        "--params", action="store_true", help="also build each one and count its parameters"
+    )
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    from src.detectors import build_detector, list_detectors
+    from src.detectors.registry import registry_entry
+
+    args = build_parser().parse_args(argv)
+    for name in list_detectors():
+        entry = registry_entry(name)
+        model = build_detector(name, pretrained=False)
+        contract = model.input_contract
+        line = (
+            f"{name:<18} {entry.obj.__name__:<20} input {contract.input_size[0]}x{contract.input_size[1]} "
+            f"mean {contract.mean} std {contract.std}"
+        )
+        if args.params:
+            line += f"  {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters"
+        print(line)
+    return 0

@@ -1,0 +1,130 @@
+"""Structure every detector relies on: registration, the classifier view, CAM layers, feature taps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_SIZE
+
+from src.detectors import list_detectors
+from src.detectors.backbones import staged_backbone
+from src.detectors.registry import build_detector
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Every detector the suite ships; a new one is added here on purpose.
+SHIPPED = {"efficientnet_b4", "f3net", "laa_net", "resnet50", "vgg16", "xception"}
+
+_FIND_UNREGISTERED = """
+import importlib, inspect, json, pkgutil
+import src.detectors as package
+from src.detectors.base import Detector
+from src.detectors.registry import DETECTORS
+registered = {entry.obj for entry in DETECTORS}
+found = []
+for info in pkgutil.walk_packages(package.__path__, "src.detectors."):
+    module = importlib.import_module(info.name)
+    for _, cls in inspect.getmembers(module, inspect.isclass):
+        if issubclass(cls, Detector) and cls is not Detector and cls.__module__ == info.name:
+            found.append([info.name, cls.__name__, cls in registered])
+print(json.dumps(found))
+"""
+
+
+def test_every_detector_class_under_src_detectors_is_registered_by_the_package() -> None:
+    """Forgetting a module's import in src/detectors/__init__.py drops it from every test."""
+    out = subprocess.run(
+        [sys.executable, "-c", _FIND_UNREGISTERED], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert found, "no Detector subclass found under src/detectors"
+    missing = [f"{module}.{name}" for module, name, registered in found if not registered]
+    assert not missing, f"defined but not registered after `import src.detectors`: {missing}"
+
+
+def test_the_registry_holds_exactly_the_shipped_detectors() -> None:
+    assert set(list_detectors()) - {"example_tap"} == SHIPPED
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_classifier_view_shares_weights_and_cam_layers_see_activations(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_detector(name, pretrained=False, input_size=TINY_SIZE).eval()
+    images = torch.randn(2, 3, TINY_SIZE, TINY_SIZE)
+    view = model.as_classifier()
+    seen: list[torch.Size] = []
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+        for layer in model.cam_target_layers()
+    ]
+    logits = view(images)
+    for hook in hooks:
+        hook.remove()
+    assert logits.shape == (2, 1)
+    assert torch.allclose(logits[:, 0], model(images).logit)
+    assert len(seen) >= len(model.cam_layers) and all(len(shape) == 4 for shape in seen)
+    # The view holds the detector's own parameters, not a copy: gradients reach them.
+    logits.sum().backward()
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+    assert {id(p) for p in view.parameters()} == {id(p) for p in model.parameters()}
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "taps"),
+    [
+        ("legacy_xception", 299, {"block4": (728, 19), "block7": (728, 19), "conv4": (2048, 10)}),
+        ("efficientnet_b0", 128, {"C3": (40, 16), "C5": (320, 4), "C6": (1280, 4)}),
+        ("resnet18", 64, {"C2": (64, 16), "C4": (256, 4)}),
+    ],
+)
+def test_feature_taps_match_the_whole_network_and_resume(name: str, size: int, taps: dict) -> None:
+    torch.manual_seed(0)
+    backbone = staged_backbone(name, num_classes=0).eval()
+    images = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        features = backbone.features(images, list(taps))
+        for tap, (channels, side) in taps.items():
+            assert features[tap].shape == (1, channels, side, side), tap
+            assert backbone.channels(tap) == channels
+        whole = backbone.model.forward_features(images)
+        first = list(taps)[0]
+        resumed = backbone.run(backbone.run(images, until=first), after=first)
+    assert torch.allclose(backbone.run(images), whole, atol=1e-5)
+    assert torch.allclose(resumed, whole, atol=1e-5)
+
+
+def test_unknown_tap_names_the_known_ones() -> None:
+    backbone = staged_backbone("resnet18", num_classes=0)
+    with pytest.raises(KeyError, match="no stage 'block4'.*layer1"):
+        backbone.features(torch.zeros(1, 3, 32, 32), ["block4"])
+
+
+def test_example_detector_trains_from_its_config(tmp_path, tiny_synthetic_args) -> None:
+    """The example of adding a method: one source file, one config, SAM and a schedule from YAML."""
+    from src.cli import main
+
+    sys.path.insert(0, str(ROOT))
+    args = [
+        "fit",
+        "-c",
+        str(ROOT / "tests/configs/example_detector.yaml"),
+        "-c",
+        str(ROOT / "configs/data/synthetic.yaml"),
+        *tiny_synthetic_args,
+        "--model.init_args.input_size=32",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+    ]
+    assert main(args) == 0
+    (checkpoint,) = tmp_path.rglob("best-*.ckpt")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert saved["hyper_parameters"]["sam_rho"] == 0.05
+    assert saved["hyper_parameters"]["freeze_backbone_epochs"] == 1
+    assert "mask_head.weight" in saved["state_dict"]
