@@ -18,7 +18,7 @@ from src.detectors.registry import build_detector
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Every detector the suite ships; a new one is added here on purpose.
-SHIPPED = {"efficientnet_b4", "f3net", "laa_net", "resnet50", "vgg16", "xception"}
+SHIPPED = {"efficientnet_b4", "f3net", "laa_net", "resnet50", "vgg16", "xception", "ynet"}
 
 _FIND_UNREGISTERED = """
 import importlib, inspect, json, pkgutil
