@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from conftest import TINY_SIZE
+from sklearn.metrics import roc_auc_score
+from torch.utils.data import DataLoader
 
 from src.cli import main
 from src.detectors import YNet, build_detector
@@ -19,6 +23,7 @@ from src.detectors.layers.localisation import (
     SkipFusionBlock,
 )
 from src.detectors.targets import localisation_target
+from src.synthetic import SyntheticFaceDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +62,19 @@ def test_paper_contract_and_output_shapes(tiny_model: YNet) -> None:
     assert output.extras["pair_logit"].shape == (4, 16, 16)
     with torch.no_grad():
         assert tiny_model.as_classifier()(torch.zeros(2, 3, TINY_SIZE, TINY_SIZE)).shape == (2, 1)
+
+
+def test_paper_size_shapes() -> None:
+    """At 224 px block7 is 14 x 14: a 196 x 196 pair map; the mask comes back at 224 x 224."""
+    torch.manual_seed(0)
+    model = build_detector("ynet").eval()
+    with torch.no_grad():
+        output = model(torch.randn(1, 3, 224, 224))
+    assert output.logit.shape == (1,)
+    assert output.mask_logit.shape == (1, 1, 224, 224)
+    assert output.extras["llsm_input"].shape == (1, 728, 14, 14)
+    assert output.extras["pair_logit"].shape == (1, 196, 196)
+    assert output.features.shape[1] == model.head.fc.in_features
 
 
 def test_loss_is_the_weighted_sum_of_named_terms_over_known_masks() -> None:
@@ -108,9 +126,19 @@ def test_ablation_flags_switch_modules_outputs_and_terms(use_llsm: bool, use_flm
     handle.remove()
     assert seen[0].shape[1] == model.head.fc.in_features
     losses = model.loss(output, batch)
+    terms = [losses[name] for name in ("bce", "similarity", "localisation") if name in losses]
+    assert losses["loss"].item() == pytest.approx(sum(terms).item(), rel=1e-6)  # alpha = beta = 1
     assert ("similarity" in losses) == use_llsm == ("pair_logit" in output.extras)
     assert ("localisation" in losses) == use_flm == (output.mask_logit is not None)
     assert (model.llsm is not None) == use_llsm and (model.flm is not None) == use_flm
+    # The parameter set: encoder and head always, the LLSM and the FLM only when switched on.
+    owners = {name.split(".")[0] for name, _ in model.named_parameters()}
+    expected_owners = {"backbone", "head"}
+    expected_owners |= {"llsm"} if use_llsm else set()
+    expected_owners |= {"flm"} if use_flm else set()
+    assert owners == expected_owners
+    decoder_width = model.flm.out_channels if use_flm else 2048
+    assert model.head.fc.in_features == decoder_width
     losses["loss"].backward()
     assert model.head.fc.weight.grad is not None
     if use_llsm:
@@ -205,3 +233,46 @@ def test_ynet_learns_to_detect_and_localise_synthetic_fakes(
     assert result["pixel_auc"] > 0.9 and result["pixel_auc_binning_bound"] < 0.01, result
     # Calling every pixel manipulated scores an IoU of 0.14 on these faces.
     assert result["pixel_iou"] > 0.4 and result["pixel_f1"] > 0.5, result
+
+
+@pytest.mark.parametrize("use_flm", [True, False])
+def test_pixel_metrics_reach_the_test_results(use_flm: bool) -> None:
+    """A Trainer's test: pixel AUC (scikit-learn on the pixels), IoU and F1 by hand; none w/o FLM."""
+    torch.manual_seed(0)
+    model = build_detector("ynet", input_size=32, use_llsm=False, use_flm=use_flm)
+    data = SyntheticFaceDataModule(
+        train_videos=2, val_videos=2, test_videos=4, frames_per_video=1, test_sets=["blend"]
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.test(model, datamodule=data, verbose=False)
+    results = model.test_results["blend"]
+    if not use_flm:
+        assert not any(key.startswith("pixel_") for key in results)
+        return
+    # The same faces through the model, the metrics computed independently.
+    images, masks, labels = [], [], []
+    for batch in DataLoader(data.sets["test"][0][1], batch_size=4):
+        batch = data.normalise(batch)
+        images.append(batch["image"])
+        masks.append(batch["mask"])
+        labels.append(batch["label"])
+    model.eval()
+    with torch.no_grad():
+        probability = torch.sigmoid(model(torch.cat(images)).mask_logit).numpy()
+    truth = torch.cat(masks).numpy() > 0.5
+    labels = torch.cat(labels).numpy()
+    expected_auc = roc_auc_score(truth.ravel(), probability.ravel())
+    assert results["n_pixel_frames"] == len(labels) == 4
+    assert abs(results["pixel_auc"] - expected_auc) <= results["pixel_auc_binning_bound"] + 1e-9
+    found = probability > 0.5
+    ious, f1s = [], []
+    for fake in np.flatnonzero(labels == 1):
+        tp = float((found[fake] & truth[fake]).sum())
+        fp = float((found[fake] & ~truth[fake]).sum())
+        fn = float((~found[fake] & truth[fake]).sum())
+        ious.append(tp / (tp + fp + fn) if tp + fp + fn else 1.0)
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
+    assert results["pixel_iou"] == pytest.approx(np.mean(ious))
+    assert results["pixel_f1"] == pytest.approx(np.mean(f1s))
