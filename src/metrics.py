@@ -11,7 +11,12 @@ Conventions (``docs/protocol.md`` has the whole evaluation protocol):
   rates cross, interpolating linearly between the two neighbouring points;
 * a video's score is the mean of its frames' scores by default (``"mean"``);
   ``"mean_logit"`` averages logits instead and ``"max"`` takes the maximum;
-* every value is a fraction in [0, 1]; the tables multiply by 100.
+* every value is a fraction in [0, 1]; the tables multiply by 100;
+* pixel level (detectors that output a mask; :class:`PixelMetric`): a pixel
+  is manipulated where the true mask is above 0.5; pixel AUC pools every pixel
+  of every frame with a known mask (reals included, all pristine), from
+  per-frame histograms of the logits (exact up to a reported bound); IoU and
+  F1 threshold the prediction at 0.5 and are averaged over fake frames.
 
 The metrics are computed here with numpy rather than by calling scikit-learn,
 so that the tests can check them against scikit-learn as an independent
@@ -315,3 +320,166 @@ def format_metrics_table(results: dict[str, dict[str, float]], title: str = "") 
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------- pixel level
+PIXEL_KEYS = ("pixel_auc", "pixel_iou", "pixel_f1")
+
+
+def pixel_summaries(
+    mask_logit: torch.Tensor, true_mask: torch.Tensor, bins: int = 1024, logit_range: float = 16.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What each sample contributes to the pixel metrics, so masks never travel between ranks.
+
+    A pixel is positive where the true mask is above 0.5 and predicted
+    positive where its probability is above 0.5 (logit > 0). The prediction is
+    resized (bilinear) to the true mask's size if they differ.
+
+    Returns:
+        ``histograms`` (N, 2, bins) int32: pixel counts per logit bin of the
+        negatives (row 0) and positives (row 1); the bins split
+        [-logit_range, logit_range] evenly, the outer ones also take what lies
+        beyond. ``confusion`` (N, 3) int64: true positives, false positives
+        and false negatives at 0.5.
+    """
+    if mask_logit.shape[-2:] != true_mask.shape[-2:]:
+        mask_logit = torch.nn.functional.interpolate(
+            mask_logit.float(), size=true_mask.shape[-2:], mode="bilinear", align_corners=False
+        )
+    logit = mask_logit.detach().float().flatten(1)
+    positive = true_mask.detach().float().flatten(1) > 0.5
+    if logit.shape != positive.shape:
+        raise ValueError(
+            f"mask_logit {tuple(mask_logit.shape)} and true mask {tuple(true_mask.shape)} "
+            "differ in samples or channels"
+        )
+    n = logit.shape[0]
+    width = 2 * logit_range / bins
+    index = ((logit + logit_range) / width).floor().clamp(0, bins - 1).long()
+    rows = torch.arange(n, device=logit.device).unsqueeze(1) * 2 + positive.long()
+    counts = torch.bincount((rows * bins + index).flatten(), minlength=n * 2 * bins)
+    predicted = logit > 0
+    confusion = torch.stack(
+        (
+            (predicted & positive).sum(1),
+            (predicted & ~positive).sum(1),
+            (~predicted & positive).sum(1),
+        ),
+        dim=1,
+    )
+    return counts.view(n, 2, bins).int(), confusion.long()
+
+
+def binned_auc(negatives: np.ndarray, positives: np.ndarray) -> tuple[float, float]:
+    """ROC AUC from per-bin counts (bins in increasing score order) and its binning error bound.
+
+    Pairs in different bins are ordered by their bins; pairs sharing a bin
+    count half, as tied scores do in scikit-learn. The exact AUC of the
+    unbinned scores therefore lies within ``bound = 0.5 * sum(pos_b * neg_b) /
+    (P N)`` of the result, and equals it when scores are constant per bin.
+    """
+    negatives = np.asarray(negatives, dtype=np.float64)
+    positives = np.asarray(positives, dtype=np.float64)
+    pairs = positives.sum() * negatives.sum()
+    below = np.cumsum(negatives) - negatives
+    shared = float(np.sum(positives * negatives))
+    return float((np.sum(positives * below) + 0.5 * shared) / pairs), 0.5 * shared / pairs
+
+
+def pixel_metrics(
+    histograms: np.ndarray, confusion: np.ndarray, labels: np.ndarray
+) -> dict[str, float]:
+    """Pixel AUC over every pixel of every sample, and mean per-frame IoU and F1 over fakes.
+
+    Args:
+        histograms: (N, 2, bins) from :func:`pixel_summaries`, one row per sample.
+        confusion: (N, 3) true/false positives and false negatives at 0.5.
+        labels: (N,) 1 = fake.
+
+    Returns:
+        ``pixel_auc`` and ``pixel_auc_binning_bound`` (the largest possible
+        difference from the unbinned AUC), ``pixel_iou`` = TP / (TP + FP + FN)
+        and ``pixel_f1`` = 2 TP / (2 TP + FP + FN), each per fake frame then
+        averaged (1 for a frame with nothing to find and nothing found), and
+        the counts ``n_pixel_frames``, ``n_pixel_fakes``. NaN where undefined.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    result = {"n_pixel_frames": float(labels.size), "n_pixel_fakes": float((labels == 1).sum())}
+    totals = np.asarray(histograms, dtype=np.int64).sum(0)
+    if totals[0].sum() == 0 or totals[1].sum() == 0:
+        warnings.warn(
+            "pixel level: no manipulated or no pristine pixel; pixel AUC is reported as NaN",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        result["pixel_auc"] = result["pixel_auc_binning_bound"] = float("nan")
+    else:
+        result["pixel_auc"], result["pixel_auc_binning_bound"] = binned_auc(totals[0], totals[1])
+    tp, fp, fn = np.asarray(confusion, dtype=np.float64)[labels == 1].T.reshape(3, -1)
+    union = tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / union, 1.0)
+        f1 = np.where(union > 0, 2 * tp / (2 * tp + fp + fn), 1.0)
+    result["pixel_iou"] = float(iou.mean()) if iou.size else float("nan")
+    result["pixel_f1"] = float(f1.mean()) if f1.size else float("nan")
+    return result
+
+
+class PixelMetric(Metric):
+    """Accumulates :func:`pixel_summaries` per sample and computes :func:`pixel_metrics`.
+
+    Like :class:`DeepfakeMetric`, ``compute()`` gathers the per-sample
+    summaries of every rank (8 KB a sample with 1024 bins, never the masks)
+    and keeps one row per ``sample_idx`` before computing, so a distributed
+    run equals a single-process one. ``keep`` selects the samples whose mask
+    is known (reals, fakes with a mask); the others are left out.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, bins: int = 1024, logit_range: float = 16.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bins = bins
+        self.logit_range = logit_range
+        for name in ("sample_idx", "label", "histogram", "confusion"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(
+        self,
+        mask_logit: torch.Tensor,
+        true_mask: torch.Tensor,
+        label: torch.Tensor,
+        sample_idx: torch.Tensor,
+        keep: torch.Tensor | None = None,
+    ) -> None:
+        if keep is not None:
+            keep = keep.bool()
+            mask_logit, true_mask, label, sample_idx = (
+                mask_logit[keep],
+                true_mask[keep],
+                label[keep],
+                sample_idx[keep],
+            )
+        histogram, confusion = pixel_summaries(mask_logit, true_mask, self.bins, self.logit_range)
+        self.histogram.append(histogram)
+        self.confusion.append(confusion)
+        self.label.append(label.detach().long().reshape(-1))
+        self.sample_idx.append(sample_idx.detach().long().reshape(-1))
+
+    def compute(self) -> dict[str, float]:
+        # torchmetrics has already gathered the states of every rank here.
+        columns = {
+            name: getattr(self, name) for name in ("sample_idx", "label", "histogram", "confusion")
+        }
+        arrays = {
+            name: (torch.cat(state) if isinstance(state, list) else state).cpu().numpy()
+            for name, state in columns.items()
+            if not (isinstance(state, list) and not state)
+        }
+        if len(arrays) < len(columns):
+            raise RuntimeError("PixelMetric: no masks (compute() before any update()?)")
+        _, first = np.unique(arrays["sample_idx"], return_index=True)
+        return pixel_metrics(
+            arrays["histogram"][first], arrays["confusion"][first], arrays["label"][first]
+        )

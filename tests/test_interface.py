@@ -27,6 +27,7 @@ SHIPPED = {
     "resnet50",
     "vgg16",
     "xception",
+    "ynet",
 }
 
 _FIND_UNREGISTERED = """

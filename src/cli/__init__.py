@@ -61,6 +61,7 @@ VERBS: dict[str, Verb] = {
         "preprocess",
         "extract evenly spaced face frames, landmarks and masks into the frame cache",
     ),
+    "show-masks": Verb("show_masks", "draw a detector's predicted and true masks on test faces"),
     "show-augment": Verb(
         "show_augment", "draw real / SBI / BI fakes with their masks for a few training faces"
     ),

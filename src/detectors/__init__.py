@@ -13,6 +13,7 @@ from src.detectors.laa_net import LAANet
 from src.detectors.panet import PANet
 from src.detectors.recce import RECCE
 from src.detectors.registry import build_detector, list_detectors, register_detector
+from src.detectors.ynet import YNet
 
 __all__ = [
     "BackboneClassifier",
@@ -24,6 +25,7 @@ __all__ = [
     "PANet",
     "RECCE",
     "PretrainedWeightsUnavailable",
+    "YNet",
     "build_detector",
     "create_backbone",
     "list_detectors",

@@ -11,6 +11,8 @@ Results a caller can read after a run:
 * ``detector.val_results``: ``{"val": metrics}`` of the last validation epoch;
 * ``detector.test_results``: ``{test set name: metrics}``, one entry per test
   dataloader, and ``detector.test_predictions`` the per-frame columns behind them;
+  a detector that outputs ``mask_logit`` adds ``pixel_auc``, ``pixel_iou``,
+  ``pixel_f1`` (:class:`~src.metrics.PixelMetric`) to its test and validation results;
 * ``detector.predictions``: ``{set name: columns}`` after ``predict``, with
   ``sample_idx, video_idx, frame_idx, logit, score, label`` arrays.
 """
@@ -30,8 +32,9 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from src.contracts import InputContract, as_size
+from src.detectors.targets import dense_supervision
 from src.detectors.training import SAM, sam_training_step
-from src.metrics import DeepfakeMetric, VideoScore
+from src.metrics import DeepfakeMetric, PixelMetric, VideoScore
 
 Batch = dict[str, Tensor]
 
@@ -138,6 +141,7 @@ class Detector(pl.LightningModule):
         self.val_metric = DeepfakeMetric(video_score=video_score)
         self.test_metrics = nn.ModuleList()
         self.predict_metrics = nn.ModuleList()
+        self.pixel_metrics = nn.ModuleDict()  # "val", "test_<i>": only for mask outputs
         self.val_results: dict[str, dict[str, float]] = {}
         self.test_results: dict[str, dict[str, float]] = {}
         self.test_predictions: dict[str, dict[str, np.ndarray]] = {}
@@ -312,16 +316,40 @@ class Detector(pl.LightningModule):
             batch.get("frame_idx"),
         )
 
+    def _update_pixel_metric(self, key: str, output: DetectorOutput, batch: Batch) -> None:
+        """Localisation is a result: pixel AUC, IoU, F1 of mask outputs (samples with known masks)."""
+        if output.mask_logit is None:
+            return
+        if key not in self.pixel_metrics:
+            self.pixel_metrics[key] = PixelMetric().to(self.device)
+        self.pixel_metrics[key].update(
+            output.mask_logit,
+            batch["mask"],
+            batch["label"],
+            batch["sample_idx"],
+            dense_supervision(batch),
+        )
+
+    def _pixel_results(self, key: str, compute: bool = True) -> dict[str, float]:
+        """The pixel metrics gathered under ``key`` ({} without mask outputs), then reset."""
+        if key not in self.pixel_metrics or not self.pixel_metrics[key].update_called:
+            return {}
+        results = self.pixel_metrics[key].compute() if compute else {}
+        self.pixel_metrics[key].reset()
+        return results
+
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         output = self.step_forward(batch)
         self._log_losses("val", self.loss(output, batch), batch["image"].shape[0])
         self._update(self.val_metric, output, batch)
+        self._update_pixel_metric("val", output, batch)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or not self.val_metric.update_called:
             self.val_metric.reset()
+            self._pixel_results("val", compute=False)
             return
-        metrics = self.val_metric.compute()
+        metrics = self.val_metric.compute() | self._pixel_results("val")
         self.val_metric.reset()
         self.val_results = {"val": metrics}
         # Every rank holds the same gathered values, so no further reduction.
@@ -348,13 +376,15 @@ class Detector(pl.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         output = self.step_forward(batch)
         self._update(self._metric_for(self.test_metrics, dataloader_idx), output, batch)
+        self._update_pixel_metric(f"test_{dataloader_idx}", output, batch)
 
     def on_test_epoch_end(self) -> None:
         names = self._set_names("test", len(self.test_metrics))
-        for name, metric in zip(names, self.test_metrics, strict=True):
+        for index, (name, metric) in enumerate(zip(names, self.test_metrics, strict=True)):
             # One gather: the summary is computed from the gathered predictions.
             self.test_predictions[name] = metric.predictions()
             self.test_results[name] = metric.summarise(self.test_predictions[name])
+            self.test_results[name] |= self._pixel_results(f"test_{index}")
             self.log_dict(
                 {f"test/{name}/{k}": v for k, v in self.test_results[name].items()}, sync_dist=False
             )

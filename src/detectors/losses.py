@@ -77,3 +77,17 @@ def metric_learning_loss(embeddings: Tensor, label: Tensor) -> Tensor:
         return (distance * pairs).sum() / pairs.sum().clamp_min(1)
 
     return mean_over(real_real) - mean_over(real_fake)
+
+
+def dense_bce(logits: Tensor, target: Tensor, selected: Tensor) -> Tensor:
+    """Mean BCE over the maps of the selected samples (Y-net Eq. 5 and 6).
+
+    ``1/N sum_i BCE(map_i, target_i)`` with each BCE averaged over its map is
+    the mean over every element, since all maps have one size. ``selected``
+    (B,) bool says which samples have a known target (:func:`dense_supervision`);
+    with none, the loss is a zero that keeps the graph (every parameter still
+    receives a gradient, as DDP requires).
+    """
+    if not bool(selected.any()):
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[selected].float(), target[selected].float())
