@@ -36,6 +36,11 @@ Decisions:
   repeats its test videos under ``val`` and ``train``) is kept once, in the most
   held-out split (test, then val, then train), with a warning: a test video must
   never be trained on or choose a checkpoint.
+* **Containment.** With ``data_root``, every frame and mask path (relative or
+  absolute) must lie inside it; without, only absolute paths are read. Keys
+  built from the JSON's names are checked like any video key (no ``..``).
+  An entry whose ``frames``/``masks`` is not a list, or whose frame is not a
+  path, is an error naming it.
 * **Writing** keeps the frame order, writes ``masks`` only for videos that have
   one, and no landmark files (DeepfakeBench expects 81 points; dfbench keeps 68).
   Rows read by :func:`read_deepfakebench_json` are written back under their
@@ -65,6 +70,7 @@ from src.data.indexers.base import (
     check_split,
     read_json,
 )
+from src.data.paths import check_key, check_name, inside
 from src.data.tables import FRAME_COLUMNS, SPLITS, frame_table
 from src.files import atomic_write_json
 
@@ -196,17 +202,46 @@ def _items(value: Any, path: Path, where: str) -> list[tuple[str, Any]]:
     return list(value.items())
 
 
-def _resolve(frame: Any, data_root: Path | None, path: Path) -> Path:
-    text = str(frame).replace("\\", "/")
+def _resolve(frame: Any, data_root: Path | None, path: Path, where: str) -> Path:
+    """A frame (or mask) path of the index: inside ``data_root`` when there is one.
+
+    Without ``data_root`` only absolute paths are accepted (the file is then
+    the user's own list of files); with it, relative and absolute paths alike
+    must lie inside it.
+    """
+    if not isinstance(frame, str) or not frame.strip():
+        raise DatasetLayoutError(path, FORMAT, f"{where}: frame path {frame!r} is not a path")
+    text = frame.replace("\\", "/")
+    if data_root is not None:
+        return inside(data_root, text, f"{path}: {where}")
     if PurePosixPath(text).is_absolute():
         return absolute(text)
-    if data_root is None:
+    raise DatasetLayoutError(
+        path,
+        "absolute frame paths, or data_root= to resolve relative ones against",
+        f"frame path {text!r} is relative",
+    )
+
+
+def _entry_lists(entry: dict, path: Path, key: str) -> tuple[list, list]:
+    """An entry's ``frames`` and ``masks`` lists, after checking their types."""
+    frames, masks = entry.get("frames"), entry.get("masks")
+    if frames is None:
+        frames = []
+    if not isinstance(frames, list):
         raise DatasetLayoutError(
-            path,
-            "absolute frame paths, or data_root= to resolve relative ones against",
-            f"frame path {text!r} is relative",
+            path, FORMAT, f"{key}: frames is {type(frames).__name__}, not a list"
         )
-    return absolute(data_root / text)
+    if masks is None:
+        masks = []
+    if not isinstance(masks, list):
+        raise DatasetLayoutError(
+            path, FORMAT, f"{key}: masks is {type(masks).__name__}, not a list"
+        )
+    label = entry.get("label")
+    if label is not None and not isinstance(label, str):
+        raise DatasetLayoutError(path, FORMAT, f"{key}: label {label!r} is not a label key")
+    return frames, masks
 
 
 def read_deepfakebench_json(
@@ -239,6 +274,7 @@ def read_deepfakebench_json(
         if split not in wanted:
             continue
         key = "/".join((PREFIX, dataset, label_key, *([comp] if comp else []), name))
+        check_key(key, f"{path}: {dataset}/{label_key}/{split}")
         previous = chosen.get(key)
         if previous is not None:
             repeated.append(key)
@@ -257,18 +293,18 @@ def read_deepfakebench_json(
     empty = []
     # Sorted by key: the table does not depend on the JSON's key order.
     for key, (split, (dataset, label_key, comp, entry)) in sorted(chosen.items()):
+        frames, masks = _entry_lists(entry, path, key)
         label = label_of(str(entry.get("label") or label_key), label_map)
-        frames = [_resolve(f, root, path) for f in entry.get("frames") or []]
+        frames = [_resolve(f, root, path, key) for f in frames]
         if not frames:
             # A video whose faces were all lost in preprocessing has nothing to read.
             empty.append(key)
             continue
-        masks = entry.get("masks") or []
         if masks and len(masks) != len(frames):
             raise DatasetLayoutError(
                 path, "as many masks as frames", f"{key}: {len(masks)} masks, {len(frames)} frames"
             )
-        masks = [_resolve(m, root, path) if m else "" for m in masks] or [""] * len(frames)
+        masks = [_resolve(m, root, path, key) if m else "" for m in masks] or [""] * len(frames)
         numbers = frame_numbers([f.name for f in frames])
         for number, frame, mask in sorted(zip(numbers, frames, masks, strict=True)):
             video = {
@@ -356,6 +392,11 @@ def to_deepfakebench(
         label_keys: method -> label key, overriding the defaults.
     """
     frames = frame_table(frames)
+    if (frames["label"] == -1).any():
+        unknown = frames.loc[frames["label"] == -1, "video_key"].iloc[0]
+        raise ValueError(
+            f"video {unknown} has an unknown label (-1); a DeepfakeBench index needs 0 or 1"
+        )
     root = absolute(data_root) if data_root is not None else None
     videos = frames.drop_duplicates("video_key").reset_index(drop=True)
     places = _coordinates(videos, dataset_name, label_keys)
@@ -390,3 +431,37 @@ def write_deepfakebench_json(
     """
     index = to_deepfakebench(frames, data_root, dataset_name, label_keys)
     return atomic_write_json(path, index)
+
+
+def export_deepfakebench(
+    cache_dir: str | Path,
+    table: str,
+    out: str | Path,
+    dataset_name: str | None = None,
+    label_keys: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the frame table ``table`` of a dfbench cache as a DeepfakeBench JSON index.
+
+    Frame and mask paths are written relative to ``cache_dir``, which is
+    therefore the ``data_root`` (DeepfakeBench's ``rgb_dir``) to read the index
+    with; :func:`read_deepfakebench_json` then gives back the same frames,
+    labels and splits (under ``dfb/...`` keys). This is what the verb
+    ``dfbench export-deepfakebench`` runs.
+
+    Args:
+        cache_dir: the frame cache (``dfbench preprocess --cache-dir``).
+        table: a frame table name in it (``<cache_dir>/tables/<table>.parquet``).
+        out: the JSON file to write.
+        dataset_name: DeepfakeBench dataset name for every video (default per dataset).
+        label_keys: method -> label key, overriding the defaults.
+
+    Raises:
+        FileNotFoundError: no such table.
+        UnsafePathError: ``table`` is not a plain name.
+    """
+    cache = absolute(cache_dir)
+    source = cache / "tables" / f"{check_name(table)}.parquet"
+    if not source.is_file():
+        raise FileNotFoundError(f"frame table not found: {source} (run `dfbench preprocess` first)")
+    frames = pd.read_parquet(source)
+    return write_deepfakebench_json(frames, out, cache, dataset_name, label_keys)
