@@ -32,6 +32,14 @@ DATA_ERRORS = (cv2.error, ValueError, RuntimeError, IndexError)
 _VIDEO_FILE = re.compile(r"^(\d{6}(_face\d+)?(_mask)?\.png|\..+\.tmp)$")
 
 
+def _absent(path: str) -> str:
+    """Why a source without identity cannot be read: it is missing, or unreadable."""
+    file = Path(path.split("::", 1)[0])
+    if file.exists():
+        return "cannot be read (permissions?)"
+    return "archive not found" if "::" in path else "file not found"
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -133,6 +141,11 @@ class VideoPreprocessor:
                 {"video_key": key, "frame_idx": int(frame_idx), "path": where, "reason": reason}
             )
 
+        if produced_by["source"] is None:
+            # Missing (or unreadable) source: say so, but leave its cache alone and
+            # cache nothing, so the video is looked for again on the next run.
+            fail(-1, _absent(path))
+            return pd.DataFrame(columns=list(FRAME_COLUMNS)), failures
         if (out_dir / MARKER).exists():
             (out_dir / MARKER).unlink()
             fsync_directory(out_dir)
@@ -141,8 +154,6 @@ class VideoPreprocessor:
             frames, wanted = read_frames(path, self.config.frames_for(video["split"]))
         except VideoReadError as error:
             fail(-1, str(error))
-            if produced_by["source"] is None:
-                return empty, failures  # missing: not cached, looked for again next time
             return self._finish(video, out_dir, empty, failures, produced_by, [])
         for index in sorted(set(wanted.tolist()) - frames.keys()):
             fail(index, "frame could not be decoded (video shorter than its header says?)")
