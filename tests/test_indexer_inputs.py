@@ -343,3 +343,20 @@ def test_index_csv_missing_column_file_and_relative_paths(tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(
         load_video_table(tmp_path / "cdf2.csv"), written, check_dtype=False
     )
+
+
+def test_save_index_writes_the_skips_beside_the_table(tmp_path: Path) -> None:
+    from src.data.indexers.command import save_index
+
+    root = make_ffpp(tmp_path / "ffpp")
+    (root / "manipulated_sequences/Face2Face/c23/videos/005_004.mp4").unlink()
+    with pytest.warns(DatasetLayoutWarning):
+        result = index_dataset("ffpp", root, strict=False)
+    out = tmp_path / "tables" / "ffpp.csv"
+    table, skips = save_index(result, out)
+    assert (table, skips) == (out, tmp_path / "tables" / "ffpp_skipped.csv")
+    assert pd.read_csv(skips)["reason"].tolist() == ["named in the list but missing"]
+    assert save_index(index_dataset("ffpp", make_ffpp(tmp_path / "whole")), out) == [out]
+    assert not skips.exists()
+    with pytest.raises(IsADirectoryError, match="is a folder; expected the path of the CSV"):
+        save_index(result, tmp_path)
