@@ -17,7 +17,9 @@ and the settings that shape its crops are unchanged; a change in its index
 row alone (split, label, method, ids) rewrites its rows without detecting
 faces again (:mod:`src.data.cache` says exactly what is compared). A video
 interrupted halfway has no marker and is redone; the old marker is removed
-before a video is redone, so it never vouches for half-rewritten crops.
+before a video is redone, so it never vouches for half-rewritten crops. One
+video folder holds one result: two tables that share videos in one cache but
+differ in settings redo each other's videos; give them separate caches.
 
 **Failures** are rows of the failures table, with a reason; the run goes on:
 
