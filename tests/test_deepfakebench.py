@@ -318,3 +318,57 @@ def test_unknown_labels_cannot_be_exported() -> None:
     }
     with pytest.raises(ValueError, match="files/a.mp4 has an unknown label"):
         to_deepfakebench(pd.DataFrame([row]))
+
+
+def test_export_verb_round_trips_through_the_json(
+    toy_cache, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dfbench export-deepfakebench -> JSON -> table: the cache's frames, labels and splits."""
+    from src.cli import main
+
+    result, cache, _ = toy_cache
+    out = tmp_path / "json" / "toy.json"
+    args = ["--cache-dir", str(cache), "--table", "toy", "--out", str(out)]
+    renamed = ["--dataset-name", "Toy", "--label-key", "Swap=Toy_Swap"]
+    assert main(["export-deepfakebench", *args, *renamed]) == 0
+    original = pd.read_parquet(result.table_path)
+    per_split = original.groupby("split").agg(v=("video_key", "nunique"), f=("crop_path", "size"))
+    expected = ", ".join(f"{s} {r.v} videos / {r.f} frames" for s, r in per_split.iterrows())
+    assert capsys.readouterr().out.splitlines()[0] == f"{out}: {expected}"
+
+    written = json.loads(out.read_text())
+    assert set(written) == {"Toy"} and set(written["Toy"]) == {"toy_real", "Toy_Swap"}
+    back = read_deepfakebench_json(out, data_root=cache, landmarks=False)
+    assert set(back["method"]) == {"toy_real", "Toy_Swap"}
+    assert (back["label"] == (back["method"] == "Toy_Swap")).all()
+    original["crop_path"] = [str(cache / p) for p in original["crop_path"]]
+    columns = ["crop_path", "crop_mask_path", "frame_idx", "label", "split"]
+    original["crop_mask_path"] = [str(cache / p) if p else "" for p in original["crop_mask_path"]]
+    pd.testing.assert_frame_equal(
+        back[columns].sort_values("crop_path").reset_index(drop=True),
+        original[columns].sort_values("crop_path").reset_index(drop=True),
+        check_dtype=False,
+    )
+
+
+def test_export_verb_errors_name_what_is_wrong(toy_cache, tmp_path: Path) -> None:
+    from src.cli.export_deepfakebench import run
+    from src.data.paths import UnsafePathError
+    from src.data.tables import TableError
+
+    _, cache, _ = toy_cache
+    out = str(tmp_path / "x.json")
+    with pytest.raises(FileNotFoundError, match=f"frame cache not found: {tmp_path / 'none'}"):
+        run(["--cache-dir", str(tmp_path / "none"), "--table", "toy", "--out", out])
+    with pytest.raises(FileNotFoundError, match="frame table not found: .*nope.parquet"):
+        run(["--cache-dir", str(cache), "--table", "nope", "--out", out])
+    with pytest.raises(UnsafePathError, match="table name '../toy' contains a path separator"):
+        run(["--cache-dir", str(cache), "--table", "../toy", "--out", out])
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path} is a folder"):
+        run(["--cache-dir", str(cache), "--table", "toy", "--out", str(tmp_path)])
+    broken = tmp_path / "broken"
+    (broken / "tables").mkdir(parents=True)
+    (broken / "tables" / "toy.parquet").write_bytes(b"not parquet")
+    with pytest.raises(TableError, match="toy.parquet: not a readable frame table"):
+        run(["--cache-dir", str(broken), "--table", "toy", "--out", out])
+    assert not Path(out).exists()

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from src.data.deepfakebench.read import PREFIX
 from src.data.indexers.base import absolute
 from src.data.paths import check_name
-from src.data.tables import frame_table
+from src.data.tables import TableError, frame_table
 from src.files import atomic_write_json
 
 #: dfbench dataset name -> DeepfakeBench dataset name (for writing).
@@ -169,12 +170,26 @@ def export_deepfakebench(
         label_keys: method -> label key, overriding the defaults.
 
     Raises:
-        FileNotFoundError: no such table.
+        FileNotFoundError: no such cache or table.
+        IsADirectoryError: ``out`` is a folder.
         UnsafePathError: ``table`` is not a plain name.
+        TableError: the table breaks the frame-table schema.
+        ValueError: a video of unknown label, or two videos on one DeepfakeBench entry.
     """
     cache = absolute(cache_dir)
     source = cache / "tables" / f"{check_name(table)}.parquet"
+    if not cache.is_dir():
+        raise FileNotFoundError(
+            f"frame cache not found: {cache} (a folder `dfbench preprocess` wrote)"
+        )
     if not source.is_file():
         raise FileNotFoundError(f"frame table not found: {source} (run `dfbench preprocess` first)")
-    frames = pd.read_parquet(source)
+    if Path(out).is_dir():
+        raise IsADirectoryError(f"{out} is a folder; expected the path of the JSON file to write")
+    try:
+        frames = pd.read_parquet(source)
+    except (OSError, ValueError, pa.ArrowException) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TableError(f"{source}: not a readable frame table ({reason})") from None
+    frames = frame_table(frames, name=str(source))  # messages name the file
     return write_deepfakebench_json(frames, out, cache, dataset_name, label_keys)
