@@ -101,7 +101,8 @@ def read_labels_csv(path: Path) -> dict[str, int]:
         labels[stem] = (number, int(label))
     if repeated:
         warnings.warn(
-            f"{path}: {len(repeated)} videos are listed twice with the same label, "
+            f"{path}: {len(repeated)} video{' is' if len(repeated) == 1 else 's are'} listed "
+            "twice with the same label, "
             f"e.g. {repeated[0]}; each is kept once",
             DatasetLayoutWarning,
             stacklevel=2,
