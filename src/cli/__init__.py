@@ -52,6 +52,9 @@ VERBS: dict[str, Verb] = {
     "import-laa-net": Verb(
         "import_laa_net", "convert the LAA-Net authors' released weights into a dfbench checkpoint"
     ),
+    "export-deepfakebench": Verb(
+        "export_deepfakebench", "write a frame table of the cache as a DeepfakeBench JSON index"
+    ),
     "index": Verb("index", "write a dataset's video table (CSV) from its official layout"),
     "prle-maps": Verb(
         "prle_maps", "PRLE stage 1: a zoo's fused Grad-CAM maps of every training frame"
