@@ -172,7 +172,7 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     results = tmp_path / "killed"
     process = subprocess.Popen(
-        [*command, "--results", str(results)],
+        [*command, "--out", str(results)],
         env=env,
         cwd=Path(__file__).parents[1],
         stdout=subprocess.DEVNULL,
@@ -190,7 +190,7 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
     assert statuses[0] == "done" and "done" not in statuses[1:], statuses
 
     out = subprocess.run(
-        [*command, "--results", str(results)],
+        [*command, "--out", str(results)],
         env=env,
         cwd=Path(__file__).parents[1],
         capture_output=True,
@@ -200,7 +200,7 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
     assert "done earlier, skipped" in out and out.count(": running") == 1
     clean = tmp_path / "clean"
     subprocess.run(
-        [*command, "--results", str(clean)],
+        [*command, "--out", str(clean)],
         env=env,
         cwd=Path(__file__).parents[1],
         check=True,
@@ -234,7 +234,7 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
     before = (tables / "cross_dataset_frame.md").read_text()
     (tables / "cross_dataset_frame.md").unlink()
     out = subprocess.run(
-        [*command, "--results", str(moved)],
+        [*command, "--out", str(moved)],
         env=env,
         cwd=Path(__file__).parents[1],
         capture_output=True,
