@@ -299,3 +299,31 @@ def test_docs_example_grid_is_valid(tmp_path: Path) -> None:
     stated = re.search(r"expands to (\d+) cells in the demo profile", text)
     assert stated and len(cells) == int(stated.group(1))
     assert load_grid(path, "paper")
+
+
+def test_bench_list_shows_the_checks_per_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from src.cli.bench import run
+
+    grid = frame_table_grid(tmp_path)
+    args = [str(grid), "--profile", "paper", "--out", str(tmp_path / "out"), "--no-wandb"]
+    weights = "/nowhere/xception.pth"
+    assert run([*args, "--list", "--set", f"xception:model.init_args.pretrained={weights}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        lines[0] == f"cells of tiny, profile paper (results: {tmp_path / 'out' / 'tiny' / 'paper'})"
+    )
+    assert re.fullmatch(r"   0  pending      000-xception-s0-[0-9a-f]{10}", lines[1])
+    assert lines[2:5] == [
+        f"{'':19s}missing frame table {tmp_path / 'cache' / 'tables' / 'cdf2.parquet'}",
+        f"{'':19s}missing frame table {tmp_path / 'cache' / 'tables' / 'ffpp.parquet'}",
+        f"{'':19s}missing weights {weights}",  # the --set replaced the grid's weights
+    ]
+    assert lines[-1] == "6 missing file(s): bench would stop before the first cell"
+    # Without --list, nothing runs and everything is named at once.
+    with pytest.raises(PreflightError, match=r"^nothing was run: 4 file\(s\) missing: "):
+        run(args)
+    assert not (tmp_path / "out" / "tiny" / "paper" / "cells").exists()
+    with pytest.raises(GridError, match=r"--cell 2 is out of range: .* has cells 0 to 1"):
+        run([*args, "--cell", "2"])

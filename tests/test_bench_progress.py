@@ -76,6 +76,8 @@ def test_progress_line_in_a_log_file_prints_once_per_epoch() -> None:
     line.update(None)  # no news: nothing
     clock.now += 20
     line.update(fit_state(1, 0))
+    clock.now += 40
+    line.update({"stage": "test", "test": 0, "tests": 2})
     line.say("[1] 001-x: done")
     line.finish()
     assert out.getvalue().splitlines() == [
@@ -83,10 +85,12 @@ def test_progress_line_in_a_log_file_prints_once_per_epoch() -> None:
         "[cells 1/3 done | 10s | time left: after the first cell] 001-x: fit epoch 1/2",
         # 40 s in and half-way: 80 s a cell, 40 s left of this one and 80 s for the next.
         "[cells 1/3 done | 40s | ~2m00s left] 001-x: fit epoch 2/2",
+        # Testing after an 80 s fit: the next cell is expected to take 80 s.
+        "[cells 1/3 done | 1m20s | ~1m20s left] 001-x: testing 1/2",
         "[1] 001-x: done",
     ]
     assert "\r" not in out.getvalue()
-    assert line.done == 2 and line.finished_s == [40.0]
+    assert line.done == 2 and line.finished_s == [80.0]
 
 
 def test_progress_line_on_a_terminal_redraws_one_line() -> None:

@@ -33,8 +33,12 @@ GRACE_S = 30.0
 _PR_SET_PDEATHSIG = 1
 
 
-class Interrupted(BaseException):  # noqa: N818 (raised like KeyboardInterrupt, which it extends)
-    """``bench`` received SIGINT or SIGTERM; the exit status is 128 + the signal number."""
+class Interrupted(BaseException):  # noqa: N818 (a signal, named like KeyboardInterrupt)
+    """``bench`` received SIGINT or SIGTERM; the exit status is 128 + the signal number.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is, so that the runner's
+    ``except Exception`` (one cell's failure) never takes a stop for a failure.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)

@@ -195,9 +195,9 @@ class ProgressLine:
     def line(self) -> str:
         now = self.clock()
         current_s = now - self.cell_started if self.cell else 0.0
-        fraction = (
-            fit_fraction(self.state) if self.state and self.state.get("stage") == "fit" else None
-        )
+        stage = (self.state or {}).get("stage")
+        # Once testing, the fit is done: its time stands for the cell's (tests are short).
+        fraction = 1.0 if stage == "test" else fit_fraction(self.state)
         left = estimate_left(self.finished_s, self.total - self.done, current_s, fraction)
         eta = f"~{duration(left)} left" if left is not None else "time left: after the first cell"
         head = f"[cells {self.done}/{self.total} done | {duration(now - self.started)} | {eta}]"

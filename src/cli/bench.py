@@ -72,7 +72,7 @@ def _list(runner, chosen, cache_dir: str | None) -> int:  # noqa: ANN001 (lazy i
         if status["status"] == "done":
             continue
         for item in missing_files(cell, cache_dir):
-            print(f"{'':17s}missing {item}")
+            print(f"{'':19s}missing {item}")
             problems += 1
     print(
         f"{problems} missing file(s): bench would stop before the first cell"
