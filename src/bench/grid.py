@@ -12,6 +12,13 @@ once (the checkpoint chosen on the training set's validation split) and
 tested once per test variant. Its id is a hash of everything that defines it,
 so a changed config makes a new cell and an unchanged one is found again.
 
+A detector entry with ``prle_zoo`` (PRLE, "cells that depend on cells") is
+trained on the fused Grad-CAM maps of other entries' cells: its cell holds
+those zoo cells (same variant and seed), adds ``configs/augment/prle.yaml``
+last, and its id covers the zoo; :attr:`Cell.maps_key` names the map folder
+that every PRLE cell with the same zoo and training data shares (the runner
+builds it, :mod:`src.bench.runner`).
+
 Command-line overrides (``dfbench bench --set KEY=VALUE`` for every cell,
 ``--set DETECTOR:KEY=VALUE`` for one detector entry of the grid) join the
 cell's overrides after the grid's own, so they are part of its id and hash:
@@ -20,6 +27,7 @@ a cell run with other weights is another cell.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -34,6 +42,22 @@ import yaml
 from src.bench.grid_spec import DETECTOR_NAME, OPTION_KEY, GridError, check_grid
 
 REPO = Path(__file__).resolve().parents[2]
+#: What a PRLE cell stacks last: the removal augmentation that reads the maps.
+PRLE_CONFIG = "configs/augment/prle.yaml"
+#: Data options that do not change which training frames exist, so not the maps either
+#: (the test sets, loading, augmentations and the side data the maps become).
+NOT_MAP_DATA = tuple(
+    f"data.init_args.{name}"
+    for name in (
+        "test",
+        "batch_size",
+        "num_workers",
+        "train_augment",
+        "pair_transform",
+        "pseudo_fake",
+        "side_data",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +76,14 @@ class Cell:
     trainer: dict[str, Any] = field(default_factory=dict)
     #: The grid's name of the detector entry (``detector`` adds the sweep values).
     entry: str = ""
+    #: Which of the profile's variants (train sets) the cell belongs to.
+    variant: int = 0
+    #: The profile's data configs (what ``dfbench prle-maps`` reads the frames from).
+    data_configs: tuple[str, ...] = ()
+    #: PRLE: the cells whose checkpoints make this cell's maps (fitted first).
+    zoo: tuple[Cell, ...] = ()
+    #: PRLE: ``dfbench prle-maps`` options (``fusion``, ``map_size``, ``batch_size``).
+    map_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flags(self) -> dict[str, Any]:
@@ -68,8 +100,49 @@ class Cell:
             for config in self.configs
             for path in config_chain(REPO / config)
         ]
+        defining: list[Any] = [
+            self.profile,
+            contents,
+            self.overrides,
+            self.tests,
+            self.trainer,
+            self.seed,
+        ]
+        if self.zoo:  # only then: the ids of cells without a zoo stay as they were
+            defining.append({"maps": self.maps_key})
+        payload = json.dumps(defining, sort_keys=True, default=str)
+        return hashlib.sha1(payload.encode()).hexdigest()[:10]
+
+    @property
+    def map_data_overrides(self) -> dict[str, Any]:
+        """The cell's data options that decide its training frames (and so its maps)."""
+        return {
+            key: value
+            for key, value in sorted(self.overrides.items())
+            if key.startswith("data.") and not key.startswith(NOT_MAP_DATA)
+        }
+
+    @property
+    def maps_key(self) -> str | None:
+        """The PRLE map folder's name: a hash of the zoo, the training data and the map options.
+
+        Two PRLE cells with the same zoo cells (by their config hashes, which
+        cover their configs, data, seed and overrides), the same training data
+        and the same options share one folder; the folder's path (and the cache
+        directory's) is not part of it, so a moved results folder keeps its maps.
+        """
+        if not self.zoo:
+            return None
+        contents = [
+            path.read_text() for config in self.data_configs for path in config_chain(REPO / config)
+        ]
         payload = json.dumps(
-            [self.profile, contents, self.overrides, self.tests, self.trainer, self.seed],
+            [
+                [member.config_hash for member in self.zoo],
+                contents,
+                self.map_data_overrides,
+                self.map_options,
+            ],
             sort_keys=True,
             default=str,
         )
@@ -204,7 +277,9 @@ def load_grid(path: str | Path, profile: str, sets: Sequence[Override] = ()) -> 
     tests = tuple(chosen.get("tests") or spec.get("tests") or [{}])
     variants = chosen.get("variants") or [{"train_set": spec.get("train_set", "")}]
     cells: list[Cell] = []
-    for entry, variant in itertools.product(spec["detectors"], variants):
+    for entry, (variant_index, variant) in itertools.product(
+        spec["detectors"], enumerate(variants)
+    ):
         variant = dict(variant)
         train_set = str(variant.pop("train_set", spec.get("train_set", "")))
         extra = (entry.get("profiles") or {}).get(profile, profile_configs)
@@ -229,15 +304,44 @@ def load_grid(path: str | Path, profile: str, sets: Sequence[Override] = ()) -> 
                         profile=profile,
                         detector=f"{entry['name']}{suffix}",
                         seed=int(seed),
-                        configs=tuple([*data_configs, *entry["configs"], *extra]),
+                        configs=tuple(
+                            [*data_configs, *entry["configs"], *extra]
+                            + ([PRLE_CONFIG] if entry.get("prle_zoo") else [])
+                        ),
                         overrides=overrides,
                         tests=tests,
                         train_set=train_set,
                         trainer=dict(spec.get("trainer") or {}),
                         entry=entry["name"],
+                        variant=variant_index,
+                        data_configs=tuple(data_configs),
+                        map_options=dict(entry.get("prle_maps") or {}),
                     )
                 )
-    return cells
+    return _with_zoos(cells, {e["name"]: e.get("prle_zoo") or [] for e in spec["detectors"]})
+
+
+def _with_zoos(cells: list[Cell], zoos: dict[str, list[str]]) -> list[Cell]:
+    """Give each PRLE cell its zoo: the named entries' cells of the same variant and seed."""
+    plain = {(cell.entry, cell.variant, cell.seed): cell for cell in cells if not zoos[cell.entry]}
+    return [
+        dataclasses.replace(
+            cell,
+            zoo=tuple(plain[(name, cell.variant, cell.seed)] for name in zoos[cell.entry]),
+        )
+        if zoos[cell.entry]
+        else cell
+        for cell in cells
+    ]
+
+
+def with_dependencies(chosen: Sequence[Cell]) -> list[Cell]:
+    """``chosen`` with every PRLE cell's zoo cells added before it (once each)."""
+    ordered: dict[str, Cell] = {}
+    for cell in chosen:
+        for needed in (*cell.zoo, cell):
+            ordered.setdefault(needed.id, needed)
+    return list(ordered.values())
 
 
 def pick_cell(cells: Sequence[Cell], index: int, grid: str | Path) -> Cell:

@@ -28,11 +28,14 @@ TOP_LEVEL_KEYS = (
     "tests",
 )
 PROFILE_KEYS = ("data", "configs", "variants", "tests")
-DETECTOR_KEYS = ("name", "configs", "profiles", "overrides", "sweep")
+DETECTOR_KEYS = ("name", "configs", "profiles", "overrides", "sweep", "prle_zoo", "prle_maps")
+#: ``prle_maps:`` options of a PRLE entry: ``dfbench prle-maps`` flags and the type of each.
+PRLE_MAP_OPTIONS: dict[str, type] = {"fusion": str, "map_size": int, "batch_size": int}
 #: A detector name: it becomes part of folder names and of ``--set NAME:KEY=VALUE``.
 DETECTOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-#: A LightningCLI option as a dotted path, e.g. ``model.init_args.use_efpn``.
-OPTION_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+#: A LightningCLI option as a dotted path, e.g. ``model.init_args.use_efpn``; a list item
+#: is a number (``data.init_args.train_augment.init_args.augments.0.init_args.p``).
+OPTION_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|[0-9]+))*")
 
 
 class GridError(ValueError):
@@ -160,6 +163,57 @@ def _check_detector(path: Path, k: int, entry: Any, profiles: Mapping) -> str:
     return name
 
 
+def _check_zoos(path: Path, detectors: list[Mapping]) -> None:
+    """``prle_zoo`` names plain entries of the same grid (one cell per variant and seed)."""
+    by_name = {entry["name"]: entry for entry in detectors}
+    for k, entry in enumerate(detectors):
+        key = f"detectors[{k}] ({entry['name']})"
+        if "prle_maps" in entry and "prle_zoo" not in entry:
+            raise GridError(f"{path}: {key} has prle_maps but no prle_zoo to build them from")
+        if "prle_zoo" not in entry:
+            continue
+        zoo = entry["prle_zoo"]
+        if (
+            not isinstance(zoo, list)
+            or not zoo
+            or not all(isinstance(name, str) for name in zoo)
+            or len(set(zoo)) != len(zoo)
+        ):
+            raise _fail(
+                path, f"{key}.prle_zoo", zoo, "a list of distinct detector names of this grid"
+            )
+        for name in zoo:
+            member = by_name.get(name)
+            if member is None or member is entry:
+                others = ", ".join(n for n in by_name if n != entry["name"])
+                raise _fail(path, f"{key}.prle_zoo", name, f"another detector's name: {others}")
+            if "prle_zoo" in member:
+                raise _fail(
+                    path, f"{key}.prle_zoo", name, "a detector without a prle_zoo of its own"
+                )
+            if member.get("sweep"):
+                raise _fail(
+                    path, f"{key}.prle_zoo", name, "a detector without a sweep (one cell per seed)"
+                )
+        options = entry.get("prle_maps")
+        if options is None:
+            continue
+        if not isinstance(options, Mapping):
+            raise _fail(path, f"{key}.prle_maps", options, "a mapping, e.g. {fusion: average}")
+        for option, value in options.items():
+            kind = PRLE_MAP_OPTIONS.get(option)
+            if kind is None:
+                raise _fail(
+                    path,
+                    f"a key of {key}.prle_maps",
+                    option,
+                    f"one of {', '.join(PRLE_MAP_OPTIONS)}",
+                )
+            if not isinstance(value, kind) or isinstance(value, bool):
+                wanted = "text, e.g. average" if kind is str else "a whole number, e.g. 256"
+                raise _fail(path, f"{key}.prle_maps.{option}", value, wanted)
+
+
 def check_grid(spec: Any, path: str | Path) -> None:
     """Raise :class:`GridError` unless ``spec`` (a parsed grid file) has the documented structure.
 
@@ -200,3 +254,4 @@ def check_grid(spec: Any, path: str | Path) -> None:
         if name in names:
             raise GridError(f"{path}: detector name {name!r} is used twice; names must be unique")
         names.append(name)
+    _check_zoos(path, detectors)

@@ -6,7 +6,8 @@ results folder, ``<out>/<benchmark>/<profile>``):
 
 * a run of the whole grid holds it exclusively;
 * a ``--cell N`` run (a cluster array job) holds it shared, so array jobs run
-  side by side, plus ``<root>/locks/<cell id>.lock`` exclusively.
+  side by side, plus ``<root>/locks/<cell id>.lock`` exclusively (and the
+  locks of the unfinished zoo cells a PRLE cell trains first).
 
 The kernel releases a ``flock`` when its holder dies, so the lock of a killed
 run is taken over without any clean-up. The holder writes who it is (pid,
@@ -29,7 +30,7 @@ import shlex
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -106,6 +107,7 @@ class BenchLock:
         root: the benchmark's results folder.
         cell: the cell id of a ``--cell`` run; None for a whole-grid run.
         say: where waiting and take-over notes go.
+        also: more cell ids a ``--cell`` run locks (the zoo cells it trains first).
         orphan_wait_s: how long to wait for the children of a killed run.
     """
 
@@ -115,6 +117,7 @@ class BenchLock:
         cell: str | None = None,
         say: Callable[[str], None] = print,
         orphan_wait_s: float = ORPHAN_WAIT_S,
+        also: Sequence[str] = (),
     ) -> None:
         self.root = Path(root)
         self.cell = cell
@@ -122,8 +125,9 @@ class BenchLock:
         self.orphan_wait_s = orphan_wait_s
         self.path = self.root / "bench.lock"
         self.cell_path = self.root / "locks" / f"{cell}.lock" if cell else None
+        self.also = tuple(also) if cell else ()
         self._fds: list[int] = []
-        self._claimed: int | None = None  # the descriptor whose file holds our record
+        self._claimed: list[int] = []  # the descriptors whose files hold our record
 
     @property
     def fds(self) -> tuple[int, ...]:
@@ -172,7 +176,7 @@ class BenchLock:
         data = json.dumps(asdict(Holder.me())).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
-        self._claimed = fd
+        self._claimed.append(fd)
 
     def acquire(self) -> BenchLock:
         """Lock, or raise :class:`FolderInUseError` naming the process that holds the lock."""
@@ -184,6 +188,10 @@ class BenchLock:
                 self._lock(self.path, fcntl.LOCK_SH, f"results folder {self.root}")
                 fd = self._lock(self.cell_path, fcntl.LOCK_EX, f"cell {self.cell} in {self.root}")
                 self._claim(fd, self.cell_path)
+                for other in self.also:
+                    path = self.root / "locks" / f"{other}.lock"
+                    fd = self._lock(path, fcntl.LOCK_EX, f"cell {other} in {self.root}")
+                    self._claim(fd, path)
         except BaseException:
             self.release()
             raise
@@ -191,9 +199,9 @@ class BenchLock:
 
     def release(self) -> None:
         """Unlock; the holder's record is erased, so nobody is named for a lock no one holds."""
-        if self._claimed is not None:
-            os.ftruncate(self._claimed, 0)  # ours: we hold that file exclusively
-            self._claimed = None
+        for fd in self._claimed:
+            os.ftruncate(fd, 0)  # ours: we hold that file exclusively
+        self._claimed.clear()
         for fd in self._fds:
             os.close(fd)
         self._fds.clear()

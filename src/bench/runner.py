@@ -17,6 +17,11 @@ Everything lands in ``<out>/<benchmark>/<profile>/``:
 * ``tables/``: the rendered tables (Markdown, CSV, LaTeX) and ROC curves;
 * ``bench.lock``: held while a ``bench`` runs there (:mod:`src.bench.lock`).
 
+A PRLE cell (``prle_zoo`` in the grid) runs after its zoo cells, which are
+added to a ``--cell`` run when not done yet; between them, the zoo's maps are
+built once into ``prle_maps/<key>/`` (:mod:`src.bench.prle_maps`), a step with
+its own done marker that every PRLE cell of the same zoo and data reuses.
+
 A re-run skips finished cells and redoes failed or interrupted ones (a fit
 that finished is kept). One failing cell does not stop the others; the
 command exits 1 if any failed. ``--cell N`` runs one cell, for a cluster
@@ -50,9 +55,10 @@ from typing import Any
 
 import pandas as pd
 
+from src.bench import prle_maps as maps
 from src.bench import process
 from src.bench.checkpoints import keep_only, selection
-from src.bench.grid import REPO, Cell, GridError, cli_value
+from src.bench.grid import REPO, Cell, GridError, cli_value, with_dependencies
 from src.bench.process import Interrupted, StopSignals, handle_stop_signals, run_child
 from src.bench.progress import ProgressLine, read_progress
 from src.bench.schema import RESULT_COLUMNS, rows_of_test
@@ -134,6 +140,8 @@ class Runner:
             subprocess (:mod:`src.bench.lock`).
         grace_s: how long a stopped subprocess may take before SIGKILL (default
             :data:`src.bench.process.GRACE_S`).
+        cache_dir: the ``--cache-dir`` of this run (PRLE map builds read it).
+        map_device: where ``dfbench prle-maps`` runs the zoo (``cpu``, ``cuda``).
     """
 
     def __init__(
@@ -147,6 +155,8 @@ class Runner:
         progress: ProgressLine | None = None,
         lock_fds: Sequence[int] = (),
         grace_s: float | None = None,
+        cache_dir: str | None = None,
+        map_device: str = "cpu",
     ) -> None:
         if not cells:
             raise GridError("the grid has no cells")
@@ -159,6 +169,8 @@ class Runner:
         self.progress = progress or ProgressLine(len(cells))
         self.lock_fds = tuple(lock_fds)
         self.grace_s = grace_s
+        self.cache_dir = cache_dir
+        self.map_device = map_device
         self.version = code_version()
         self._signals: StopSignals | None = None
 
@@ -193,13 +205,15 @@ class Runner:
         }
 
     def run(self, only: int | None = None) -> int:
-        """Run every unfinished cell (or only cell ``only``); 1 if any failed.
+        """Run every unfinished cell (or only cell ``only`` and any zoo cells it needs); 1 if any failed.
 
         Raises:
             Interrupted: on SIGINT/SIGTERM, once the running cell's subprocess
                 has stopped and the cell is marked ``interrupted`` (a re-run redoes it).
         """
-        chosen = [cell for cell in self.cells if only is None or cell.index == only]
+        chosen = with_dependencies(
+            [cell for cell in self.cells if only is None or cell.index == only]
+        )
         progress = self.progress
         progress.total = len(chosen)
         failed = []
@@ -213,6 +227,8 @@ class Runner:
                 progress.say(f"{label}: running")
                 progress.start(cell.id)
                 try:
+                    if cell.zoo:
+                        self._prepare_maps(cell)
                     self.run_cell(cell)
                     progress.finish()
                     freed = self.status(cell).get("checkpoint_bytes_freed", 0)
@@ -249,6 +265,38 @@ class Runner:
             grace_s=self.grace_s,
         )
 
+    def _prepare_maps(self, cell: Cell) -> None:
+        """Build a PRLE cell's maps from its zoo's checkpoints, unless done already."""
+        broken = [z.id for z in cell.zoo if self.status(z)["status"] != "done"]
+        if broken:
+            raise RuntimeError(
+                f"its PRLE zoo is not trained: cell(s) {', '.join(broken)} did not finish"
+            )
+        if maps.maps_state(self.root, cell) == "built":
+            return
+        folder = maps.maps_folder(self.root, cell)
+        checkpoints = [
+            self.root / json.loads((self.cell_dir(z) / "fit.json").read_text())["checkpoint"]
+            for z in cell.zoo
+        ]
+        data_config = maps.write_data_config(folder, cell, self.cache_dir)
+        counts = {}
+        for split in maps.SPLITS:
+            self.progress.say(f"PRLE maps {self._stored(folder)}: building the {split} split")
+            self._run(
+                cell,
+                maps.build_args(cell, checkpoints, folder, data_config, split, self.map_device),
+                folder / f"build_{split}.log",
+                lambda: None,
+            )
+            counts[split] = maps.check_built(folder, split)
+        maps.mark_built(folder, cell, counts)
+        self.progress.say(
+            f"PRLE maps {self._stored(folder)}: built ("
+            + ", ".join(f"{n} {split}" for split, n in counts.items())
+            + " frames)"
+        )
+
     def _fit(self, cell: Cell, common: list[str]) -> dict[str, Any]:
         """Fit the cell (unless an earlier run did) and return its ``fit.json``."""
         folder = self.cell_dir(cell)
@@ -267,6 +315,7 @@ class Runner:
                     *self._logger(cell, folder / "fit"),
                     f"--checkpoint.dirpath={folder / 'checkpoints'}",
                     progress_callback(progress_file),
+                    *([maps.side_data_arg(self.root, cell)] if cell.zoo else []),
                 ],
                 folder / "fit.log",
                 lambda: self.progress.update(read_progress(progress_file)),

@@ -5,6 +5,8 @@ Before the first cell starts, every cell's config files, frame tables and
 once; ``--list`` shows the same per cell. ``--set KEY=VALUE`` (every cell) and
 ``--set DETECTOR:KEY=VALUE`` (one detector of the grid) add options to the
 cells, e.g. ``--set xception:model.init_args.pretrained=/weights/xception.pth``.
+A PRLE cell (``prle_zoo``) runs after the cells of its zoo, which ``--cell``
+adds when they are not done; ``--list`` shows what each PRLE cell needs.
 """
 
 from __future__ import annotations
@@ -63,12 +65,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _list(runner, chosen, cache_dir: str | None) -> int:  # noqa: ANN001 (lazy imports)
     from src.bench.preflight import missing_files
+    from src.bench.prle_maps import maps_folder, maps_state
 
     print(f"cells of {chosen[0].benchmark}, profile {chosen[0].profile} (results: {runner.root})")
     problems = 0
     for cell in chosen:
         status = runner.status(cell)
         print(f"{cell.index:4d}  {status['status']:11s}  {cell.id}")
+        if cell.zoo:
+            zoo = ", ".join(f"{z.index} ({runner.status(z)['status']})" for z in cell.zoo)
+            folder = maps_folder(runner.root, cell).relative_to(runner.root)
+            print(f"{'':19s}needs zoo cells {zoo}")
+            print(f"{'':19s}needs PRLE maps {folder} ({maps_state(runner.root, cell)})")
         if status["status"] == "done":
             continue
         for item in missing_files(cell, cache_dir):
@@ -83,7 +91,15 @@ def _list(runner, chosen, cache_dir: str | None) -> int:  # noqa: ANN001 (lazy i
 
 
 def run(argv: list[str]) -> int:
-    from src.bench.grid import REPO, Cell, load_grid, parse_override, pick_cell, table_kind
+    from src.bench.grid import (
+        REPO,
+        Cell,
+        load_grid,
+        parse_override,
+        pick_cell,
+        table_kind,
+        with_dependencies,
+    )
     from src.bench.lock import BenchLock
     from src.bench.preflight import check_cells
     from src.bench.process import Interrupted
@@ -118,12 +134,24 @@ def run(argv: list[str]) -> int:
                 group=group,
             )
 
-    runner = Runner(cells, args.out, extra, logger_args, args.keep_checkpoints, wandb_group=group)
+    runner = Runner(
+        cells,
+        args.out,
+        extra,
+        logger_args,
+        args.keep_checkpoints,
+        wandb_group=group,
+        cache_dir=cache_dir,
+        map_device="cuda" if args.gpus else "cpu",
+    )
     if args.list:
         return _list(runner, chosen, cache_dir)
-    check_cells([c for c in chosen if runner.status(c)["status"] != "done"], cache_dir)
+    needed = [c for c in with_dependencies(chosen) if runner.status(c)["status"] != "done"]
+    check_cells(needed, cache_dir)
     lock_cell = chosen[0].id if args.cell is not None else None
-    with BenchLock(runner.root, lock_cell, say=runner.progress.say) as lock:
+    # A --cell run of a PRLE cell also trains the zoo cells not done yet: it locks them too.
+    also = [c.id for c in needed if lock_cell and c.id != lock_cell]
+    with BenchLock(runner.root, lock_cell, say=runner.progress.say, also=also) as lock:
         runner.lock_fds = lock.fds
         try:
             code = runner.run(args.cell)
