@@ -111,3 +111,18 @@ def test_holder_liveness(tmp_path: Path) -> None:
     (tmp_path / "garbage.lock").write_text("not json")
     assert Holder.read(tmp_path / "garbage.lock") is None
     assert Holder.read(tmp_path / "missing.lock") is None
+
+
+def test_a_cell_run_also_locks_the_zoo_cells_it_trains(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    with BenchLock(root, "003-prle", also=["000-a", "001-b"]) as mine:
+        assert len(mine.fds) == 4  # the folder (shared) and three cells
+        for cell in ("000-a", "001-b"):  # the zoo cells' own array jobs are refused, named
+            with pytest.raises(FolderInUseError) as refused:
+                BenchLock(root, cell, orphan_wait_s=0).acquire()
+            assert f"cell {cell} in {root} is in use by dfbench bench (pid {os.getpid()}, " in str(
+                refused.value
+            )
+        BenchLock(root, "002-c", orphan_wait_s=0).acquire().release()
+    assert (root / "locks" / "000-a.lock").read_text() == ""
+    BenchLock(root, "000-a", orphan_wait_s=0).acquire().release()
