@@ -33,9 +33,9 @@ DETECTOR_KEYS = ("name", "configs", "profiles", "overrides", "sweep", "prle_zoo"
 PRLE_MAP_OPTIONS: dict[str, type] = {"fusion": str, "map_size": int, "batch_size": int}
 #: A detector name: it becomes part of folder names and of ``--set NAME:KEY=VALUE``.
 DETECTOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-#: A LightningCLI option as a dotted path, e.g. ``model.init_args.use_efpn``; a list item
-#: is a number (``data.init_args.train_augment.init_args.augments.0.init_args.p``).
-OPTION_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|[0-9]+))*")
+#: A LightningCLI option as a dotted path, e.g. ``model.init_args.use_efpn``. No list
+#: indices (``augments.0``): LightningCLI cannot set one item of a list; give the whole value.
+OPTION_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class GridError(ValueError):
