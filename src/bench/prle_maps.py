@@ -40,7 +40,7 @@ DONE = "done.json"
 
 
 def maps_folder(root: Path, cell: Cell) -> Path:
-    """Where a PRLE cell's maps are built (None-safe only for PRLE cells)."""
+    """Where a PRLE cell's maps are built (PRLE cells only)."""
     if cell.maps_key is None:
         raise ValueError(f"cell {cell.id} has no prle_zoo, so no PRLE maps")
     return root / "prle_maps" / cell.maps_key

@@ -205,7 +205,7 @@ class Runner:
         }
 
     def run(self, only: int | None = None) -> int:
-        """Run every unfinished cell (or only cell ``only`` and any zoo cells it needs); 1 if any failed.
+        """Run every unfinished cell (or cell ``only`` and the zoo cells it needs); 1 if any failed.
 
         Raises:
             Interrupted: on SIGINT/SIGTERM, once the running cell's subprocess
