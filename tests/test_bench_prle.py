@@ -325,3 +325,18 @@ def test_bench_list_shows_what_prle_cells_need(
     assert run(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == f"{'':19s}needs zoo cells 1 (done), 2 (pending)"
+
+
+def test_a_moved_partly_built_map_folder_is_adopted(tmp_path: Path) -> None:
+    from src.bench.prle_maps import adopt_moved_folder
+
+    folder = tmp_path / "prle_maps" / "abc"
+    adopt_moved_folder(folder, [tmp_path / "a.ckpt"])  # nothing built yet: nothing to do
+    assert not folder.exists()
+    folder.mkdir(parents=True)
+    recorded = {"zoo": ["/old/place/a.ckpt"], "fusion": "neighbouring", "map_size": 256}
+    (folder / "settings.json").write_text(json.dumps(recorded))
+    adopt_moved_folder(folder, [tmp_path / "a.ckpt"])
+    assert json.loads((folder / "settings.json").read_text()) == recorded | {
+        "zoo": [str(tmp_path / "a.ckpt")]
+    }

@@ -15,6 +15,8 @@ DataModule reads side data for every set it builds while fitting, the
 validation set included, so the validation frames are mapped too (they are
 never augmented: their maps are read and unused). Tests get no side data.
 
+A partly built folder found at another place (a moved results folder)
+resumes too: the checkpoint paths ``prle-maps`` recorded are updated first.
 ``data.yaml`` in the folder holds what the frames depend on besides the
 profile's data configs: the cell's data options (its train-set variant, any
 ``--set data...``) and the ``--cache-dir`` of this run. It is rewritten before
@@ -73,6 +75,23 @@ def write_data_config(folder: Path, cell: Cell, cache_dir: str | None) -> Path:
         + (yaml.safe_dump(options, sort_keys=True) if options else "{}\n")
     )
     return path
+
+
+def adopt_moved_folder(folder: Path, checkpoints: list[Path]) -> None:
+    """Let ``prle-maps`` finish a partly built folder whose results folder has moved.
+
+    ``prle-maps`` records its zoo by the checkpoint paths it was given and
+    refuses a folder made with another zoo. The folder's name already pins
+    the zoo cells (by their config hashes), so paths that differ only because
+    the results folder moved name the same checkpoints: the record is updated.
+    """
+    path = folder / "settings.json"
+    if not path.is_file():
+        return
+    settings = json.loads(path.read_text())
+    zoo = [str(checkpoint) for checkpoint in checkpoints]
+    if settings.get("zoo") != zoo:
+        atomic_write_json(path, settings | {"zoo": zoo})
 
 
 def build_args(

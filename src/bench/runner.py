@@ -279,6 +279,7 @@ class Runner:
             self.root / json.loads((self.cell_dir(z) / "fit.json").read_text())["checkpoint"]
             for z in cell.zoo
         ]
+        maps.adopt_moved_folder(folder, checkpoints)
         data_config = maps.write_data_config(folder, cell, self.cache_dir)
         counts = {}
         for split in maps.SPLITS:
