@@ -123,3 +123,8 @@ def test_sanity_line_names_each_cell_and_flags_chance() -> None:
     assert sanity_line(results.assign(val_auc=float("nan"))) is None
     one_seed = results[results["seed"] == 0]
     assert sanity_line(one_seed).endswith(": xception 98.12 at epoch 3, laa_net not recorded")
+    undefined = one_seed.assign(val_auc=float("-inf"), best_epoch=0)
+    assert sanity_line(undefined).endswith(
+        ": xception undefined at epoch 0 (one class in the validation batches?), "
+        "laa_net undefined at epoch 0 (one class in the validation batches?)"
+    )

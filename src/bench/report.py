@@ -85,7 +85,9 @@ def sanity_line(results: pd.DataFrame) -> str | None:
     """Each cell's validation frame AUC at its selected checkpoint, or None if none is known.
 
     Cells are named as the tables name their rows (plus the seed when there
-    are several); an AUC under :data:`NEAR_CHANCE` is flagged.
+    are several); an AUC under :data:`NEAR_CHANCE` is flagged. A checkpoint
+    chosen while the validation AUC was undefined (NaN, e.g. a validation run
+    cut to batches of one class) records -inf: it reads "undefined".
     """
     frame = results[results["level"] == "frame"]
     if frame.empty or "val_auc" not in frame or frame["val_auc"].isna().all():
@@ -101,6 +103,9 @@ def sanity_line(results: pd.DataFrame) -> str | None:
             parts.append(f"{name} not recorded")
             continue
         epoch = "" if pd.isna(row["best_epoch"]) else f" at epoch {int(row['best_epoch'])}"
+        if math.isinf(auc):  # Lightning's checkpoint score for a NaN metric
+            parts.append(f"{name} undefined{epoch} (one class in the validation batches?)")
+            continue
         warning = " (near chance)" if auc < NEAR_CHANCE else ""
         parts.append(f"{name} {auc:.2f}{epoch}{warning}")
     return "validation frame AUC (%) at the selected checkpoints: " + ", ".join(parts)
