@@ -47,14 +47,18 @@ format: $(STAMP) ## Reformat and auto-fix with ruff
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 PROFILE ?= demo
-DATA_ROOT ?=
+CACHE_DIR ?=
 GPUS ?= 0
+BENCH_ARGS ?=
 # demo: synthetic copies of the datasets, every detector at demo size, on the CPU.
-# paper: PROFILE=paper DATA_ROOT=/data/cache GPUS=4 (frame cache made by `dfbench preprocess`).
-bench-cross-dataset: $(STAMP) ## Cross-dataset benchmark: demo on synthetic data (PROFILE=paper DATA_ROOT=... GPUS=N for real data)
-	@if [ "$(PROFILE)" = demo ] && [ ! -f data/synthetic/cache/tables/df1.parquet ]; then $(MAKE) synthetic-data; fi
+# paper: PROFILE=paper CACHE_DIR=/data/cache GPUS=4 (frame cache made by `dfbench preprocess`);
+# more options of `dfbench bench` (--set, --out, --wandb-project ...) go in BENCH_ARGS, e.g.
+#   BENCH_ARGS='--set xception:model.init_args.pretrained=/weights/xception.pth'
+bench-cross-dataset: $(STAMP) ## Cross-dataset benchmark: demo on synthetic data (PROFILE=paper CACHE_DIR=... GPUS=N for real data)
+	$(if $(DATA_ROOT),$(error DATA_ROOT is now called CACHE_DIR (the frame cache): make bench-cross-dataset CACHE_DIR=$(DATA_ROOT)))
+	@if [ "$(PROFILE)" = demo ] && [ -z "$(CACHE_DIR)" ] && [ ! -f data/synthetic/cache/tables/df1.parquet ]; then $(MAKE) synthetic-data; fi
 	WANDB_MODE=$${WANDB_MODE:-offline} NO_ALBUMENTATIONS_UPDATE=1 $(BIN)/dfbench bench benchmarks/cross_dataset.yaml \
-		--profile $(PROFILE) --gpus $(GPUS) $(if $(DATA_ROOT),--cache-dir $(DATA_ROOT),)
+		--profile $(PROFILE) --gpus $(GPUS) $(if $(CACHE_DIR),--cache-dir $(CACHE_DIR),) $(BENCH_ARGS)
 
 synthetic-data: $(STAMP) ## Synthesise, index and preprocess every dataset's synthetic copy (data/synthetic)
 	$(BIN)/dfbench synth --out data/synthetic --prepare

@@ -11,7 +11,7 @@ import pytest
 from bench_data import make_predictions, result
 
 from src.bench.plots import roc_curves
-from src.bench.report import curve_rows, report
+from src.bench.report import curve_rows, report, sanity_line
 from src.bench.schema import RESULT_COLUMNS, read_predictions
 from src.metrics import roc_auc
 
@@ -101,3 +101,30 @@ def test_roc_png(tmp_path: Path) -> None:
     mixed = {"xception": pd.concat([by_detector["xception"], make_predictions(7, 5, name="dfdc")])}
     with pytest.raises(ValueError, match="several sets"):
         roc_curves(mixed, "cdf2", "frame", tmp_path / "x.png")
+
+
+def test_sanity_line_names_each_cell_and_flags_chance() -> None:
+    rows = []
+    for detector, seed, val_auc, epoch in [
+        ("xception", 0, 0.9812, 3),
+        ("xception", 1, 0.55, 0),
+        ("laa_net", 0, float("nan"), float("nan")),  # fitted before the score was recorded
+    ]:
+        for level in ("frame", "video"):
+            rows.append(
+                result(detector, "cdf2", seed, level)
+                | {"cell": f"{detector}-{seed}", "val_auc": val_auc, "best_epoch": epoch}
+            )
+    results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    assert sanity_line(results) == (
+        "validation frame AUC (%) at the selected checkpoints: xception s0 98.12 at epoch 3, "
+        "xception s1 55.00 at epoch 0 (near chance), laa_net s0 not recorded"
+    )
+    assert sanity_line(results.assign(val_auc=float("nan"))) is None
+    one_seed = results[results["seed"] == 0]
+    assert sanity_line(one_seed).endswith(": xception 98.12 at epoch 3, laa_net not recorded")
+    undefined = one_seed.assign(val_auc=float("-inf"), best_epoch=0)
+    assert sanity_line(undefined).endswith(
+        ": xception undefined at epoch 0 (one class in the validation batches?), "
+        "laa_net undefined at epoch 0 (one class in the validation batches?)"
+    )

@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import signal
 import stat
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from src.bench.runner import Runner
 from src.metrics import compute_metrics
 
 TEST_SETS = ("blend", "matched")
+#: What the stand-in was called with: (arguments, keyword arguments).
+CALLS: list[tuple[list[str], dict]] = []
 
 
 def option(args: list[str], name: str) -> str:
@@ -33,8 +37,15 @@ def option(args: list[str], name: str) -> str:
     return value
 
 
-def fake_dfbench(args: list[str], log: Path, shown_log: str) -> float:
+#: Validation AUC the stand-in fit records in its best checkpoint.
+VAL_AUC = 0.875
+#: Pixel-level metrics the stand-in test reports, by test set (a test sets it).
+PIXEL: dict[str, dict[str, float]] = {}
+
+
+def fake_dfbench(args: list[str], log: Path, shown_log: str, **child) -> float:
     """Write the files a fit or a test subprocess would write."""
+    CALLS.append((args, child))
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"dfbench {' '.join(args)}\n")
     if args[0] == "fit":
@@ -50,7 +61,13 @@ def fake_dfbench(args: list[str], log: Path, shown_log: str) -> float:
                     "epoch": 1,
                     "optimizer_states": [{"exp_avg": torch.ones(64, 64)}],
                     "loops": {"fit_loop": {}},
-                    "callbacks": {"ModelCheckpoint": {"dirpath": str(folder)}},
+                    "callbacks": {
+                        "ModelCheckpoint{'monitor': 'val/frame_auc'}": {
+                            "monitor": "val/frame_auc",
+                            "dirpath": str(folder),
+                            "current_score": torch.tensor(VAL_AUC),
+                        }
+                    },
                 },
                 folder / name,
             )
@@ -62,7 +79,7 @@ def fake_dfbench(args: list[str], log: Path, shown_log: str) -> float:
         frames = make_predictions(seed=k, n_videos=12, signal=2.0, decimals=3, name=name)
         parts.append(frames)
         metrics[name] = compute_metrics(frames["score"], frames["label"], frames["video_key"])
-        metrics[name] |= {"n_videos": 12, "n_frames": len(frames)}
+        metrics[name] |= {"n_videos": 12, "n_frames": len(frames)} | PIXEL.get(name, {})
     pd.concat(parts).to_parquet(out / "test_predictions.parquet", index=False)
     (out / "test_metrics.json").write_text(json.dumps(metrics))
     return 1.0
@@ -71,6 +88,8 @@ def fake_dfbench(args: list[str], log: Path, shown_log: str) -> float:
 @pytest.fixture
 def cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(runner_module, "_dfbench", fake_dfbench)
+    CALLS.clear()
+    PIXEL.clear()
     spec = {
         "name": "tiny",
         "train_set": "synthetic",
@@ -146,3 +165,118 @@ def test_results_follow_the_umask(tmp_path: Path, cells) -> None:
         runner.root / "tables" / "roc_blend.png",
     ]
     assert [stat.S_IMODE(p.stat().st_mode) for p in written] == [0o644] * len(written)
+
+
+def test_cells_carry_run_meta_progress_and_selection_score(tmp_path: Path, cells) -> None:
+    runner = Runner(cells, tmp_path / "results", [], wandb_group="tiny/demo")
+    assert runner.run() == 0
+    (fit_args, fit_child), (test_args, test_child) = CALLS
+    assert fit_args[0] == "fit" and test_args[0] == "test"
+    cell = cells[0]
+    for child in (fit_child, test_child):
+        assert json.loads(child["env"]["DFBENCH_RUN_META"]) == {
+            "benchmark": "tiny",
+            "profile": "demo",
+            "cell": cell.id,
+            "detector": "xception",
+            "train_set": "synthetic",
+            "seed": 0,
+            "config_hash": cell.config_hash,
+            "code_version": runner.version,
+            "wandb_group": "tiny/demo",
+        }
+    # The fit reports its epoch to the cell's progress file; the test has no such callback.
+    (callback,) = [a for a in fit_args if a.startswith("--trainer.callbacks+=")]
+    spec = json.loads(callback.split("=", 1)[1])
+    assert spec == {
+        "class_path": "src.bench.progress.ProgressFile",
+        "init_args": {"path": str(runner.cell_dir(cell) / "progress.json")},
+    }
+    assert not any(a.startswith("--trainer.callbacks") for a in test_args)
+    fit = json.loads((runner.cell_dir(cell) / "fit.json").read_text())
+    assert (fit["val_score"], fit["best_epoch"], fit["monitor"]) == (VAL_AUC, 1, "val/frame_auc")
+    assert fit["params"] == 64 * 64
+    results = runner.collect()
+    assert (results["val_auc"] == VAL_AUC).all() and (results["best_epoch"] == 1).all()
+    # No pixel metrics from this detector: NaN, and no pixel table.
+    assert results[["pixel_auc", "pixel_iou", "pixel_f1", "n_pixel_frames"]].isna().all().all()
+    written = report(results, runner.root, wandb=False, stream=io.StringIO())
+    assert "cross_dataset_pixel.md" not in written
+
+
+def test_pixel_metrics_reach_rows_and_their_own_table(tmp_path: Path, cells) -> None:
+    PIXEL["blend"] = {"pixel_auc": 0.9, "pixel_iou": 0.5, "pixel_f1": 0.625, "n_pixel_frames": 7}
+    runner = Runner(cells, tmp_path / "results", [])
+    assert runner.run() == 0
+    results = runner.collect()
+    blend = results[results["test_set"] == "blend"].set_index("level")
+    assert blend.loc["frame", ["pixel_auc", "pixel_iou", "pixel_f1"]].tolist() == [0.9, 0.5, 0.625]
+    assert blend.loc["frame", "n_pixel_frames"] == 7
+    assert blend.loc["video", ["pixel_auc", "pixel_iou", "pixel_f1"]].isna().all()
+    assert results[results["test_set"] == "matched"]["pixel_auc"].isna().all()
+
+    out = io.StringIO()
+    written = report(results, runner.root, wandb=False, style="plain", stream=out)
+    tables = runner.root / "tables"
+    assert {"cross_dataset_pixel.md", "cross_dataset_pixel.csv", "cross_dataset_pixel.tex"} <= set(
+        written
+    )
+    markdown = (tables / "cross_dataset_pixel.md").read_text()
+    assert "pixel level" in markdown
+    assert "| detector | blend pixel AUC | blend IoU | blend F1 |" in markdown
+    assert "| xception | 90.00 | 50.00 | 62.50 |" in markdown  # one row: nothing marked
+    numbers = pd.read_csv(tables / "cross_dataset_pixel.csv")
+    assert numbers.columns.tolist() == [
+        "detector",
+        "blend/pixel_auc",
+        "blend/pixel_iou",
+        "blend/pixel_f1",
+    ]
+    assert numbers.iloc[0, 1:].tolist() == [90.0, 50.0, 62.5]
+    latex = (tables / "cross_dataset_pixel.tex").read_text()
+    assert r" & \multicolumn{3}{c}{blend} \\" in latex
+    assert r"xception & 90.00 & 50.00 & 62.50 \\" in latex
+    text = out.getvalue()
+    assert "cross-dataset benchmark, pixel level, demo profile (values in %)" in text
+    assert "pixel level, pixel AUC, IoU and F1 at 0.5 over fakes with a mask in %" in text
+
+
+def test_report_prints_legend_and_sanity_line(tmp_path: Path, cells) -> None:
+    runner = Runner(cells, tmp_path / "results", [])
+    assert runner.run() == 0
+    out = io.StringIO()
+    report(runner.collect(), runner.root, wandb=False, style="plain", stream=out)
+    lines = out.getvalue().splitlines()
+    legend = (
+        "frame level, AUC and AP in %; [low, high] = bootstrap 95 % interval of the AUC over "
+        "videos; (1) = best, (2) = second best per column"
+    )
+    assert legend in lines and legend.replace("frame level", "video level", 1) in lines
+    sanity = "validation frame AUC (%) at the selected checkpoints: xception 87.50 at epoch 1"
+    assert sanity in lines
+    assert sanity in (runner.root / "tables" / "cross_dataset_frame.md").read_text()
+    assert not any("*" in line or "<u>" in line for line in lines)
+
+
+def test_interrupted_cell_is_marked_and_redone(tmp_path: Path, cells, monkeypatch) -> None:
+    from src.bench.process import Interrupted
+
+    def interrupted_test(args: list[str], log: Path, shown_log: str, **child) -> float:
+        if args[0] == "test":
+            raise Interrupted(signal.SIGTERM)
+        return fake_dfbench(args, log, shown_log, **child)
+
+    monkeypatch.setattr(runner_module, "_dfbench", interrupted_test)
+    runner = Runner(cells, tmp_path / "results", [])
+    with pytest.raises(Interrupted) as stopped:
+        runner.run()
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert runner.status(cells[0]) | {"cell": None} == {
+        "status": "interrupted",
+        "cell": None,
+        "signal": "SIGTERM",
+    }
+    monkeypatch.setattr(runner_module, "_dfbench", fake_dfbench)
+    CALLS.clear()
+    assert Runner(cells, tmp_path / "results", []).run() == 0
+    assert [args[0] for args, _ in CALLS] == ["test"]  # the finished fit is kept

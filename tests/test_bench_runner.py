@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -172,7 +173,7 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     results = tmp_path / "killed"
     process = subprocess.Popen(
-        [*command, "--results", str(results)],
+        [*command, "--out", str(results)],
         env=env,
         cwd=Path(__file__).parents[1],
         stdout=subprocess.DEVNULL,
@@ -190,7 +191,7 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
     assert statuses[0] == "done" and "done" not in statuses[1:], statuses
 
     out = subprocess.run(
-        [*command, "--results", str(results)],
+        [*command, "--out", str(results)],
         env=env,
         cwd=Path(__file__).parents[1],
         capture_output=True,
@@ -200,7 +201,7 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
     assert "done earlier, skipped" in out and out.count(": running") == 1
     clean = tmp_path / "clean"
     subprocess.run(
-        [*command, "--results", str(clean)],
+        [*command, "--out", str(clean)],
         env=env,
         cwd=Path(__file__).parents[1],
         check=True,
@@ -234,7 +235,7 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
     before = (tables / "cross_dataset_frame.md").read_text()
     (tables / "cross_dataset_frame.md").unlink()
     out = subprocess.run(
-        [*command, "--results", str(moved)],
+        [*command, "--out", str(moved)],
         env=env,
         cwd=Path(__file__).parents[1],
         capture_output=True,
@@ -243,3 +244,51 @@ def test_killed_bench_reruns_only_the_missing_cells(tmp_path: Path) -> None:
     ).stdout
     assert out.count("done earlier, skipped") == 2 and ": running" not in out
     assert (tables / "cross_dataset_frame.md").read_text() == before
+
+
+@pytest.mark.slow
+def test_same_seed_same_machine_gives_the_same_table(tmp_path: Path) -> None:
+    """Two runs of a tiny grid into two folders: equal metrics, equal tables, readable logs."""
+    import subprocess
+    import sys
+
+    good = {"name": "xception", "configs": ["configs/detectors/xception.yaml"], "overrides": TINY}
+    grid = write_grid(tmp_path, [good], seeds=[0])
+    outputs = {}
+    for run in ("first", "second"):
+        outputs[run] = subprocess.run(
+            [sys.executable, "-m", "src.cli", "bench", str(grid), "--no-wandb"]
+            + ["--out", str(tmp_path / run)],
+            env=os.environ | {"HF_HUB_OFFLINE": "1", "NO_COLOR": "1"},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    first, second = (tmp_path / run / "tiny" / "demo" for run in ("first", "second"))
+    metrics = ["cell", "test_set", "level", "auc", "ap", "acc", "eer", "real_acc", "fake_acc"]
+    metrics += ["n_frames", "n_videos", "val_auc", "best_epoch"]
+    a, b = (pd.read_csv(root / "results.csv")[metrics] for root in (first, second))
+    pd.testing.assert_frame_equal(a, b)
+    assert a["val_auc"].notna().all()
+    for name in ("cross_dataset_frame", "cross_dataset_video"):
+        for suffix in (".md", ".csv", ".tex"):
+            assert (first / "tables" / f"{name}{suffix}").read_text() == (
+                second / "tables" / f"{name}{suffix}"
+            ).read_text(), name + suffix
+
+    def tables_printed(text: str) -> str:
+        start = text.index("cross-dataset benchmark, frame level")
+        return text[start : text.index("tables and ROC curves:")]
+
+    assert tables_printed(outputs["first"]) == tables_printed(outputs["second"])
+    printed = tables_printed(outputs["first"])
+    assert "validation frame AUC (%) at the selected checkpoints: xception " in printed
+    assert "bootstrap 95 % interval of the AUC over videos" in printed
+    assert "\x1b[" not in printed and "*" not in printed  # a pipe: plain marks
+    # Progress: one line per epoch, none per batch; the fit's log has no redraws.
+    assert "[cells 0/1 done" in outputs["first"] and "fit epoch 1/1" in outputs["first"]
+    (cell,) = (first / "cells").iterdir()
+    assert json.loads((cell / "progress.json").read_text())["epoch"] == 0
+    for log in ("fit.log", "test_0.log"):
+        assert "\r" not in (cell / log).read_text()

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import pandas as pd
 import pytest
 from bench_data import cross_dataset_results, result
 
-from src.bench.render import highlight_marks, to_csv, to_latex, to_markdown, to_terminal
+from src.bench.render import (
+    highlight_marks,
+    marks_legend,
+    terminal_style,
+    to_csv,
+    to_latex,
+    to_markdown,
+    to_terminal,
+)
 from src.bench.tables import (
     TableEntry,
     aggregate,
@@ -147,9 +156,50 @@ def test_terminal_markers_and_alignment():
     text = to_terminal(table)
     lines = text.splitlines()
     assert len({len(line) for line in lines[2:]}) <= 2  # rows aligned (trailing space trimmed)
-    assert "90.00*" in text and "81.00 ± 1.41_" in text and "62.00 ± 2.83*" in text
+    assert "90.00 (1)" in text and "81.00 ± 1.41 (2)" in text and "62.00 ± 2.83 (1)" in text
+    assert "*" not in text and "_" not in text.replace("laa_net", "")  # no Markdown markers
     assert lines[0].split() == ["cdf2", "dfdc"]
     assert lines[1].split() == ["detector", "AUC", "AP", "AUC", "AP"]
+
+
+def test_terminal_ansi_marks_keep_the_alignment():
+    table = cross_dataset_table(cross_dataset_results(), "frame")
+    ansi = to_terminal(table, "ansi")
+    assert "\x1b[1m90.00\x1b[22m" in ansi  # sbi's cdf2 AUC: best, bold
+    assert "\x1b[4m81.00 ± 1.41\x1b[24m" in ansi  # laa_net's: second, underlined
+    assert "\x1b[1m62.00 ± 2.83\x1b[22m" in ansi  # a tie: both best
+    # The escapes take no room: without them, the columns line up under the rule.
+    visible = re.sub(r"\x1b\[\d+m", "", ansi).splitlines()
+    rule = visible[2]
+    assert set(rule) == {"-", " "} and "(1)" not in "".join(visible)
+    assert max(len(line) for line in visible) == len(rule)
+    assert visible[3].endswith("61.00 ± 1.41") and len(visible[3]) == len(rule)  # xception
+    assert visible[0].split() == ["cdf2", "dfdc"]
+    with pytest.raises(ValueError, match="style"):
+        to_terminal(table, "markdown")
+
+
+class Stream:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(
+    ("tty", "environ", "style"),
+    [
+        (True, {}, "ansi"),
+        (True, {"NO_COLOR": "1"}, "plain"),
+        (True, {"NO_COLOR": ""}, "ansi"),  # no-color.org: only a non-empty value counts
+        (False, {}, "plain"),
+        (False, {"NO_COLOR": "1"}, "plain"),
+    ],
+)
+def test_terminal_style_follows_tty_and_no_color(tty, environ, style):
+    assert terminal_style(Stream(tty), environ) == style
+    assert ("\x1b[1m" in marks_legend(style)) == (style == "ansi")
 
 
 def test_flag_variants_and_train_sets_split_rows():

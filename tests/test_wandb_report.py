@@ -14,10 +14,14 @@ from PIL import Image
 
 from src.bench.schema import RESULT_COLUMNS
 from src.bench.wandb_report import (
+    CELL_COLUMNS,
     cell_logger_args,
+    cells_table,
+    default_group,
     log_leaderboard,
     offline_run_dirs,
     results_table,
+    summary,
     sync_hint,
     wandb_mode,
 )
@@ -220,6 +224,12 @@ def result_rows() -> pd.DataFrame:
                     "code_version": "deadbeef",
                     "predictions": f"cells/cell-{detector}/test_predictions.parquet",
                     "prediction_set": "cdf2",
+                    "val_auc": 0.99,
+                    "best_epoch": 3,
+                    "pixel_auc": np.nan,
+                    "pixel_iou": np.nan,
+                    "pixel_f1": np.nan,
+                    "n_pixel_frames": np.nan,
                 }
             )
     # Stored column order differs from the schema's; the table follows the schema.
@@ -238,10 +248,35 @@ def test_leaderboard_run_holds_tables_and_images(
     roc = tmp_path / "roc_cdf2.png"
     Image.fromarray(np.full((32, 48, 3), 200, np.uint8)).save(roc)
     markdown = "| detector | CDF2 |\n|---|---|\n| xception & co | 91.0 |"
+    numbers = pd.DataFrame({"detector": ["xception", "laa_net"], "cdf2/auc": [91.0, np.nan]})
     save_dir = tmp_path / "results" / "cross_dataset"
+    started = []
+    init = wandb.init
+
+    def recording_init(**kwargs):
+        run = init(**kwargs)
+        finish = run.finish
+        summary_at_finish: dict = {}
+
+        def recording_finish(*args, **finish_kwargs):
+            keys = run.summary.keys()  # a wandb Summary has keys() but no iteration
+            summary_at_finish.update({key: run.summary[key] for key in keys})
+            return finish(*args, **finish_kwargs)
+
+        run.finish = recording_finish
+        started.append((kwargs, summary_at_finish))
+        return run
+
+    monkeypatch.setattr(wandb, "init", recording_init)
 
     run_dir = log_leaderboard(
-        result_rows(), {"table2": markdown}, {"roc_cdf2": roc}, "cross_dataset", save_dir
+        result_rows(),
+        {"cross_dataset_frame": numbers},
+        {"roc_cdf2": roc},
+        "cross_dataset",
+        save_dir,
+        project="my-project",
+        markdown={"cross_dataset_frame": markdown},
     )
 
     assert run_dir.parent == save_dir / "wandb" and run_dir.name.startswith("offline-run-")
@@ -261,12 +296,62 @@ def test_leaderboard_run_holds_tables_and_images(
     ]
     real_acc = [row[table["columns"].index("real_acc")] for row in table["data"]]
     assert real_acc == [0.75, None, 0.75, None]
-    (page,) = media.glob("html/tables/table2_*.html")
+    # One row per cell, and the rendered table as a proper table of numbers.
+    (cells_file,) = media.glob("table/cells_*.table.json")
+    cells = json.loads(cells_file.read_text())
+    assert [row[0] for row in cells["data"]] == ["cell-xception", "cell-laa_net_no_efpn"]
+    (rendered,) = media.glob("table/tables/cross_dataset_frame_*.table.json")
+    rendered = json.loads(rendered.read_text())
+    assert rendered["columns"] == ["detector", "cdf2/auc"]
+    assert rendered["data"] == [["xception", 91.0], ["laa_net", None]]
+    (page,) = media.glob("html/tables_text/cross_dataset_frame_*.html")
     assert "xception &amp; co | 91.0 |" in page.read_text()
     (image,) = media.glob("images/figures/roc_cdf2_*.png")
     assert Image.open(image).size == (48, 32)
+    # Project, the default group <benchmark>/<profile> and the summary's scalars.
+    ((kwargs, saved),) = started
+    assert (kwargs["project"], kwargs["group"]) == ("my-project", "cross_dataset/demo")
+    scalars = {key: value for key, value in saved.items() if "_auc/" in key}
+    assert scalars == {
+        "cross_dataset_auc/xception": pytest.approx(0.91),
+        "cross_dataset_auc/laa_net_no_efpn": pytest.approx(0.91),
+    }
     assert sync_hint([run_dir]) == f"wandb sync {run_dir}"
     capsys.readouterr()
+
+
+def test_cells_table_and_summary() -> None:
+    rows = result_rows()
+    rows.loc[rows["detector"] == "laa_net_no_efpn", "auc"] = 0.7
+    extra = rows.iloc[[0, 1]].copy()  # xception on its own training set
+    extra["test_set"] = "ffpp_c23"
+    extra["auc"] = [0.99, 0.98]
+    rows = pd.concat([rows, extra], ignore_index=True)
+
+    cells = cells_table(rows)
+    assert list(cells["cell"]) == ["cell-xception", "cell-laa_net_no_efpn"]
+    assert list(cells.columns[:9]) == list(CELL_COLUMNS)
+    first = cells.iloc[0]
+    assert (first["auc/cdf2/frame"], first["auc/ffpp_c23/frame"], first["auc/ffpp_c23/video"]) == (
+        0.91,
+        0.99,
+        0.98,
+    )
+    assert np.isnan(cells.iloc[1]["auc/ffpp_c23/frame"]) and cells.iloc[1]["val_auc"] == 0.99
+
+    assert summary(rows) == {
+        "in_dataset_auc/xception": pytest.approx(0.99),
+        "cross_dataset_auc/xception": pytest.approx(0.91),
+        "cross_dataset_auc/laa_net_no_efpn": pytest.approx(0.7),
+    }
+
+
+def test_group_defaults_to_benchmark_and_profile(bare_env: Path) -> None:
+    assert default_group("cross_dataset", "paper") == "cross_dataset/paper"
+    args = init_args(
+        cell_logger_args("b", "c", "d", [], "x", project="p", group=default_group("b", "demo"))
+    )
+    assert (args["project"], args["group"]) == ("p", "b/demo")
 
 
 def test_sync_hint_quotes_paths(tmp_path: Path) -> None:

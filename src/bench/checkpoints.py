@@ -12,7 +12,9 @@ reduced to those, and deletes the others (``last.ckpt`` ...).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -65,3 +67,34 @@ def keep_only(selected: str | Path) -> int:
             freed += other.stat().st_size
             other.unlink()
     return freed
+
+
+def selection(path: str | Path) -> dict[str, Any]:
+    """What a fit's selected checkpoint says about itself, read before it is stripped.
+
+    Returns:
+        ``params`` (the parameter count, buffers such as BatchNorm statistics
+        excluded), ``epoch`` (0-based) and, from the ModelCheckpoint callback's
+        state, ``monitor`` (e.g. ``val/frame_auc``) and ``val_score``: the
+        validation score the checkpoint was chosen by (NaN when the file does
+        not record it, e.g. once stripped).
+    """
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=False)
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    state = checkpoint["state_dict"]
+    facts: dict[str, Any] = {
+        "params": int(sum(v.numel() for k, v in state.items() if not k.endswith(buffers))),
+        "epoch": int(checkpoint.get("epoch", -1)),
+        "monitor": None,
+        "val_score": math.nan,
+    }
+    for key, callback in (checkpoint.get("callbacks") or {}).items():
+        if not key.startswith("ModelCheckpoint") or not isinstance(callback, dict):
+            continue
+        # Saved when it became the best, so its own score is the current one.
+        score = callback.get("current_score", callback.get("best_model_score"))
+        if score is not None:
+            facts["monitor"] = callback.get("monitor")
+            facts["val_score"] = float(score)
+            break
+    return facts

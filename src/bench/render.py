@@ -9,6 +9,7 @@ Markdown and LaTeX get their own markup.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,9 @@ METRIC_NAMES = {
     "real_acc": "real ACC",
     "fake_acc": "fake ACC",
     "avg": "Avg",
+    "pixel_auc": "pixel AUC",
+    "pixel_iou": "IoU",
+    "pixel_f1": "F1",
 }
 
 
@@ -142,8 +146,8 @@ def to_latex(table: pd.DataFrame, highlight: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_csv(table: pd.DataFrame) -> str:
-    """Plain numbers: one column per table column (the mean, in percent).
+def to_numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as plain numbers: one column per table column (the mean, in percent).
 
     Columns are named by joining the column levels with ``/`` (e.g.
     ``cdf2/auc``); ``<name>/std`` follows where any entry has several seeds and
@@ -160,13 +164,48 @@ def to_csv(table: pd.DataFrame) -> str:
         if any(not math.isnan(e.low) for e in entries):
             out[f"{name}/low"] = [e.low for e in entries]
             out[f"{name}/high"] = [e.high for e in entries]
-    return out.to_csv(index=False)
+    return out
 
 
-def to_terminal(table: pd.DataFrame) -> str:
-    """Aligned plain text; ``*`` after the best value of a column, ``_`` after the second."""
+def to_csv(table: pd.DataFrame) -> str:
+    """:func:`to_numbers` as CSV text."""
+    return to_numbers(table).to_csv(index=False)
+
+
+#: How the terminal marks the best and second-best entry of a column.
+TERMINAL_STYLES = ("plain", "ansi")
+_ANSI = {"best": ("\x1b[1m", "\x1b[22m"), "second": ("\x1b[4m", "\x1b[24m"), "": ("", "")}
+_PLAIN = {"best": " (1)", "second": " (2)", "": "    "}
+
+
+def terminal_style(stream: Any, environ: Mapping[str, str]) -> str:
+    """``"ansi"`` on a terminal unless ``NO_COLOR`` is set (no-color.org), else ``"plain"``."""
+    is_tty = bool(getattr(stream, "isatty", lambda: False)())
+    return "ansi" if is_tty and not environ.get("NO_COLOR") else "plain"
+
+
+def marks_legend(style: str) -> str:
+    """What the terminal's marks mean, in the style they are drawn."""
+    if style == "ansi":
+        best, second = (
+            f"{on}{word}{off}"
+            for (on, off), word in ((_ANSI["best"], "bold"), (_ANSI["second"], "underlined"))
+        )
+        return f"{best} = best, {second} = second best per column"
+    return "(1) = best, (2) = second best per column"
+
+
+def to_terminal(table: pd.DataFrame, style: str = "plain") -> str:
+    """Aligned text; best and second best per column marked for a terminal, never with Markdown.
+
+    Args:
+        table: a built table.
+        style: ``"ansi"`` (bold and underlined, for a terminal) or ``"plain"``
+            (``(1)`` and ``(2)`` after the value, for a log file or ``NO_COLOR``).
+    """
+    if style not in TERMINAL_STYLES:
+        raise ValueError(f"style must be one of {TERMINAL_STYLES}, got {style!r}")
     marks = highlight_marks(table)
-    suffix = {"best": "*", "second": "_", "": " "}
     columns = [c if isinstance(c, tuple) else (c,) for c in table.columns]
     n_levels = len(columns[0]) if columns else 1
     n_index = table.index.nlevels
@@ -184,6 +223,7 @@ def to_terminal(table: pd.DataFrame) -> str:
     ]
     if n_index > 1:
         header_rows[-1][:n_index] = _index_names(table)
+    suffix = _PLAIN if style == "plain" else {mark: "" for mark in _PLAIN}
     body = [
         _index_values(label)
         + [f"{table.iat[i, j]}{suffix[marks.iat[i, j]]}" for j in range(table.shape[1])]
@@ -192,10 +232,15 @@ def to_terminal(table: pd.DataFrame) -> str:
     every = [*header_rows, *body]
     widths = [max(len(r[k]) for r in every) for k in range(len(every[0]))]
 
-    def line(row: list[str]) -> str:
+    def line(row: list[str], row_marks: list[str] | None = None) -> str:
         left = [v.ljust(w) for v, w in zip(row[:n_index], widths, strict=False)]
-        right = [v.rjust(w) for v, w in zip(row[n_index:], widths[n_index:], strict=True)]
+        right = []
+        for k, (value, width) in enumerate(zip(row[n_index:], widths[n_index:], strict=True)):
+            # Escapes around the value only, so they take no room in the alignment.
+            on, off = _ANSI[row_marks[k]] if row_marks and style == "ansi" else ("", "")
+            right.append(" " * (width - len(value)) + on + value + off)
         return "  ".join(left + right).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([*(line(r) for r in header_rows), rule, *(line(r) for r in body)]) + "\n"
+    rows = [line(r, list(marks.iloc[i])) for i, r in enumerate(body)]
+    return "\n".join([*(line(r) for r in header_rows), rule, *rows]) + "\n"

@@ -3,23 +3,36 @@
 For each cell (:mod:`src.bench.grid`): ``dfbench fit`` (checkpoint chosen on
 the training set's validation split), then one ``dfbench test`` of the best
 checkpoint per test variant, each as a subprocess so that a crash, an
-out-of-memory error or DDP's process launch stays inside its cell.
+out-of-memory error or DDP's process launch stays inside its cell
+(:mod:`src.bench.process`: stopping ``bench`` stops them too).
 
-Everything lands in ``<results>/<benchmark>/<profile>/``:
+Everything lands in ``<out>/<benchmark>/<profile>/``:
 
-* ``cells/<cell id>/``: the cell's runs, ``status.json`` (running / done /
-  failed, with the error), ``fit.json`` (the selected checkpoint) and
-  ``results.csv``;
+* ``cells/<cell id>/``: the cell's runs and logs, ``status.json`` (running /
+  done / failed with the error / interrupted), ``fit.json`` (the selected
+  checkpoint and the validation score it was chosen by), ``progress.json``
+  (the fit's epoch) and ``results.csv``;
 * ``results.csv``: every finished cell's rows (:mod:`src.bench.schema`),
   rewritten atomically after each cell;
-* ``tables/``: the rendered tables (Markdown, CSV, LaTeX) and ROC curves.
+* ``tables/``: the rendered tables (Markdown, CSV, LaTeX) and ROC curves;
+* ``bench.lock``: held while a ``bench`` runs there (:mod:`src.bench.lock`).
+
+A PRLE cell (``prle_zoo`` in the grid) runs after its zoo cells, which are
+added to a ``--cell`` run when not done yet; between them, the zoo's maps are
+built once into ``prle_maps/<key>/`` (:mod:`src.bench.prle_maps`), a step with
+its own done marker that every PRLE cell of the same zoo and data reuses.
 
 A re-run skips finished cells and redoes failed or interrupted ones (a fit
 that finished is kept). One failing cell does not stop the others; the
 command exits 1 if any failed. ``--cell N`` runs one cell, for a cluster
 array job; ``--list`` shows the cells.
 
-Every path the runner stores is relative to ``<results>/<benchmark>/<profile>/``,
+Every subprocess gets ``DFBENCH_RUN_META`` in its environment: a JSON object
+(benchmark, profile, cell, detector, train_set, seed, config_hash,
+code_version, wandb_group) that the Lightning verbs log with their config, so
+a run found on its own (on W&B, in a log folder) says where it belongs.
+
+Every path the runner stores is relative to ``<out>/<benchmark>/<profile>/``,
 so a results folder can be moved (or copied to another machine) and a re-run
 there still finds its finished cells. (Logs and the W&B runs' metadata record
 the command lines as they were run, with absolute paths; nothing reads them
@@ -36,18 +49,26 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
-from src.bench.checkpoints import keep_only
-from src.bench.grid import REPO, Cell, GridError, cli_value
-from src.bench.schema import RESULT_COLUMNS
+from src.bench import prle_maps as maps
+from src.bench import process
+from src.bench.checkpoints import keep_only, selection
+from src.bench.grid import REPO, Cell, GridError, cli_value, with_dependencies
+from src.bench.process import Interrupted, StopSignals, handle_stop_signals, run_child
+from src.bench.progress import ProgressLine, read_progress
+from src.bench.schema import RESULT_COLUMNS, rows_of_test
 from src.files import atomic_write_csv, atomic_write_json
 
 DEFAULT_RESULTS = REPO / "benchmarks" / "results"
+#: The command a cell runs (``dfbench`` of this source tree, with this interpreter).
+DFBENCH = [sys.executable, "-m", "src.cli"]
+#: The environment variable that carries a run's metadata to the Lightning verbs.
+RUN_META = "DFBENCH_RUN_META"
 
 
 def code_version() -> str:
@@ -60,34 +81,45 @@ def code_version() -> str:
         return "unknown"
 
 
-def _dfbench(args: list[str], log: Path, shown_log: str) -> float:
+def _dfbench(
+    args: list[str],
+    log: Path,
+    shown_log: str,
+    *,
+    env: dict[str, str],
+    pass_fds: Sequence[int] = (),
+    watch: Callable[[], None] | None = None,
+    state: StopSignals | None = None,
+    grace_s: float | None = None,
+) -> float:
     """Run ``dfbench ARGS`` in a subprocess, output to ``log``; returns the wall time.
 
     ``shown_log`` is how an error message names the log (relative to the results root).
     """
     start = time.perf_counter()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as handle:
-        process = subprocess.run(
-            [sys.executable, "-m", "src.cli", *args],
-            cwd=REPO,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=os.environ | {"PYTHONUNBUFFERED": "1"},
-        )
-    if process.returncode != 0:
+    code = run_child(
+        [*DFBENCH, *args],
+        log,
+        cwd=REPO,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"} | env,
+        pass_fds=pass_fds,
+        watch=watch,
+        state=state,
+        grace_s=process.GRACE_S if grace_s is None else grace_s,
+    )
+    if code != 0:
         tail = log.read_text()[-2000:]
         raise RuntimeError(
-            f"dfbench {args[0]} exited {process.returncode}; see {shown_log} in the "
+            f"dfbench {args[0]} exited {code}; see {shown_log} in the "
             f"benchmark's results folder\n{tail}"
         )
     return time.perf_counter() - start
 
 
-def _count_parameters(checkpoint: Path) -> int:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    buffers = ("running_mean", "running_var", "num_batches_tracked")
-    return int(sum(v.numel() for k, v in state.items() if not k.endswith(buffers)))
+def progress_callback(path: Path) -> str:
+    """The fit argument that adds :class:`~src.bench.progress.ProgressFile` writing ``path``."""
+    spec = {"class_path": "src.bench.progress.ProgressFile", "init_args": {"path": str(path)}}
+    return f"--trainer.callbacks+={json.dumps(spec)}"
 
 
 class Runner:
@@ -95,13 +127,21 @@ class Runner:
 
     Args:
         cells: the grid's cells (:func:`src.bench.grid.load_grid`).
-        results: the results folder; the benchmark's root is
+        results: the results folder (``--out``); the benchmark's root is
             ``results/<benchmark>/<profile>``.
         extra_args: arguments added to every ``dfbench fit``/``test``.
         logger_args: ``(cell, save_dir) -> arguments`` that choose the logger
             (W&B); None logs CSV files.
         keep_checkpoints: keep every checkpoint of a finished cell as written,
             optimiser state included (default: only the selected one, weights only).
+        wandb_group: the W&B group of the cells' runs, recorded in their metadata.
+        progress: where progress goes (default: a :class:`ProgressLine` on stdout).
+        lock_fds: the results folder's lock descriptors, inherited by every
+            subprocess (:mod:`src.bench.lock`).
+        grace_s: how long a stopped subprocess may take before SIGKILL (default
+            :data:`src.bench.process.GRACE_S`).
+        cache_dir: the ``--cache-dir`` of this run (PRLE map builds read it).
+        map_device: where ``dfbench prle-maps`` runs the zoo (``cpu``, ``cuda``).
     """
 
     def __init__(
@@ -111,6 +151,12 @@ class Runner:
         extra_args: list[str],
         logger_args: Any = None,
         keep_checkpoints: bool = False,
+        wandb_group: str | None = None,
+        progress: ProgressLine | None = None,
+        lock_fds: Sequence[int] = (),
+        grace_s: float | None = None,
+        cache_dir: str | None = None,
+        map_device: str = "cpu",
     ) -> None:
         if not cells:
             raise GridError("the grid has no cells")
@@ -119,7 +165,14 @@ class Runner:
         self.extra_args = extra_args
         self.logger_args = logger_args
         self.keep_checkpoints = keep_checkpoints
+        self.wandb_group = wandb_group
+        self.progress = progress or ProgressLine(len(cells))
+        self.lock_fds = tuple(lock_fds)
+        self.grace_s = grace_s
+        self.cache_dir = cache_dir
+        self.map_device = map_device
         self.version = code_version()
+        self._signals: StopSignals | None = None
 
     def cell_dir(self, cell: Cell) -> Path:
         return self.root / "cells" / cell.id
@@ -137,69 +190,173 @@ class Runner:
             self.cell_dir(cell) / "status.json", {"status": status, "cell": cell.id} | extra
         )
 
+    def run_meta(self, cell: Cell) -> dict[str, Any]:
+        """The ``DFBENCH_RUN_META`` object of a cell's runs."""
+        return {
+            "benchmark": cell.benchmark,
+            "profile": cell.profile,
+            "cell": cell.id,
+            "detector": cell.detector,
+            "train_set": cell.train_set,
+            "seed": cell.seed,
+            "config_hash": cell.config_hash,
+            "code_version": self.version,
+            "wandb_group": self.wandb_group,
+        }
+
     def run(self, only: int | None = None) -> int:
-        """Run every unfinished cell (or only cell ``only``); 1 if any failed."""
+        """Run every unfinished cell (or cell ``only`` and the zoo cells it needs); 1 if any failed.
+
+        Raises:
+            Interrupted: on SIGINT/SIGTERM, once the running cell's subprocess
+                has stopped and the cell is marked ``interrupted`` (a re-run redoes it).
+        """
+        chosen = with_dependencies(
+            [cell for cell in self.cells if only is None or cell.index == only]
+        )
+        progress = self.progress
+        progress.total = len(chosen)
         failed = []
-        for cell in self.cells:
-            if only is not None and cell.index != only:
-                continue
-            if self.status(cell)["status"] == "done":
-                print(f"[{cell.index}] {cell.id}: done earlier, skipped")
-                continue
-            print(f"[{cell.index}] {cell.id}: running", flush=True)
-            try:
-                self.run_cell(cell)
-                freed = self.status(cell).get("checkpoint_bytes_freed", 0)
-                note = f" ({freed / 2**20:.0f} MiB of checkpoints freed)" if freed else ""
-                print(f"[{cell.index}] {cell.id}: done{note}", flush=True)
-            except Exception as error:  # one cell's failure never stops the grid
-                self._set_status(cell, "failed", error=str(error)[-4000:])
-                failed.append(cell)
-                print(f"[{cell.index}] {cell.id}: FAILED: {str(error).splitlines()[0]}", flush=True)
-            self.collect()
+        with handle_stop_signals() as self._signals:
+            for cell in chosen:
+                label = f"[{cell.index}] {cell.id}"
+                if self.status(cell)["status"] == "done":
+                    progress.say(f"{label}: done earlier, skipped")
+                    progress.skipped()
+                    continue
+                progress.say(f"{label}: running")
+                progress.start(cell.id)
+                try:
+                    if cell.zoo:
+                        self._prepare_maps(cell)
+                    self.run_cell(cell)
+                    progress.finish()
+                    freed = self.status(cell).get("checkpoint_bytes_freed", 0)
+                    note = f" ({freed / 2**20:.0f} MiB of checkpoints freed)" if freed else ""
+                    progress.say(f"{label}: done{note}")
+                except Interrupted as stop:
+                    progress.finish()
+                    self._set_status(cell, "interrupted", signal=stop.name)
+                    progress.say(f"{label}: interrupted by {stop.name}; a re-run redoes this cell")
+                    self.collect()
+                    raise
+                except Exception as error:  # one cell's failure never stops the grid
+                    progress.finish()
+                    self._set_status(cell, "failed", error=str(error)[-4000:])
+                    failed.append(cell)
+                    progress.say(f"{label}: FAILED: {str(error).splitlines()[0]}")
+                self.collect()
         if failed:
-            print(
-                f"{len(failed)} cell(s) failed: {', '.join(c.id for c in failed)} (see their status.json)"
+            progress.say(
+                f"{len(failed)} cell(s) failed: {', '.join(c.id for c in failed)} "
+                "(see their status.json)"
             )
         return 1 if failed else 0
 
-    def run_cell(self, cell: Cell) -> None:
+    def _run(self, cell: Cell, args: list[str], log: Path, watch: Callable[[], None]) -> float:
+        return _dfbench(
+            args,
+            log,
+            self._stored(log),
+            env={RUN_META: json.dumps(self.run_meta(cell))},
+            pass_fds=self.lock_fds,
+            watch=watch,
+            state=self._signals,
+            grace_s=self.grace_s,
+        )
+
+    def _prepare_maps(self, cell: Cell) -> None:
+        """Build a PRLE cell's maps from its zoo's checkpoints, unless done already."""
+        broken = [z.id for z in cell.zoo if self.status(z)["status"] != "done"]
+        if broken:
+            raise RuntimeError(
+                f"its PRLE zoo is not trained: cell(s) {', '.join(broken)} did not finish"
+            )
+        if maps.maps_state(self.root, cell) == "built":
+            return
+        folder = maps.maps_folder(self.root, cell)
+        checkpoints = [
+            self.root / json.loads((self.cell_dir(z) / "fit.json").read_text())["checkpoint"]
+            for z in cell.zoo
+        ]
+        maps.adopt_moved_folder(folder, checkpoints)
+        data_config = maps.write_data_config(folder, cell, self.cache_dir)
+        counts = {}
+        for split in maps.SPLITS:
+            self.progress.say(f"PRLE maps {self._stored(folder)}: building the {split} split")
+            self._run(
+                cell,
+                maps.build_args(cell, checkpoints, folder, data_config, split, self.map_device),
+                folder / f"build_{split}.log",
+                lambda: None,
+            )
+            counts[split] = maps.check_built(folder, split)
+        maps.mark_built(folder, cell, counts)
+        self.progress.say(
+            f"PRLE maps {self._stored(folder)}: built ("
+            + ", ".join(f"{n} {split}" for split, n in counts.items())
+            + " frames)"
+        )
+
+    def _fit(self, cell: Cell, common: list[str]) -> dict[str, Any]:
+        """Fit the cell (unless an earlier run did) and return its ``fit.json``."""
         folder = self.cell_dir(cell)
-        started = time.time()
-        self._set_status(cell, "running", started=started)
-        common = [*cell.fit_args(), *self.extra_args, "--trainer.enable_progress_bar=false"]
         fit_marker = folder / "fit.json"
         if not fit_marker.is_file():
             # An interrupted fit may have left checkpoints that are not this run's best.
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)
             shutil.rmtree(folder / "fit", ignore_errors=True)
-            fit_time = _dfbench(
+            progress_file = folder / "progress.json"
+            progress_file.unlink(missing_ok=True)
+            fit_time = self._run(
+                cell,
                 [
                     "fit",
                     *common,
                     *self._logger(cell, folder / "fit"),
                     f"--checkpoint.dirpath={folder / 'checkpoints'}",
+                    progress_callback(progress_file),
+                    *([maps.side_data_arg(self.root, cell)] if cell.zoo else []),
                 ],
                 folder / "fit.log",
-                self._stored(folder / "fit.log"),
+                lambda: self.progress.update(read_progress(progress_file)),
             )
             best = sorted((folder / "checkpoints").glob("best-*.ckpt"))
             if not best:
                 raise RuntimeError(
                     f"fit wrote no best checkpoint in {self._stored(folder / 'checkpoints')}"
                 )
+            facts = selection(best[-1])
             atomic_write_json(
-                fit_marker, {"train_time_s": fit_time, "checkpoint": self._stored(best[-1])}
+                fit_marker,
+                {
+                    "train_time_s": fit_time,
+                    "checkpoint": self._stored(best[-1]),
+                    "params": facts["params"],
+                    "best_epoch": facts["epoch"],
+                    "monitor": facts["monitor"],
+                    "val_score": facts["val_score"],
+                },
             )
-        fit = json.loads(fit_marker.read_text())
+        return json.loads(fit_marker.read_text())
+
+    def run_cell(self, cell: Cell) -> None:
+        folder = self.cell_dir(cell)
+        started = time.time()
+        self._set_status(cell, "running", started=started, pid=os.getpid())
+        common = [*cell.fit_args(), *self.extra_args, "--trainer.enable_progress_bar=false"]
+        fit = self._fit(cell, common)
         # An absolute path (results written before paths were stored relative) stays as it is.
         checkpoint = self.root / fit["checkpoint"]
-        params = _count_parameters(checkpoint)
+        if "params" not in fit:  # fitted by an older runner
+            fit |= {k: v for k, v in selection(checkpoint).items() if k == "params"}
         rows = []
         for k, variant in enumerate(cell.tests):
             out = folder / f"test_{k}"
             shutil.rmtree(out, ignore_errors=True)
-            test_time = _dfbench(
+            self.progress.update({"stage": "test", "test": k, "tests": len(cell.tests)})
+            test_time = self._run(
+                cell,
                 [
                     "test",
                     *common,
@@ -208,51 +365,18 @@ class Runner:
                     *self._logger(cell, out),
                 ],
                 folder / f"test_{k}.log",
-                self._stored(folder / f"test_{k}.log"),
+                lambda: None,
             )
             (metrics_path,) = sorted(out.rglob("test_metrics.json"))[-1:]
-            metrics = json.loads(metrics_path.read_text())
-            predictions = metrics_path.parent / "test_predictions.parquet"
-            frames = sum(m["n_frames"] for m in metrics.values())
-            # A test restricted to some methods (cross-manipulation) is its own test set;
-            # the "methods" flag stays the training set's.
-            tested_methods = variant.get("data.init_args.methods")
-            flags = cell.flags | {
-                key.split(".")[-1]: value
-                for key, value in variant.items()
-                if key != "data.init_args.methods"
-            }
-            for name, m in metrics.items():
-                test_set = f"{name}:{'+'.join(tested_methods)}" if tested_methods else name
-                for level in ("frame", "video"):
-                    rows.append(
-                        {
-                            "benchmark": cell.benchmark,
-                            "profile": cell.profile,
-                            "cell": cell.id,
-                            "detector": cell.detector,
-                            "flags": json.dumps(flags, sort_keys=True),
-                            "train_set": cell.train_set,
-                            "test_set": test_set,
-                            "level": level,
-                            "seed": cell.seed,
-                            "auc": m[f"{level}_auc"],
-                            "ap": m[f"{level}_ap"],
-                            "acc": m[f"{level}_acc"],
-                            "eer": m[f"{level}_eer"],
-                            "real_acc": m["real_acc"] if level == "frame" else float("nan"),
-                            "fake_acc": m["fake_acc"] if level == "frame" else float("nan"),
-                            "n_videos": int(m["n_videos"]),
-                            "n_frames": int(m["n_frames"]),
-                            "train_time_s": fit["train_time_s"],
-                            "test_images_per_s": frames / test_time,
-                            "params": params,
-                            "config_hash": cell.config_hash,
-                            "code_version": self.version,
-                            "predictions": self._stored(predictions),
-                            "prediction_set": name,
-                        }
-                    )
+            rows += rows_of_test(
+                cell,
+                fit,
+                variant,
+                json.loads(metrics_path.read_text()),
+                self._stored(metrics_path.parent / "test_predictions.parquet"),
+                test_time,
+                self.version,
+            )
         atomic_write_csv(folder / "results.csv", pd.DataFrame(rows, columns=list(RESULT_COLUMNS)))
         freed = 0 if self.keep_checkpoints else keep_only(checkpoint)
         self._set_status(
@@ -269,9 +393,12 @@ class Runner:
         ]
 
     def collect(self) -> pd.DataFrame:
-        """Every finished cell's rows, written to ``results.csv`` (only cells of this grid)."""
+        """Every finished cell's rows, written to ``results.csv`` (only cells of this grid).
+
+        Rows written by an older runner get the columns added since as NaN.
+        """
         parts = [
-            pd.read_csv(self.cell_dir(cell) / "results.csv")
+            pd.read_csv(self.cell_dir(cell) / "results.csv").reindex(columns=list(RESULT_COLUMNS))
             for cell in self.cells
             if self.status(cell)["status"] == "done"
             and (self.cell_dir(cell) / "results.csv").is_file()

@@ -10,13 +10,22 @@ Per-frame test predictions (``test_predictions.parquet``) have the columns
 :data:`PREDICTION_COLUMNS`: the test set's name, the video key and index, the
 frame number, the label (1 = fake) and the score P(fake); they feed the
 bootstrap intervals and the ROC curves.
+
+Rows written before a column existed read it as NaN (the runner's ``collect``
+reindexes every cell's rows to :data:`RESULT_COLUMNS`).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from src.bench.grid import Cell
 
 RESULT_COLUMNS = (
     "benchmark",  # grid name, e.g. cross_dataset
@@ -43,7 +52,15 @@ RESULT_COLUMNS = (
     "code_version",  # git commit of the code that produced the row
     "predictions",  # path of test_predictions.parquet, relative to the benchmark's folder
     "prediction_set",  # the test set's name inside that file
+    "val_auc",  # validation frame AUC the checkpoint was chosen at (the fit's best score)
+    "best_epoch",  # the selected checkpoint's epoch (0-based)
+    "pixel_auc",  # pixel level, detectors that output a mask; frame rows only, NaN otherwise
+    "pixel_iou",  # IoU of the mask thresholded at 0.5, over fakes with a mask
+    "pixel_f1",  # F1 at 0.5, same pixels
+    "n_pixel_frames",  # frames the pixel metrics were computed over
 )
+#: Pixel-level metrics of detectors that output a mask, from test_metrics.json; own table.
+PIXEL_METRICS = ("pixel_auc", "pixel_iou", "pixel_f1")
 PREDICTION_COLUMNS = ("set", "video_key", "video_idx", "frame_idx", "label", "score")
 
 
@@ -71,3 +88,75 @@ def read_predictions(root: str | Path, row: pd.Series) -> pd.DataFrame:
             f"{path} holds no predictions of set {name!r} (it has {sorted(frame['set'].unique())})"
         )
     return selected
+
+
+def rows_of_test(
+    cell: Cell,
+    fit: dict[str, Any],
+    variant: dict[str, Any],
+    metrics: dict[str, dict[str, Any]],
+    predictions: str,
+    test_time: float,
+    code_version: str,
+) -> list[dict[str, Any]]:
+    """The results rows of one test run of a cell: per test set, a frame and a video row.
+
+    Args:
+        cell: the cell tested.
+        fit: its ``fit.json`` (training time, parameters, selection score).
+        variant: the test variant's options.
+        metrics: the run's ``test_metrics.json`` (one entry per test set).
+        predictions: where its ``test_predictions.parquet`` is, relative to the
+            benchmark's results folder.
+        test_time: the test run's wall time in seconds.
+        code_version: the git commit of the code.
+    """
+    frames = sum(m["n_frames"] for m in metrics.values())
+    # A test restricted to some methods (cross-manipulation) is its own test set;
+    # the "methods" flag stays the training set's.
+    tested_methods = variant.get("data.init_args.methods")
+    flags = cell.flags | {
+        key.split(".")[-1]: value
+        for key, value in variant.items()
+        if key != "data.init_args.methods"
+    }
+    # The selection score is a validation frame AUC unless a config chose another monitor.
+    by_auc = fit.get("monitor", "val/frame_auc") == "val/frame_auc"
+    nan = math.nan
+    rows = []
+    for name, m in metrics.items():
+        test_set = f"{name}:{'+'.join(tested_methods)}" if tested_methods else name
+        for level in ("frame", "video"):
+            frame_level = level == "frame"
+            row = {
+                "benchmark": cell.benchmark,
+                "profile": cell.profile,
+                "cell": cell.id,
+                "detector": cell.detector,
+                "flags": json.dumps(flags, sort_keys=True),
+                "train_set": cell.train_set,
+                "test_set": test_set,
+                "level": level,
+                "seed": cell.seed,
+                "auc": m[f"{level}_auc"],
+                "ap": m[f"{level}_ap"],
+                "acc": m[f"{level}_acc"],
+                "eer": m[f"{level}_eer"],
+                "real_acc": m["real_acc"] if frame_level else nan,
+                "fake_acc": m["fake_acc"] if frame_level else nan,
+                "n_videos": int(m["n_videos"]),
+                "n_frames": int(m["n_frames"]),
+                "train_time_s": fit["train_time_s"],
+                "test_images_per_s": frames / test_time,
+                "params": fit["params"],
+                "config_hash": cell.config_hash,
+                "code_version": code_version,
+                "predictions": predictions,
+                "prediction_set": name,
+                "val_auc": fit.get("val_score", nan) if by_auc else nan,
+                "best_epoch": fit.get("best_epoch", nan),
+            }
+            for key in (*PIXEL_METRICS, "n_pixel_frames"):
+                row[key] = m.get(key, nan) if frame_level else nan
+            rows.append(row)
+    return rows

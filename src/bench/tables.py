@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from src.bench.bootstrap import auc_resamples, draw_video_counts, n_videos, percentile_interval
+from src.bench.schema import PIXEL_METRICS
 
-METRICS = ("auc", "ap", "acc", "eer", "real_acc", "fake_acc")
+METRICS = ("auc", "ap", "acc", "eer", "real_acc", "fake_acc", *PIXEL_METRICS)
 GROUP_KEYS = ("benchmark", "profile", "detector", "flags", "train_set", "test_set", "level")
 #: Flags of a test variant that perturbs the test faces (robustness grids).
 PERTURBATION_FLAGS = ("test_perturbation", "test_perturbation_level")

@@ -6,8 +6,13 @@ and uploaded later with the command that :func:`sync_hint` prints.
 
 * :func:`cell_logger_args` makes a ``dfbench fit``/``test`` subprocess log to the
   cell's W&B run (fit and test of a cell share one run id);
-* :func:`log_leaderboard` writes the results table, the rendered tables and the
-  figures of a benchmark into one ``leaderboard`` run.
+* :func:`log_leaderboard` writes one row per cell, the results store, the
+  rendered tables (as ``wandb.Table``) and the figures of a benchmark into one
+  ``leaderboard`` run, with a scalar summary per detector.
+
+Runs go to the project ``dfbench`` (``--wandb-project``) and the group
+``<benchmark>/<profile>`` (:func:`default_group`; ``--wandb-group``), so the
+demo and the paper runs of one grid never share a group.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from src.bench.schema import RESULT_COLUMNS
+from src.bench.tables import row_labels
 
 if TYPE_CHECKING:
     import wandb
 
-#: W&B project that holds every dfbench run.
+#: W&B project that holds every dfbench run unless told otherwise.
 PROJECT = "dfbench"
 #: Default W&B server (``WANDB_BASE_URL`` overrides it, as in wandb itself).
 DEFAULT_BASE_URL = "https://api.wandb.ai"
@@ -104,12 +110,23 @@ def wandb_mode() -> str:
     return "online" if has_api_key() else "offline"
 
 
+def default_group(benchmark: str, profile: str) -> str:
+    """The W&B group of a benchmark's runs: ``<benchmark>/<profile>``."""
+    return f"{benchmark}/{profile}"
+
+
 def cell_logger_args(
-    benchmark: str, cell: str, detector: str, datasets: list[str], save_dir: str | Path
+    benchmark: str,
+    cell: str,
+    detector: str,
+    datasets: list[str],
+    save_dir: str | Path,
+    project: str | None = None,
+    group: str | None = None,
 ) -> list[str]:
     """LightningCLI arguments that log a ``dfbench fit``/``test`` run to the cell's W&B run.
 
-    The run is ``project=dfbench``, ``group=<benchmark>``, ``name=<cell>``, tagged with the
+    The run is ``project=<project>``, ``group=<group>``, ``name=<cell>``, tagged with the
     detector and the datasets. Its id is the cell id with ``resume="allow"``, so ``fit``
     and a later ``test`` of the cell land in the same run (offline, they write two
     ``offline-run-*`` folders that ``wandb sync`` merges in start order).
@@ -125,14 +142,16 @@ def cell_logger_args(
         detector: Detector name given in the grid.
         datasets: Training and test set names to tag the run with.
         save_dir: Folder that receives ``wandb/`` (usually the cell's folder).
+        project: W&B project (default :data:`PROJECT`).
+        group: W&B group (default: the benchmark's name).
 
     Returns:
         Arguments to append to a ``dfbench fit``/``test`` command line.
     """
     mode = wandb_mode()
     init_args = {
-        "project": PROJECT,
-        "group": benchmark,
+        "project": project or PROJECT,
+        "group": group or benchmark,
         "name": cell,
         "id": cell,
         # WandbLogger defaults resume to "allow", but LightningCLI passes every wandb.init
@@ -162,6 +181,22 @@ def _markdown_html(markdown: str) -> str:
     return f"<pre style='font-family: monospace'>{html.escape(markdown)}</pre>"
 
 
+def _plain(value: object) -> object:
+    return value.item() if hasattr(value, "item") else value
+
+
+def frame_table(frame: pd.DataFrame) -> wandb.Table:
+    """A DataFrame as a ``wandb.Table`` of plain Python values, missing values as nulls."""
+    import wandb
+
+    # W&B infers one type per column: NaN in a text column (e.g. a flag-less row) or
+    # numpy scalars would break that inference.
+    values = frame.astype(object)
+    values = values.where(values.notna(), None)
+    rows = [[_plain(value) for value in row] for row in values.itertuples(index=False)]
+    return wandb.Table(columns=[str(c) for c in frame.columns], data=rows)
+
+
 def results_table(results: pd.DataFrame) -> wandb.Table:
     """The results store as a ``wandb.Table``: every schema column first, then any extras.
 
@@ -174,45 +209,92 @@ def results_table(results: pd.DataFrame) -> wandb.Table:
     Raises:
         ValueError: If a schema column is missing.
     """
-    import wandb
-
     missing = [column for column in RESULT_COLUMNS if column not in results.columns]
     if missing:
         raise ValueError(f"results lack the schema columns {missing}")
     columns = [*RESULT_COLUMNS, *(c for c in results.columns if c not in RESULT_COLUMNS)]
-    # Plain Python values with None for gaps: W&B infers one type per column, and NaN in
-    # a text column (e.g. a flag-less row) or numpy scalars would break that inference.
-    frame = results[columns].astype(object)
-    frame = frame.where(frame.notna(), None)
-    rows = [[_plain(value) for value in row] for row in frame.itertuples(index=False)]
-    return wandb.Table(columns=columns, data=rows)
+    return frame_table(results[columns])
 
 
-def _plain(value: object) -> object:
-    return value.item() if hasattr(value, "item") else value
+#: Columns of the per-cell table that describe the cell (the rest are AUCs).
+CELL_COLUMNS = (
+    "cell",
+    "detector",
+    "flags",
+    "train_set",
+    "seed",
+    "val_auc",
+    "best_epoch",
+    "params",
+    "train_time_s",
+)
+
+
+def cells_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: what it is, its validation AUC, and its AUC on every test set and level.
+
+    AUC columns are ``auc/<test set>/<level>``; a cell with several test
+    variants of one set (robustness) keeps each variant's AUC under its flags.
+    """
+    rows = results.copy()
+    rows["_column"] = "auc/" + rows["test_set"].astype(str) + "/" + rows["level"].astype(str)
+    variants = rows["flags"].fillna("{}").astype(str)
+    several = variants.groupby(rows["cell"]).transform("nunique") > 1
+    rows.loc[several, "_column"] += " " + variants[several]
+    aucs = rows.pivot_table(index="cell", columns="_column", values="auc", sort=False)
+    first = rows.groupby("cell", sort=False)[[c for c in CELL_COLUMNS if c != "cell"]].first()
+    return first.join(aucs).reset_index()
+
+
+def summary(results: pd.DataFrame) -> dict[str, float]:
+    """Per detector (as the tables label it): mean frame AUC in-dataset and on the other sets.
+
+    In-dataset means tested on the training set (``test_set == train_set``);
+    ``cross_dataset_auc`` averages every other test set. Means over seeds and
+    sets, as fractions like the results store.
+    """
+    frame = results[results["level"] == "frame"].copy()
+    if frame.empty:
+        return {}
+    frame["_label"] = row_labels(frame)
+    own = frame["test_set"] == frame["train_set"]
+    out: dict[str, float] = {}
+    for key, part in (("in_dataset_auc", frame[own]), ("cross_dataset_auc", frame[~own])):
+        for label, value in part.groupby("_label", sort=False)["auc"].mean().items():
+            if pd.notna(value):
+                out[f"{key}/{label}"] = float(value)
+    return out
 
 
 def log_leaderboard(
     results: pd.DataFrame,
-    tables: dict[str, str],
+    tables: dict[str, pd.DataFrame],
     images: dict[str, Path],
     benchmark: str,
     save_dir: Path,
+    project: str | None = None,
+    group: str | None = None,
+    markdown: dict[str, str] | None = None,
 ) -> Path:
     """Write a benchmark's leaderboard to one W&B run and finish it.
 
-    The run (``job_type="leaderboard"``, ``group=<benchmark>``,
-    ``name=<benchmark>-leaderboard``) holds ``results`` (the results store as a table),
-    ``tables/<name>`` (each rendered Markdown table, as HTML) and ``figures/<name>``
-    (each PNG, e.g. ROC curves). The mode comes from :func:`wandb_mode`: offline unless
+    The run (``job_type="leaderboard"``, ``name=<group>-leaderboard``) holds
+    ``cells`` (one row per cell: :func:`cells_table`), ``results`` (the results
+    store), ``tables/<name>`` (each rendered table as numbers, a ``wandb.Table``),
+    ``tables_text/<name>`` (the Markdown tables as HTML, with their marks and
+    intervals) and ``figures/<name>`` (each PNG, e.g. ROC curves); its summary
+    holds :func:`summary`. The mode comes from :func:`wandb_mode`: offline unless
     the user has logged in.
 
     Args:
         results: Rows of the results store (:data:`~src.bench.schema.RESULT_COLUMNS`).
-        tables: Rendered Markdown tables by name.
+        tables: Rendered tables as numbers (:func:`src.bench.render.to_numbers`), by name.
         images: PNG files by name.
         benchmark: Benchmark (grid) name.
         save_dir: Folder that receives ``wandb/``.
+        project: W&B project (default :data:`PROJECT`).
+        group: W&B group (default: ``<benchmark>/<profile>`` of the results).
+        markdown: Rendered Markdown tables by name.
 
     Returns:
         The run's folder, ``<save_dir>/wandb/offline-run-*`` offline (``run-*`` online).
@@ -221,24 +303,34 @@ def log_leaderboard(
 
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
+    profiles = results["profile"].dropna().unique() if "profile" in results else []
+    group = group or (default_group(benchmark, str(profiles[0])) if len(profiles) else benchmark)
     run = wandb.init(
-        project=PROJECT,
-        group=benchmark,
-        name=f"{benchmark}-leaderboard",
+        project=project or PROJECT,
+        group=group,
+        name=f"{group.replace('/', '-')}-leaderboard",
         job_type="leaderboard",
         dir=str(save_dir),
         mode=wandb_mode(),
-        config={"benchmark": benchmark, "rows": len(results)},
+        config={"benchmark": benchmark, "rows": len(results), "cells": results["cell"].nunique()},
         # A run the caller already has open (e.g. a cell's) must stay untouched.
         reinit="create_new",
     )
     try:
-        payload: dict[str, object] = {"results": results_table(results)}
+        payload: dict[str, object] = {
+            "cells": frame_table(cells_table(results)),
+            "results": results_table(results),
+        }
+        payload.update({f"tables/{name}": frame_table(t) for name, t in tables.items()})
         payload.update(
-            {f"tables/{name}": wandb.Html(_markdown_html(text)) for name, text in tables.items()}
+            {
+                f"tables_text/{name}": wandb.Html(_markdown_html(text))
+                for name, text in (markdown or {}).items()
+            }
         )
         payload.update({f"figures/{name}": wandb.Image(str(path)) for name, path in images.items()})
         run.log(payload)
+        run.summary.update(summary(results))
         # The sync folder is the run's files/ folder's parent in every mode.
         run_dir = Path(run.dir).parent
     except BaseException:

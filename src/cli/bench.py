@@ -1,4 +1,13 @@
-"""``dfbench bench``: run a benchmark grid (see ``benchmarks/*.yaml``)."""
+"""``dfbench bench``: run a benchmark grid (``benchmarks/*.yaml``; format: docs/grids.md).
+
+Before the first cell starts, every cell's config files, frame tables and
+``pretrained:`` weights files are checked, and everything missing is listed at
+once; ``--list`` shows the same per cell. ``--set KEY=VALUE`` (every cell) and
+``--set DETECTOR:KEY=VALUE`` (one detector of the grid) add options to the
+cells, e.g. ``--set xception:model.init_args.pretrained=/weights/xception.pth``.
+A PRLE cell (``prle_zoo``) runs after the cells of its zoo, which ``--cell``
+adds when they are not done; ``--list`` shows what each PRLE cell needs.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +15,8 @@ import argparse
 from pathlib import Path
 
 
-def run(argv: list[str]) -> int:
-    from src.bench.grid import REPO, Cell, GridError, load_grid, table_kind
-    from src.bench.runner import DEFAULT_RESULTS, Runner
+def _parser() -> argparse.ArgumentParser:
+    from src.bench.runner import DEFAULT_RESULTS
 
     parser = argparse.ArgumentParser(prog="dfbench bench", description=__doc__)
     parser.add_argument("grid", help="grid file, e.g. benchmarks/cross_dataset.yaml")
@@ -17,45 +25,147 @@ def run(argv: list[str]) -> int:
     )
     parser.add_argument("--cell", type=int, help="run only this cell (e.g. a SLURM array index)")
     parser.add_argument(
-        "--list", action="store_true", help="list the cells and their status, then stop"
+        "--list",
+        action="store_true",
+        help="list the cells, their status and any missing file, then stop",
     )
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help="results folder (default: benchmarks/results); the grid writes <out>/<name>/<profile>",
+    )
     parser.add_argument("--cache-dir", help="frame cache of the real datasets (paper profile)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="[DETECTOR:]KEY=VALUE",
+        help="an option for every cell, or for one grid detector's cells (repeatable; "
+        "VALUE is YAML); part of the cells' ids",
+    )
     parser.add_argument(
         "--gpus", type=int, default=0, help="GPUs per cell (DDP when more than one)"
     )
     parser.add_argument("--no-wandb", action="store_true", help="CSV logs only, no W&B runs")
+    parser.add_argument("--wandb-project", help="W&B project of the runs (default: dfbench)")
+    parser.add_argument(
+        "--wandb-group", help="W&B group of the runs (default: <grid name>/<profile>)"
+    )
     parser.add_argument(
         "--keep-checkpoints",
         action="store_true",
         help="keep every checkpoint of a finished cell (default: the selected one, weights only)",
     )
-    args = parser.parse_args(argv)
-    try:
-        cells = load_grid(args.grid, args.profile)
-    except GridError as error:
-        parser.error(str(error))
-    extra = [f"--data.init_args.cache_dir={args.cache_dir}"] if args.cache_dir else []
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an expected failure"
+    )
+    return parser
+
+
+def _list(runner, chosen, cache_dir: str | None) -> int:  # noqa: ANN001 (lazy imports)
+    from src.bench.preflight import missing_files
+    from src.bench.prle_maps import maps_folder, maps_state
+
+    print(f"cells of {chosen[0].benchmark}, profile {chosen[0].profile} (results: {runner.root})")
+    problems = 0
+    for cell in chosen:
+        status = runner.status(cell)
+        print(f"{cell.index:4d}  {status['status']:11s}  {cell.id}")
+        if cell.zoo:
+            zoo = ", ".join(f"{z.index} ({runner.status(z)['status']})" for z in cell.zoo)
+            folder = maps_folder(runner.root, cell).relative_to(runner.root)
+            print(f"{'':19s}needs zoo cells {zoo}")
+            print(f"{'':19s}needs PRLE maps {folder} ({maps_state(runner.root, cell)})")
+        if status["status"] == "done":
+            continue
+        for item in missing_files(cell, cache_dir):
+            print(f"{'':19s}missing {item}")
+            problems += 1
+    print(
+        f"{problems} missing file(s): bench would stop before the first cell"
+        if problems
+        else "every file the unfinished cells need is there"
+    )
+    return 0
+
+
+def run(argv: list[str]) -> int:
+    from src.bench.grid import (
+        REPO,
+        Cell,
+        load_grid,
+        parse_override,
+        pick_cell,
+        table_kind,
+        with_dependencies,
+    )
+    from src.bench.lock import BenchLock
+    from src.bench.preflight import check_cells
+    from src.bench.process import Interrupted
+    from src.bench.runner import Runner
+
+    args = _parser().parse_args(argv)
+    sets = [parse_override(text) for text in args.set]
+    cells = load_grid(args.grid, args.profile, sets)
+    chosen = [pick_cell(cells, args.cell, args.grid)] if args.cell is not None else cells
+    # Cells run in the repository folder: a relative cache is the caller's.
+    cache_dir = str(Path(args.cache_dir).resolve()) if args.cache_dir else None
+    extra = [f"--data.init_args.cache_dir={cache_dir}"] if cache_dir else []
     if args.gpus:
         extra += ["-c", str(REPO / "configs/trainer/gpu.yaml"), f"--trainer.devices={args.gpus}"]
         if args.gpus > 1:
             extra += ["--trainer.strategy=ddp"]
     logger_args = None
+    group = None
     if not args.no_wandb:
-        from src.bench.wandb_report import cell_logger_args
+        from src.bench.wandb_report import cell_logger_args, default_group
+
+        group = args.wandb_group or default_group(cells[0].benchmark, cells[0].profile)
 
         def logger_args(cell: Cell, save_dir: Path) -> list[str]:
             return cell_logger_args(
-                cell.benchmark, cell.id, cell.detector, [cell.train_set], save_dir
+                cell.benchmark,
+                cell.id,
+                cell.detector,
+                [cell.train_set],
+                save_dir,
+                project=args.wandb_project,
+                group=group,
             )
 
-    runner = Runner(cells, args.results, extra, logger_args, args.keep_checkpoints)
+    runner = Runner(
+        cells,
+        args.out,
+        extra,
+        logger_args,
+        args.keep_checkpoints,
+        wandb_group=group,
+        cache_dir=cache_dir,
+        map_device="cuda" if args.gpus else "cpu",
+    )
     if args.list:
-        for cell in cells:
-            print(f"{cell.index:3d}  {runner.status(cell)['status']:8s}  {cell.id}")
-        return 0
-    code = runner.run(args.cell)
-    from src.bench.report import report
+        return _list(runner, chosen, cache_dir)
+    needed = [c for c in with_dependencies(chosen) if runner.status(c)["status"] != "done"]
+    check_cells(needed, cache_dir)
+    lock_cell = chosen[0].id if args.cell is not None else None
+    # A --cell run of a PRLE cell also trains the zoo cells not done yet: it locks them too.
+    also = [c.id for c in needed if lock_cell and c.id != lock_cell]
+    with BenchLock(runner.root, lock_cell, say=runner.progress.say, also=also) as lock:
+        runner.lock_fds = lock.fds
+        try:
+            code = runner.run(args.cell)
+        except Interrupted as stop:
+            runner.progress.say(f"stopped by {stop.name}; re-run the same command to resume")
+            return stop.exit_code
+        from src.bench.report import report
 
-    report(runner.collect(), runner.root, table_kind(args.grid), wandb=not args.no_wandb)
+        report(
+            runner.collect(),
+            runner.root,
+            table_kind(args.grid),
+            wandb=not args.no_wandb,
+            wandb_project=args.wandb_project,
+            wandb_group=group,
+        )
     return code
