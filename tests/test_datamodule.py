@@ -133,9 +133,9 @@ def test_fit_and_test_through_the_cli(toy_cache, tmp_path, monkeypatch: pytest.M
         "--trainer.enable_progress_bar=false",
     ]
     assert main(["fit", *common]) == 0
-    (last,) = tmp_path.glob("runs/lightning_logs/version_0/checkpoints/last.ckpt")
+    (last,) = tmp_path.glob("runs/xception/toy/*/checkpoints/last.ckpt")
     assert main(["test", *common, f"--ckpt_path={last}"]) == 0
-    (metrics,) = tmp_path.glob("runs/lightning_logs/version_1/test_metrics.json")
+    (metrics,) = tmp_path.glob("runs/xception/toy/*/test-*/test_metrics.json")
     result = json.loads(metrics.read_text())
     assert (
         list(result) == ["toy"]
