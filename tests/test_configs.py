@@ -86,7 +86,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         for name in TABLES
         if name != "ffpp_c40"
     },
-    "configs/data/synthetic.yaml": {"data.class_path": "src.data.SyntheticFaceDataModule"},
+    "configs/data/synthetic.yaml": {"data.class_path": "src.synthetic.SyntheticFaceDataModule"},
     "configs/data/folder.yaml": {"data.class_path": "src.data.folder.FolderDataModule"},
     "configs/profiles/demo.yaml": {
         "model.init_args.pretrained": False,

@@ -66,6 +66,10 @@ VERBS: dict[str, Verb] = {
         "import_laa_net", "convert the LAA-Net authors' released weights into a dfbench checkpoint"
     ),
     "index": Verb("index", "write a dataset's video table (CSV) from its official layout"),
+    "prle-maps": Verb(
+        "prle_maps", "PRLE stage 1: a zoo's fused Grad-CAM maps of every training frame"
+    ),
+    "cam": Verb("cam", "draw Grad-CAM overlays of a trained detector on a few test faces"),
     "preprocess": Verb(
         "preprocess",
         "extract evenly spaced face frames, landmarks and masks into the frame cache",

@@ -17,8 +17,10 @@ Results a caller can read after a run:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -160,6 +162,30 @@ class Detector(pl.LightningModule):
         batch (a second input, per-frame side data, training-only noise) overrides it.
         """
         return self(batch["image"])
+
+    @staticmethod
+    def from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Detector:
+        """The detector a checkpoint holds, rebuilt as the class it was trained as.
+
+        ``dfbench fit`` records the detector's class in the checkpoint's
+        hyper-parameters (``_class_path``); only :class:`Detector` subclasses are
+        accepted, so a checkpoint cannot make this import anything else.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+        if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
+            raise ValueError(f"not a dfbench checkpoint (no state_dict/hyper_parameters): {path}")
+        class_path = hparams.get("_class_path")
+        if not class_path:
+            raise ValueError(f"{path} does not record its detector class (_class_path)")
+        module_name, _, class_name = class_path.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, Detector)):
+            raise ValueError(f"{path}: {class_path} is not a dfbench Detector")
+        return cls.load_from_checkpoint(path, map_location=map_location)
 
     # ------------------------------------------------------------ attribution
     def cam_target_layers(self) -> list[nn.Module]:

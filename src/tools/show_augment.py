@@ -17,35 +17,54 @@ import cv2
 import numpy as np
 
 from src.augment.bi import BI
+from src.augment.prle import PrimaryRegionRemoval
 from src.augment.sbi import SBI
-from src.data.datamodule import read_face, resolve_table
+from src.data.datamodule import read_face, read_side_array, resolve_table
 from src.data.preprocess import load_frame_table
-from src.files import atomic_write
+from src.tools.pictures import grey, header, write_png
 
 COLUMNS = ("real", "SBI fake", "SBI mask", "4M(1-M)", "BI fake", "BI mask")
+PRLE_COLUMNS = ("PRLE map", "PRLE a=1", "PRLE a~U")
+
+
+def prle_tiles(
+    image: np.ndarray, prle_map: np.ndarray, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """The fused map and the frame after removing all of it and a random top-alpha part."""
+    side = {"prle_map": prle_map}
+    whole = PrimaryRegionRemoval(p=1.0, dynamic=False)
+    drawn = PrimaryRegionRemoval(p=1.0)
+    blank = np.zeros(image.shape[:2], np.uint8)
+    return [
+        grey(cv2.resize(prle_map, image.shape[1::-1]).astype(np.float32)),
+        whole(image, blank, rng, side)[0],
+        drawn(image, blank, rng, side)[0],
+    ]
+
+
 HEADER_HEIGHT = 24  # pixels of the row of column names
 
 
-def _grey(values: np.ndarray) -> np.ndarray:
-    peak = max(float(values.max()), 1e-6)
-    return np.repeat((values / peak * 255).astype(np.uint8)[..., None], 3, axis=2)
-
-
-def _label(tile: np.ndarray, text: str) -> np.ndarray:
-    out = tile.copy()
-    cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
-
-
 def augment_grid(
-    table: str, cache_dir: str | Path, rows: int = 4, size: int = 192, seed: int = 0
+    table: str,
+    cache_dir: str | Path,
+    rows: int = 4,
+    size: int = 192,
+    seed: int = 0,
+    prle_maps: str | Path | None = None,
 ) -> np.ndarray:
-    """The grid as an RGB uint8 image (``rows`` faces x :data:`COLUMNS`, ``size`` px tiles)."""
+    """The grid as an RGB uint8 image (``rows`` faces x :data:`COLUMNS`, ``size`` px tiles).
+
+    With ``prle_maps`` (a folder written by ``dfbench prle-maps``), three more
+    columns show PRLE on the same face: its fused primary-region map and the
+    frame after the top-alpha removal (``alpha = 1``, the whole map, and a
+    draw from the paper's alpha range), so the removal can be checked by eye.
+    """
     frames = load_frame_table(resolve_table(table, cache_dir))
     reals = frames[(frames["label"] == 0) & (frames["split"] == "train")].reset_index(drop=True)
     if reals.empty:
         raise ValueError(f"table {table!r} has no real training frames to blend")
+    columns = [*COLUMNS, *(PRLE_COLUMNS if prle_maps is not None else ())]
     bi = BI()
     bi.prepare(reals, cache_dir)
     sbi = SBI(variant="laa")
@@ -61,17 +80,18 @@ def augment_grid(
         tiles = [
             real,
             sbi_fake,
-            _grey(sbi_mask),
-            _grey(4 * sbi_mask * (1 - sbi_mask)),
+            grey(sbi_mask),
+            grey(4 * sbi_mask * (1 - sbi_mask)),
             bi_fake,
-            _grey(bi_mask),
+            grey(bi_mask),
         ]
+        if prle_maps is not None:
+            tiles += prle_tiles(
+                image, read_side_array(Path(prle_maps) / "maps", row, "prle_map"), rng
+            )
         tiles = [cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA) for t in tiles]
         lines.append(np.concatenate(tiles, axis=1))
-    header = np.concatenate(
-        [_label(np.zeros((HEADER_HEIGHT, size, 3), np.uint8), name) for name in COLUMNS], axis=1
-    )
-    return np.concatenate([header, *lines], axis=0)
+    return np.concatenate([header(columns, size, HEADER_HEIGHT), *lines], axis=0)
 
 
 def write_augment_grid(
@@ -81,11 +101,8 @@ def write_augment_grid(
     rows: int = 4,
     size: int = 192,
     seed: int = 0,
+    prle_maps: str | Path | None = None,
 ) -> tuple[Path, int]:
     """Draw the grid (:func:`augment_grid`) and write it as a PNG; returns the path and rows drawn."""
-    grid = augment_grid(table, cache_dir, rows, size=size, seed=seed)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"PNG encoding of the augmentation grid failed ({out})")
-    path = atomic_write(out, lambda handle: handle.write(encoded.tobytes()))
-    return path, (len(grid) - HEADER_HEIGHT) // size
+    grid = augment_grid(table, cache_dir, rows, size=size, seed=seed, prle_maps=prle_maps)
+    return write_png(out, grid), (len(grid) - HEADER_HEIGHT) // size

@@ -61,6 +61,7 @@ import numpy as np
 
 from src.augment.landmarks import as_68
 from src.augment.prle.fusion import decode_map
+from src.contracts import NO_SIDE_DATA, SideData
 
 Region = Literal["primary", "random", "landmark"]
 REGIONS: tuple[str, ...] = ("primary", "random", "landmark")
@@ -289,10 +290,10 @@ class PrimaryRegionRemoval:
     def __call__(
         self,
         image: np.ndarray,
-        mask: np.ndarray | None,
+        mask: np.ndarray,
         rng: np.random.Generator,
-        side: Mapping[str, Any] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        side: SideData = NO_SIDE_DATA,
+    ) -> tuple[np.ndarray, np.ndarray]:
         removed = self.removal_mask(image.shape[:2], rng, side)
         if removed is None:
             return image, mask
