@@ -48,6 +48,8 @@ class VerbParser(argparse.ArgumentParser):
 
     def __init__(self, verb: str, description: str, **kwargs) -> None:  # noqa: ANN003
         kwargs.setdefault("formatter_class", PlainHelpFormatter)
+        # A renamed or misspelled option must fail, not match a longer one by its prefix.
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(prog=f"dfbench {verb}", description=description, **kwargs)
         self.add_argument(
             DEBUG_FLAG,
