@@ -225,3 +225,45 @@ def test_stacking_a_method_on_another_datamodule_is_an_error(
         "src.synthetic.SyntheticFaceDataModule: stack a data config of "
         "src.data.DeepfakeDataModule (configs/data/*.yaml)"
     )
+
+
+# ------------------------------------------------------------------ help and names
+MARKUP = ("``", ":mod:", ":class:", ":func:", ":meth:", ":data:", ":attr:")
+#: The options of the verbs this suite owns: one name per concept (--out, --cache-dir, --table ...).
+OPTIONS = {
+    "preprocess": {"--index", "--cache-dir", "--table", "--train-frames", "--eval-frames"},
+    "show-augment": {"--table", "--cache-dir", "--out", "--rows", "--seed"},
+    "import-laa-net": {"--weights", "--out"},
+    "index": {"--dataset", "--root", "--out", "-o"},
+    "cam": {"--ckpt-path", "--config", "--out", "--per-class"},
+    "prle-maps": {"--zoo", "--config", "--out", "--map-size", "--batch-size"},
+    "synth": {"--out", "--datasets", "--frames"},
+    "detectors": {"--params"},
+}
+RETIRED = ("--cache ", "--name ", "--checkpoint ", "--ckpt ", "--results ")
+
+
+@pytest.mark.parametrize("verb", sorted(OPTIONS))
+def test_help_is_plain_text_with_the_shared_option_names(
+    verb: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert not [mark for mark in MARKUP if mark in text], text
+    assert not [flag for flag in RETIRED if flag in text], text
+    assert all(f"  {option}" in text or f", {option}" in text for option in OPTIONS[verb]), text
+    assert "--debug" in text
+
+
+def test_lightning_help_is_plain_and_names_the_new_switches(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert not [mark for mark in MARKUP if mark in text]
+    for switch in ("--run_name", "--allow_untrained", "--allow_mismatch", "--ckpt_path"):
+        assert switch in text

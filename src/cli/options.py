@@ -18,7 +18,7 @@ from src.cli import DEBUG_FLAG, UsageError
 # reST markup that docstrings use and a terminal shows raw: ``code``, :role:`~a.b.Name`,
 # :role:`text <target>`.
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`<]*?)(?:\s*<[^>]*>)?`")
-_LITERAL = re.compile(r"``(.+?)``")
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)  # help lines wrap inside literals
 
 
 def plain_text(text: str) -> str:
