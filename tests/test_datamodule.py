@@ -137,12 +137,13 @@ def test_fit_and_test_through_the_cli(toy_cache, tmp_path, monkeypatch: pytest.M
         "--trainer.enable_progress_bar=false",
     ]
     assert main(["fit", *common]) == 0
-    (last,) = tmp_path.glob("runs/lightning_logs/version_0/checkpoints/last.ckpt")
+    (last,) = tmp_path.glob("runs/xception/toy/*/checkpoints/last.ckpt")
     # The class-balance choice (off: the toy set is 1:1) is recorded with the run.
-    hparams = (tmp_path / "runs/lightning_logs/version_0/hparams.yaml").read_text()
-    assert "balance: false" in hparams and "train_real_videos: 1" in hparams
+    (hparams,) = tmp_path.glob("runs/xception/toy/*/fit-*/hparams.yaml")
+    assert "balance: false" in hparams.read_text()
+    assert "train_real_videos: 1" in hparams.read_text()
     assert main(["test", *common, f"--ckpt_path={last}"]) == 0
-    (metrics,) = tmp_path.glob("runs/lightning_logs/version_1/test_metrics.json")
+    (metrics,) = tmp_path.glob("runs/xception/toy/*/test-*/test_metrics.json")
     result = json.loads(metrics.read_text())
     assert (
         list(result) == ["toy"]

@@ -1,4 +1,5 @@
-"""Two CPU processes under DDP give the same test metrics as one process.
+"""Two CPU processes under DDP give the same test metrics as one process, write one run, and
+print none of Lightning's noise.
 
 Run as subprocesses of the CLI: under pytest, strategy="ddp" would relaunch the
 whole pytest command in rank 1.
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import checkpoint_state, scripted_args
 from conftest import TINY_SIZE
 
 from src.metrics import compute_metrics
@@ -31,8 +33,14 @@ CONFIGS = [
 ]
 
 
+#: What Lightning printed on every run before dfbench filtered or fixed it at the source.
+NOISE = ("sync_dist", "Tip:", "LeafSpec", "dirpath has changed", "exists and is not empty")
+
+
 def dfbench(cwd: Path, *args: str) -> str:
+    """stdout and stderr of a successful ``python -m src.cli ARGS`` run in ``cwd``."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
     result = subprocess.run(
         [sys.executable, "-m", "src.cli", *args],
         cwd=cwd,
@@ -42,7 +50,7 @@ def dfbench(cwd: Path, *args: str) -> str:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 @pytest.mark.ddp
@@ -57,7 +65,7 @@ def test_ddp_test_metrics_equal_single_process(
         "--trainer.default_root_dir=fit",
         "--trainer.logger.init_args.save_dir=fit",
     )
-    (checkpoint,) = tmp_path.glob("fit/lightning_logs/version_0/checkpoints/last.ckpt")
+    (checkpoint,) = tmp_path.glob("fit/xception/synthetic_face/*/checkpoints/last.ckpt")
 
     results = {}
     for name, extra in {
@@ -73,7 +81,8 @@ def test_ddp_test_metrics_equal_single_process(
             f"--trainer.logger.init_args.save_dir={name}",
         )
         assert "metrics written to" in out
-        (path,) = tmp_path.glob(f"{name}/lightning_logs/*/test_metrics.json")
+        assert not [word for word in NOISE if word in out], out
+        (path,) = (tmp_path / name).rglob("test_metrics.json")
         results[name] = json.loads(path.read_text())
 
     single, ddp = results["single"], results["ddp"]
@@ -97,10 +106,39 @@ def test_ddp_test_metrics_equal_single_process(
         "--trainer.strategy=ddp",
         "--trainer.logger.init_args.save_dir=predict",
     )
-    (frames_csv,) = tmp_path.glob("predict/lightning_logs/*/predictions/frames.csv")
+    (frames_csv,) = (tmp_path / "predict").rglob("frames.csv")
     frames = pd.read_csv(frames_csv)
     assert len(frames) == 2 * 15 and not frames.duplicated(["set", "sample_idx"]).any()
     for name, part in frames.groupby("set"):
         again = compute_metrics(part.score, part.label, part.video_key)
         for key, value in again.items():
             assert single[name][key] == pytest.approx(value, abs=1e-6, nan_ok=True), (name, key)
+
+
+@pytest.mark.ddp
+def test_ddp_fit_writes_one_run_and_resumes_it(tmp_path: Path) -> None:
+    """Both processes write into the first one's run; a resumed DDP fit keeps the best epoch."""
+    out = dfbench(
+        tmp_path,
+        "fit",
+        *scripted_args(Path("runs"), "--trainer.devices=2", "--trainer.strategy=ddp"),
+    )
+    assert not [word for word in NOISE if word in out], out
+    (run,) = Path(tmp_path / "runs/scripted_detector/synthetic_face").iterdir()
+    assert len(list(run.glob("fit-*"))) == 1
+    out = dfbench(
+        tmp_path,
+        "fit",
+        *scripted_args(
+            Path("runs"),
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp",
+            "--ckpt_path=last",
+            epochs=4,
+        ),
+    )
+    assert not [word for word in NOISE if word in out], out
+    assert len(list(run.glob("fit-*"))) == 2
+    state = checkpoint_state(run / "checkpoints" / "last.ckpt")
+    assert Path(state["best_model_path"]).name == "best-epoch000.ckpt"
+    assert float(state["best_model_score"]) == 1.0

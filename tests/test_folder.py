@@ -45,9 +45,10 @@ def test_predict_scores_every_file_of_a_folder(
         f"--data.init_args.cache_dir={tmp_path / 'cache'}",
         "--data.init_args.frames_per_video=4",
         "--trainer.enable_progress_bar=false",
+        "--allow_untrained=true",
     ]
     assert main(args) == 0
-    (out,) = tmp_path.glob("runs/lightning_logs/*/predictions")
+    (out,) = tmp_path.glob("runs/xception/folder/untrained/predict-*")
     videos = pd.read_csv(out / "videos.csv")
     frames = pd.read_csv(out / "frames.csv")
     assert set(videos.video_key) == {
@@ -62,7 +63,10 @@ def test_predict_scores_every_file_of_a_folder(
         "files/photo.jpg": 1,
         "files/bad/good.mp4": 4,
     }
-    assert (videos.label == -1).all() and videos.score.between(0, 1).all()
+    assert videos.label.isna().all() and videos.score.between(0, 1).all()
+    assert set(videos.source_path) == {
+        str(folder.resolve() / key.removeprefix("files/")) for key in videos.video_key
+    }
     assert len(frames) == 13
     failures = pd.read_csv(tmp_path / "cache" / "tables" / "files_failures.csv")
     assert {"files/bad/empty.mp4", "files/bad/truncated.mp4", "files/bad/noface.mp4"} == set(

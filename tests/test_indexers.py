@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src.cli.index import run as run_index
+from src.cli import main
 from src.data.indexers import (
     DatasetLayoutError,
     DatasetLayoutWarning,
@@ -528,25 +528,25 @@ def test_run_index_writes_the_table_and_summarises(
 ) -> None:
     root = make_ffpp(tmp_path / "FaceForensics++")
     out = tmp_path / "tables/ffpp.csv"
-    assert run_index(["--dataset", "ffpp", "--root", str(root), "--out", str(out)]) == 0
+    assert main(["index", "--dataset", "ffpp", "--root", str(root), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "ffpp train: 20 videos, 4 reals, 16 fakes" in printed
     assert "ffpp test: 10 videos, 2 reals, 8 fakes" in printed
     written = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert len(written) == 40 and list(written.columns) == list(VIDEO_COLUMNS)
     args = ["--dataset", "ffpp", "--root", str(root), "--out", str(out), "--methods", "NT"]
-    assert run_index([*args, "--compression", "c23"]) == 0
+    assert main(["index", *args, "--compression", "c23"]) == 0
     assert len(pd.read_csv(out)) == 8 + 8
 
     cdf2 = make_cdf2(tmp_path / "cdf2")
     args = ["--dataset", "cdf2", "--root", str(cdf2), "--out", str(tmp_path / "cdf2.csv")]
-    assert run_index([*args, "-o", "val_fraction=0.5"]) == 0
+    assert main(["index", *args, "-o", "val_fraction=0.5"]) == 0
     assert "cdf2 val:" in capsys.readouterr().out
-    assert run_index([*args, "--compression", "c23"]) == 2
+    assert main(["index", *args, "--compression", "c23"]) == 2
     assert "has no option compression" in capsys.readouterr().err
     (cdf2 / "Celeb-real/id2_0000.mp4").unlink()
     (cdf2 / "List_of_testing_videos.txt").write_text("1 Celeb-real/id2_0000.mp4\n")
-    assert run_index(args) == 2
+    assert main(["index", *args]) == 2
     assert "id2_0000.mp4: missing" in capsys.readouterr().err
-    assert run_index([*args, "--no-strict"]) == 0
+    assert main(["index", *args, "--no-strict"]) == 0
     assert "warning: cdf2: skipped 1 videos" in capsys.readouterr().err

@@ -36,9 +36,9 @@ def test_xception_learns_synthetic_faces(tmp_path: Path, monkeypatch: pytest.Mon
         "--model.init_args.lr_scheduler.init_args.T_max=8",
     ]
     assert main(["fit", *configs, *data, *training]) == 0
-    (best,) = tmp_path.glob("runs/lightning_logs/version_0/checkpoints/best-*.ckpt")
+    (best,) = tmp_path.glob("runs/xception/synthetic_face/*/checkpoints/best-*.ckpt")
     assert main(["test", *configs, *data, f"--ckpt_path={best}"]) == 0
-    (metrics,) = tmp_path.glob("runs/lightning_logs/version_1/test_metrics.json")
+    (metrics,) = tmp_path.glob("runs/xception/synthetic_face/*/test-*/test_metrics.json")
     result = json.loads(metrics.read_text())["blend"]
     assert result["n_videos"] == 64
     assert result["frame_auc"] > 0.9, result

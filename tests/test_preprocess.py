@@ -126,7 +126,7 @@ def test_killed_preprocess_resumes_to_the_clean_result(tmp_path, toy_videos, toy
         "preprocess",
         "--index",
         str(index),
-        "--cache",
+        "--cache-dir",
         str(cache),
         "--train-frames",
         "6",

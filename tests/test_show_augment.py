@@ -20,9 +20,9 @@ def test_show_augment_writes_the_grid(toy_cache, tmp_path) -> None:
         main(
             [
                 "show-augment",
-                "--dataset",
+                "--table",
                 str(path),
-                "--cache",
+                "--cache-dir",
                 str(cache),
                 "--out",
                 str(out),

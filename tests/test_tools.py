@@ -125,7 +125,7 @@ def test_prle_maps_and_cam_verbs_end_to_end(toy_cache, tmp_path) -> None:
         main(
             [
                 "cam",
-                "--ckpt",
+                "--ckpt-path",
                 str(checkpoint),
                 "-c",
                 str(config),

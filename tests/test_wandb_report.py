@@ -177,9 +177,8 @@ def test_cell_logger_fit_then_test_share_one_run(
     (fit_dir,) = save_dir.glob("wandb/offline-run-*")
     assert fit_dir.name.endswith(f"-{cell}")
     assert (fit_dir / f"run-{cell}.wandb").stat().st_size > 0
-    # With a WandbLogger, checkpoints go to <save_dir>/<project>/<run id>/checkpoints.
-    last = save_dir / "dfbench" / cell / "checkpoints" / "last.ckpt"
-    assert last.is_file()
+    # Checkpoints go to the named run under the logger's save_dir (src/cli/runs.py).
+    (last,) = save_dir.glob("xception/synthetic_face/*/checkpoints/last.ckpt")
 
     try:
         assert main(["test", *base, f"--ckpt_path={last}"]) == 0
@@ -187,7 +186,8 @@ def test_cell_logger_fit_then_test_share_one_run(
         wandb.finish()
     run_dirs = offline_run_dirs(save_dir)
     assert len(run_dirs) == 2 and all(d.name.endswith(f"-{cell}") for d in run_dirs)
-    assert (save_dir / "test_metrics.json").is_file()  # trainer.log_dir is save_dir
+    # The test joins the run of its checkpoint.
+    assert len(list(last.parents[1].glob("test-*/test_metrics.json"))) == 1
     assert sync_hint(run_dirs) == f"wandb sync {run_dirs[0]} {run_dirs[1]}"
     capsys.readouterr()
 

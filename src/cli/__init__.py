@@ -1,19 +1,24 @@
-"""The ``dfbench`` command: one table of verbs, each run by its own module.
+"""The dfbench command: one table of verbs, each run by its own module.
 
-``dfbench fit | validate | test | predict`` are LightningCLI subcommands
-(:mod:`src.cli.lightning`). Every other verb is a module of this package whose
-``run(argv) -> exit code`` parses the verb's options and calls library
-functions that take plain arguments. Adding a verb is one row of :data:`VERBS`
-and one module::
+dfbench fit | validate | test | predict are LightningCLI subcommands (see
+src/cli/lightning.py). Every other verb is a module of this package whose
+run(argv) -> exit code parses the verb's options and calls library functions
+that take plain arguments. Adding a verb is one row of VERBS and one module::
 
     "index": Verb("index", "write a dataset's video table (CSV) from its official layout"),
 
-A verb's module is imported only when the verb runs, so ``dfbench --help``
-imports neither torch nor Lightning and answers at once.
+A verb's module is imported only when the verb runs, so dfbench --help imports
+neither torch nor Lightning and answers at once.
+
+Expected failures (a bad option, a missing or malformed file: see
+expected_error) end with one line on stderr, "dfbench VERB: message", and exit
+status 2; --debug anywhere on the command line shows the traceback instead.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -22,6 +27,10 @@ from dataclasses import dataclass
 #: Exit status when the reader of our output went away (``dfbench ... | head``):
 #: 128 + SIGPIPE, what a shell reports for a Unix tool killed by that signal.
 EXIT_BROKEN_PIPE = 141
+#: Exit status of an expected failure (a usage error, as argparse uses).
+EXIT_USAGE = 2
+#: The flag that shows the traceback of an expected failure; every verb accepts it.
+DEBUG_FLAG = "--debug"
 
 
 @dataclass(frozen=True)
@@ -42,11 +51,15 @@ class Verb:
 
 VERBS: dict[str, Verb] = {
     "fit": Verb("lightning", "train a detector (checkpoint chosen on the validation split)", True),
-    "validate": Verb("lightning", "evaluate on the validation split", True),
+    "validate": Verb("lightning", "evaluate trained weights on the validation split", True),
     "test": Verb(
-        "lightning", "evaluate on every test set; print and save frame/video metrics", True
+        "lightning",
+        "evaluate trained weights on every test set; print and save frame/video metrics",
+        True,
     ),
-    "predict": Verb("lightning", "score every frame and video; write CSV files", True),
+    "predict": Verb(
+        "lightning", "score every frame and video with trained weights; write CSV files", True
+    ),
     "bench": Verb("bench", "run a benchmark grid (benchmarks/*.yaml) and render its tables"),
     "detectors": Verb("detectors", "list the registered detectors and their input contracts"),
     "import-laa-net": Verb(
@@ -70,6 +83,10 @@ VERBS: dict[str, Verb] = {
     ),
     "synth": Verb("synth", "write small synthetic copies of every dataset's on-disk layout"),
 }
+
+
+class UsageError(ValueError):
+    """A command line that cannot run as given; the message names the option and the problem."""
 
 
 def version() -> str:
@@ -96,6 +113,46 @@ def print_help() -> None:
     print("\noptions:")
     print(f"  {'-h, --help':<{width}} show this help")
     print(f"  {'-V, --version':<{width}} show the version")
+    print(f"  {DEBUG_FLAG:<{width}} (with any command) show the traceback of an expected failure")
+
+
+def expected_error(error: BaseException) -> bool:
+    """Whether ``error`` is a failure the user can act on, shown as one line without a traceback.
+
+    Library code raises ValueError (and its subclasses: TableError, GridError,
+    DatasetLayoutError, UsageError ...) or a file error with a message that
+    names the file, option or row and the problem; the pretrained-weights
+    error explains how to work offline; jsonargparse (exit_on_error off)
+    raises argparse.ArgumentError for a bad option or config key, and Lightning
+    a MisconfigurationException for a Trainer setting it refuses. Classes of
+    modules that are not loaded cannot have been raised, so they are looked
+    up only when loaded: the check imports nothing.
+    """
+    expected: list[type[BaseException]] = [
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+        argparse.ArgumentError,
+    ]
+    for module, name in (
+        ("src.detectors.backbones", "PretrainedWeightsUnavailable"),
+        ("lightning_fabric.utilities.exceptions", "MisconfigurationException"),
+    ):
+        loaded = sys.modules.get(module)
+        if loaded is not None and hasattr(loaded, name):
+            expected.append(getattr(loaded, name))
+    return isinstance(error, tuple(expected))
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (wrapped or indented lines joined by single spaces)."""
+    text = str(error) or type(error).__name__
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        text = str(error.args[0])  # str(KeyError) adds quotes around the message
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -109,7 +166,7 @@ def _dispatch(argv: list[str]) -> int:
     if verb is None:
         print(f"dfbench: unknown command {argv[0]!r}\n", file=sys.stderr)
         print_help()
-        return 2
+        return EXIT_USAGE
     module = importlib.import_module(f"{__name__}.{verb.module}")
     return module.run(argv if verb.lightning else argv[1:])
 
@@ -126,6 +183,8 @@ def _silence_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run ``dfbench`` with ``argv`` (default: the command line); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv
+    argv = [arg for arg in argv if arg != DEBUG_FLAG]
     try:
         try:
             code = _dispatch(argv)
@@ -135,4 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except Exception as error:
+        if debug or not expected_error(error):
+            raise
+        verb = f" {argv[0]}" if argv and argv[0] in VERBS else ""
+        print(f"dfbench{verb}: {one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
     return code

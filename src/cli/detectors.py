@@ -1,12 +1,12 @@
-"""List the registered detectors with their input contracts (``dfbench detectors``)."""
+"""List the registered detectors with their input contracts (dfbench detectors)."""
 
 from __future__ import annotations
 
-import argparse
+from src.cli.options import VerbParser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dfbench detectors", description=__doc__)
+def build_parser() -> VerbParser:
+    parser = VerbParser("detectors", __doc__)
     parser.add_argument(
         "--params", action="store_true", help="also build each one and count its parameters"
     )
@@ -14,10 +14,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     from src.detectors import build_detector, list_detectors
     from src.detectors.registry import registry_entry
 
-    args = build_parser().parse_args(argv)
     for name in list_detectors():
         entry = registry_entry(name)
         model = build_detector(name, pretrained=False)

@@ -1,25 +1,37 @@
-"""Convert the LAA-Net authors' released weights into a dfbench checkpoint (``dfbench import-laa-net``)."""
+"""Convert the LAA-Net authors' released weights into a dfbench checkpoint (dfbench import-laa-net).
+
+The written file is a Lightning checkpoint that dfbench test, validate and
+predict take with --ckpt_path, stacked on configs/detectors/laa_net.yaml with
+authors_padding on (the printed command shows how).
+"""
 
 from __future__ import annotations
 
-import argparse
+from src.cli.options import VerbParser, existing_file, output_file
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dfbench import-laa-net", description=__doc__)
-    parser.add_argument("--checkpoint", required=True, help="the authors' released .pth file")
-    parser.add_argument("--out", required=True, help="Lightning checkpoint to write (.ckpt)")
+def build_parser() -> VerbParser:
+    parser = VerbParser("import-laa-net", __doc__)
+    parser.add_argument(
+        "--weights",
+        required=True,
+        type=existing_file,
+        help="the authors' released .pth file (EfficientNet-B4 LAA-Net)",
+    )
+    parser.add_argument(
+        "--out", required=True, type=output_file, help="Lightning checkpoint to write (.ckpt)"
+    )
     return parser
 
 
 def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     from src.detectors.laa_net.importer import write_checkpoint
 
-    args = build_parser().parse_args(argv)
-    path, count = write_checkpoint(args.checkpoint, args.out)
+    path, count = write_checkpoint(args.weights, args.out)
     print(f"imported {count} tensors -> {path}")
     print(
-        "test it with: dfbench test -c configs/data/cross_dataset.yaml -c configs/detectors/laa_net.yaml "
+        "test it with: dfbench test -c configs/detectors/laa_net.yaml -c configs/data/cross_dataset.yaml "
         f"--model.init_args.authors_padding=true --ckpt_path {path}"
     )
     return 0

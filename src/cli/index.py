@@ -1,6 +1,6 @@
-"""Index a dataset's raw tree into a video table (CSV) (``dfbench index``).
+"""Index a dataset's raw tree into a video table (CSV) (dfbench index).
 
-::
+Examples:
 
     dfbench index --dataset ffpp --root /data/FaceForensics++ --out tables/ffpp_c23.csv \\
         --compression c23 --methods Deepfakes Face2Face
@@ -8,10 +8,10 @@
         -o ffpp_root=/data/FaceForensics++
     dfbench index --dataset cdf2 --root /data/Celeb-DF-v2 --out tables/cdf2.csv -o val_fraction=0.1
 
-``--compression``, ``--methods``, ``--splits-dir`` and ``--no-strict`` map to
-the indexer options of the same names; any other option of a dataset is given
-as ``-o NAME=VALUE`` (the value is read as JSON when it parses, e.g.
-``-o val_parts=[49]``, else as a string). The table is written atomically, and
+--compression, --methods, --splits-dir and --no-strict map to the indexer
+options of the same names; any other option of a dataset is given as
+-o NAME=VALUE (the value is read as JSON when it parses, e.g.
+-o val_parts=[49], else as a string). The table is written atomically, and
 one line per split summarises it.
 """
 
@@ -22,6 +22,8 @@ import json
 import sys
 import warnings
 from typing import Any
+
+from src.cli.options import VerbParser, output_file
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -34,23 +36,22 @@ def _option(text: str) -> tuple[str, Any]:
         return name.strip(), value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> VerbParser:
     from src.data.indexers import indexer_options, list_indexers
 
     epilog = "options of each dataset (-o NAME=VALUE):\n" + "\n".join(
         f"  {name}: {', '.join(indexer_options(name))}" for name in list_indexers()
     )
-    parser = argparse.ArgumentParser(
-        prog="dfbench index",
-        description="Index a dataset's raw tree into a video table (CSV).",
+    parser = VerbParser(
+        "index",
+        __doc__,
         epilog=epilog + "\n(see each module of src/data/indexers for their meaning)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--dataset", required=True, choices=list_indexers(), help="which dataset's layout to read"
     )
     parser.add_argument("--root", required=True, help="the dataset's folder as unpacked")
-    parser.add_argument("--out", required=True, help="CSV file to write")
+    parser.add_argument("--out", required=True, type=output_file, help="CSV file to write")
     parser.add_argument(
         "--compression", nargs="+", help="FF++ family: raw, c23 and/or c40 (default c23)"
     )
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str]) -> int:
-    """Run ``dfbench index`` with ``argv``; returns the exit code (2 on a bad tree or option)."""
+    """Run dfbench index with ``argv``; a bad tree or option raises (dfbench prints one line)."""
     from src.data.indexers import build_video_table
     from src.data.indexers.command import split_summary
     from src.files import atomic_write_csv
@@ -97,11 +98,9 @@ def run(argv: list[str]) -> int:
         warnings.simplefilter("always")
         try:
             table = build_video_table(args.dataset, args.root, **options)
-        except (ValueError, KeyError) as error:
+        finally:
+            # What the indexer warned about (skipped videos ...) comes before its error, if any.
             _print_warnings(caught)
-            print(f"dfbench index: error: {error}", file=sys.stderr)
-            return 2
-    _print_warnings(caught)
     path = atomic_write_csv(args.out, table)
     for line in split_summary(table):
         print(line)

@@ -1,38 +1,155 @@
-"""``dfbench fit | validate | test | predict``: LightningCLI with dfbench's defaults.
+"""dfbench fit | validate | test | predict: LightningCLI with dfbench's defaults.
 
-Stacked ``-c`` configs, ``class_path``/``init_args`` for model and data. What
-these subcommands add to plain LightningCLI:
+Stacked -c configs, class_path/init_args for model and data. What these
+subcommands add to plain LightningCLI:
 
-* a ``checkpoint`` callback that keeps the best epoch by ``val/frame_auc``
+* named runs (src/cli/runs.py): runs/<detector>/<data>/<run>/ with the
+  checkpoints and one folder per session; --run_name names the run, and
+  --ckpt_path best / last resolve inside it. A resumed fit continues the run
+  and its best-checkpoint record.
+* a checkpoint callback that keeps the best epoch by val/frame_auc
   (validation data only; the test sets never choose a checkpoint) and the last;
-* a CSV logger under ``runs/`` by default and a default seed of 0;
-* ``validate``/``test`` print the frame- and video-level table; ``test`` writes
-  it to ``<log_dir>/test_metrics.json`` and every frame's score to
-  ``<log_dir>/test_predictions.parquet``;
-* ``predict`` writes ``<log_dir>/predictions/frames.csv`` and ``videos.csv``.
+  a CSV logger by default and a default seed of 0.
+* validate, test and predict refuse to score untrained weights: they need
+  --ckpt_path (or --allow_untrained true). A checkpoint must match the
+  configured model (src/cli/checkpoints.py; --allow_mismatch true loads what
+  fits).
+* validate and test print the suite's frame- and video-level table (not
+  Lightning's); test writes it to test_metrics.json and every frame's score
+  to test_predictions.parquet, predict writes frames.csv, videos.csv and
+  skipped.csv, all in the session folder.
+* every logger receives the full resolved config and, after test, the test
+  metrics (src/cli/records.py).
+* a bad option or config key fails with jsonargparse's message on one line.
+* data configs are read first wherever they are stacked (src/cli/stacking.py).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import importlib
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import pandas as pd
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningCLI
+import yaml
+from jsonargparse import DefaultHelpFormatter, Namespace
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.loggers import WandbLogger
 
+from src.cli import VERBS, UsageError, quiet
+from src.cli.checkpoints import RunCheckpoint, checkpoint_mismatch, load_matching, read_checkpoint
+from src.cli.options import plain_text
+from src.cli.parse_errors import parse_error_line, unwrap_instantiation
+from src.cli.predictions import frame_predictions, skipped_files, video_predictions
+from src.cli.records import code_version, experiment_record, run_meta, test_summary
+from src.cli.runs import DEFAULT_ROOT, RunLayout, data_name, detector_name, plan_session
+from src.cli.stacking import order_configs
 from src.data.base import DeepfakeDataModuleBase
 from src.detectors import Detector
 from src.files import atomic_write, atomic_write_csv, atomic_write_json
-from src.metrics import format_metrics_table, video_scores
+from src.metrics import format_metrics_table
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+NO_WEIGHTS = (
+    "no trained weights: give --ckpt_path, either best or last of a run of dfbench fit (with "
+    "--run_name, or the latest run of this detector and data) or a checkpoint file, such as one "
+    "written by dfbench import-laa-net from released weights; --allow_untrained true scores the "
+    "untrained network anyway"
+)
+# Logger save_dir values that mean "not chosen": ours, and the ones a switched class keeps.
+_UNSET_SAVE_DIRS = {None, "", ".", DEFAULT_ROOT}
+
+
+class PlainLightningHelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help with the reST markup of docstrings removed."""
+
+    def format_help(self) -> str:
+        return plain_text(super().format_help())
+
+
+class RecordConfig(SaveConfigCallback):
+    """Saves config.yaml in the session folder and gives every logger the experiment record."""
+
+    #: Set by the CLI before the run starts (src/cli/records.py).
+    record: dict[str, Any] | None = None
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:  # noqa: ANN001
+        if self.record is not None:
+            for logger in trainer.loggers:
+                logger.log_hyperparams(self.record)
+
+
+def _check_ranges(config: Namespace) -> None:
+    """Settings that Lightning or the DataModule would reject late, or silently misuse."""
+    limits = {
+        ("trainer", "max_epochs"): -1,
+        ("trainer", "min_epochs"): 0,
+        ("trainer", "max_steps"): -1,
+        ("data", "init_args", "batch_size"): 1,
+        ("data", "init_args", "eval_batch_size"): 1,
+        ("data", "init_args", "num_workers"): 0,
+    }
+    for path, minimum in limits.items():
+        value = config
+        for key in path:
+            value = value.get(key) if isinstance(value, Namespace | dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
+            option = "--" + ".".join(path)
+            allowed = f"an integer >= {minimum}" + (" (-1: no limit)" if minimum == -1 else "")
+            raise UsageError(f"{option} {value}: must be {allowed}")
+
+
+def _import_class(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _loggers(trainer: Namespace) -> list[Namespace]:
+    logger = trainer.get("logger")
+    entries = logger if isinstance(logger, list) else [logger]
+    return [e for e in entries if isinstance(e, Namespace) and e.get("class_path")]
+
+
+def _runs_root(trainer: Namespace) -> Path:
+    for logger in _loggers(trainer):
+        save_dir = (logger.get("init_args") or {}).get("save_dir")
+        if save_dir not in _UNSET_SAVE_DIRS:
+            return Path(save_dir)
+    return Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
+
+
+def _point_loggers(trainer: Namespace, layout: RunLayout, verb: str, meta: dict) -> None:
+    """Make the loggers write into the session folder, unless the user placed them."""
+    for logger in _loggers(trainer):
+        kind = logger["class_path"].rsplit(".", 1)[-1]
+        args = logger.get("init_args")
+        if args is None:
+            continue
+        if kind in {"CSVLogger", "TensorBoardLogger"}:
+            args["save_dir"] = str(layout.root)
+            if args.get("name") in {None, "", "lightning_logs"} and args.get("version") is None:
+                args["name"], args["version"] = layout.logger_name, layout.session
+        elif kind == "WandbLogger":
+            if args.get("save_dir") in _UNSET_SAVE_DIRS:
+                args["save_dir"] = str(layout.session_dir)
+            if args.get("project") is None:
+                args["project"] = "dfbench"
+            if args.get("name") in {None, "", "lightning_logs"}:
+                args["name"] = f"{layout.logger_name}/{layout.session}"
+            if args.get("job_type") is None:
+                args["job_type"] = verb
+            if args.get("group") is None and meta.get("wandb_group"):
+                args["group"] = meta["wandb_group"]
 
 
 class DFBenchCLI(LightningCLI):
-    """LightningCLI plus the checkpoint, logger and result files listed in the module docstring."""
+    """LightningCLI plus the runs, checks and records listed in the module docstring."""
+
+    layout: RunLayout
+    names: dict[str, str]
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/frame_auc",
@@ -40,111 +157,223 @@ class DFBenchCLI(LightningCLI):
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch{epoch:03d}",
                 "checkpoint.auto_insert_metric_name": False,
-                "trainer.default_root_dir": "runs",
+                "trainer.default_root_dir": DEFAULT_ROOT,
                 "trainer.logger": {
                     "class_path": "pytorch_lightning.loggers.CSVLogger",
-                    "init_args": {"save_dir": "runs"},
+                    "init_args": {"save_dir": DEFAULT_ROOT},
                 },
             }
         )
+        parser.add_argument(
+            "--run_name",
+            type=str | None,
+            default=None,
+            help="name of the run (a folder under runs/<detector>/<data>/); default: the time "
+            "a fit starts, and for --ckpt_path best/last the latest run",
+        )
+        parser.add_argument(
+            "--allow_mismatch",
+            type=bool,
+            default=False,
+            help="load a checkpoint of another detector class or other hyper-parameters into "
+            "the configured model, every tensor whose name and shape fit",
+        )
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any):  # noqa: ANN202
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        parser.set_defaults({"weights_only": True})
+        if subcommand != "fit":
+            parser.add_argument(
+                "--allow_untrained",
+                type=bool,
+                default=False,
+                help="run without --ckpt_path, scoring the untrained network",
+            )
+        if subcommand in {"validate", "test"}:
+            parser.set_defaults({"verbose": False})  # the suite prints its own table
+        return parser
+
+    def parse_arguments(self, parser, args) -> None:  # noqa: ANN001
+        try:
+            super().parse_arguments(parser, args)
+        except argparse.ArgumentError as error:
+            raise UsageError(parse_error_line(str(error))) from error
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            unwrapped = unwrap_instantiation(error)
+            if unwrapped is error:
+                raise
+            if isinstance(unwrapped, UsageError):
+                raise unwrapped from None
+            raise unwrapped from error  # the constructor's own error, with its traceback
+
+    # ------------------------------------------------------------------ the run
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI would overwrite the configured model with the checkpoint's
+        # hyper-parameters; here the config wins and the checkpoint is checked against it.
+        verb = self.config.get("subcommand")
+        if verb:
+            self._prepare_run(verb, self.config[verb])
+
+    def _prepare_run(self, verb: str, config: Namespace) -> None:
+        _check_ranges(config)
+        model_class = _import_class(config.model.class_path)
+        init_args = (config.model.get("init_args") or Namespace()).as_dict()
+        data = config.get("data")
+        data_class = _import_class(data.class_path) if data and data.get("class_path") else None
+        data_args = (data.get("init_args") or Namespace()).as_dict() if data_class else {}
+        if verb != "fit" and not config.get("ckpt_path") and not config.get("allow_untrained"):
+            raise UsageError(NO_WEIGHTS)
+        self.meta = run_meta()
+        fast = bool(config.trainer.get("fast_dev_run"))
+        self.layout, checkpoint, continues = plan_session(
+            verb,
+            _runs_root(config.trainer),
+            detector_name(model_class, init_args),
+            data_name(data_class, data_args),
+            config.get("run_name"),
+            config.get("ckpt_path"),
+            create=not fast,
+        )
+        self.continues_run = continues
+        self.partial_weights: tuple[Path, dict] | None = None
+        if checkpoint is not None:
+            contents = read_checkpoint(
+                checkpoint, weights_only=config.get("weights_only") is not False
+            )
+            mismatch = checkpoint_mismatch(checkpoint, contents, model_class, init_args)
+            config["ckpt_path"] = str(checkpoint)
+            if mismatch and not config.get("allow_mismatch"):
+                raise UsageError(
+                    f"{mismatch}: stack the configs it was trained with, or add "
+                    "--allow_mismatch true to load the weights whose names and shapes fit"
+                )
+            if mismatch:
+                self.partial_weights = (checkpoint, contents["state_dict"])
+                config["ckpt_path"] = None  # loaded by load_matching, not by Lightning
+        if verb == "fit" and config.checkpoint.get("dirpath") is None:
+            config.checkpoint["dirpath"] = str(self.layout.checkpoint_dir)
+        config.trainer["default_root_dir"] = str(self.layout.run_dir)
+        _point_loggers(config.trainer, self.layout, verb, self.meta)
+        self.names = {
+            "verb": verb,
+            "detector": self.layout.detector,
+            "data": self.layout.data,
+            "run": self.layout.run,
+            "session": self.layout.session,
+        }
 
     def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        init_args = config.model.get("init_args")
         # With a checkpoint the weights come from it: building the network with
         # `pretrained: true` first would only fetch weights (and fail offline).
-        config = self.config.get(self.subcommand, self.config)
-        init_args = config.get("model", {}).get("init_args", {})
-        if config.get("ckpt_path") and init_args.get("pretrained"):
+        weights_given = config.get("ckpt_path") or self.partial_weights
+        if weights_given and init_args is not None and init_args.get("pretrained"):
             init_args["pretrained"] = False
+        dumped = yaml.safe_load(self._parser(self.subcommand).dump(config, skip_none=False))
+        files = [str(path) for path in (config.get("config") or [])]
+        self.record = experiment_record(dumped, self.names, files, self.meta, code_version())
 
-    def _log_dir(self) -> Path:
-        # trainer.log_dir broadcasts from rank 0 under DDP: every rank must call it.
-        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
+    def after_instantiate_classes(self) -> None:
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, RecordConfig):
+                callback.record = self.record
+            if isinstance(callback, RunCheckpoint):
+                callback.continues_run = self.continues_run
+                callback.tracking = self.subcommand == "fit"
+        if self.partial_weights is not None:
+            path, state_dict = self.partial_weights
+            loaded, kept = load_matching(self.model, state_dict)
+            config = self.config[self.subcommand]
+            if loaded == 0 and not config.get("allow_untrained", self.subcommand == "fit"):
+                raise UsageError(f"--allow_mismatch: no tensor of {path} fits the configured model")
+            example = f" (e.g. {', '.join(kept[:3])})" if kept else ""
+            print(
+                f"--allow_mismatch: loaded {loaded} tensors from {path}; "
+                f"{len(kept)} keep their initial values{example}"
+            )
+
+    def _session_dir(self) -> Path:
+        # Every process takes the first one's folder (collective: all ranks call it).
+        return Path(self.trainer.strategy.broadcast(str(self.layout.session_dir)))
 
     def after_fit(self) -> None:
         if not self.trainer.is_global_zero:
             return
         callback = self.trainer.checkpoint_callback
-        if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
+        if isinstance(callback, RunCheckpoint) and callback.best_model_path:
             print(
                 f"best checkpoint ({callback.monitor} = {float(callback.best_model_score):.4f}): "
                 f"{callback.best_model_path}"
             )
         if self.model.val_results:
             print(format_metrics_table(self.model.val_results, "validation (last epoch)"))
+        print(f"run {self.layout.run!r} in {self.layout.run_dir} (--ckpt_path best or last)")
 
     def after_validate(self) -> None:
         if self.trainer.is_global_zero and self.model.val_results:
             print(format_metrics_table(self.model.val_results, "validation"))
 
     def after_test(self) -> None:
-        log_dir = self._log_dir()
+        out = self._session_dir()
         if not self.trainer.is_global_zero:
             return
         results = self.model.test_results
         print(format_metrics_table(results, "test (frame and video level; values in %)"))
-        path = atomic_write_json(log_dir / "test_metrics.json", results)
+        path = atomic_write_json(out / "test_metrics.json", results)
         frames = frame_predictions(self.model.test_predictions, self.datamodule, "test")
         atomic_write(
-            log_dir / "test_predictions.parquet",
+            out / "test_predictions.parquet",
             lambda handle: frames.to_parquet(handle, index=False),
         )
-        print(
-            f"metrics written to {path}; per-frame scores to {log_dir / 'test_predictions.parquet'}"
-        )
+        summary = test_summary(results)
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.summary.update(summary)
+        print(f"metrics written to {path}; per-frame scores to {out / 'test_predictions.parquet'}")
 
     def after_predict(self) -> None:
-        out = self._log_dir() / "predictions"
+        out = self._session_dir()
         if not self.trainer.is_global_zero:
             return
         frames = frame_predictions(self.model.predictions, self.datamodule, "predict")
         videos = video_predictions(frames, self.model.video_score)
+        skipped = skipped_files(self.datamodule)
         atomic_write_csv(out / "frames.csv", frames.drop(columns="video_idx"))
         atomic_write_csv(out / "videos.csv", videos)
+        atomic_write_csv(out / "skipped.csv", skipped)
         print(
-            f"{len(frames)} frame and {len(videos)} video scores written to {out}/frames.csv, videos.csv"
+            f"{len(frames)} frame and {len(videos)} video scores written to {out}/frames.csv, "
+            f"videos.csv; {len(skipped)} files skipped (skipped.csv)"
         )
-
-
-def frame_predictions(predictions: dict[str, dict], datamodule: object, stage: str) -> pd.DataFrame:
-    """One row per scored frame: set, video key and index, frame, sample, label, logit, score."""
-    parts = []
-    for index, (name, p) in enumerate(predictions.items()):
-        keys = np.asarray(datamodule.video_keys(stage, index), dtype=object)
-        columns = {"set": name, "video_key": keys[p["video_idx"]]}
-        columns |= {
-            k: p[k] for k in ("video_idx", "frame_idx", "sample_idx", "label", "logit", "score")
-        }
-        parts.append(pd.DataFrame(columns))
-    return pd.concat(parts, ignore_index=True)
-
-
-def video_predictions(frames: pd.DataFrame, how: str) -> pd.DataFrame:
-    """One row per video, its score aggregated from its frames as the metrics do."""
-    parts = []
-    for name, part in frames.groupby("set", sort=False):
-        _, scores, _ = video_scores(
-            part["score"].to_numpy(),
-            part["label"].to_numpy() == 1,
-            part["video_idx"].to_numpy(),
-            how,
-        )
-        videos = part.groupby("video_idx").agg(
-            video_key=("video_key", "first"), label=("label", "first"), n_frames=("score", "size")
-        )
-        parts.append(videos.reset_index(drop=True).assign(set=name, score=scores))
-    return pd.concat(parts, ignore_index=True)[["set", "video_key", "label", "n_frames", "score"]]
 
 
 def run(argv: list[str]) -> int:
     """Run a LightningCLI subcommand; ``argv[0]`` is ``fit``, ``validate``, ``test`` or ``predict``."""
+    quiet.install()
+    # Errors raise (dfbench prints one line); no abbreviated options: a misspelled
+    # --trainer.max_epoch must fail, not set max_epochs.
+    plain = {
+        "exit_on_error": False,
+        "allow_abbrev": False,
+        "formatter_class": PlainLightningHelpFormatter,
+    }
+    parser_kwargs: dict[str, Any] = dict(plain)
+    for verb in SUBCOMMANDS:
+        parser_kwargs[verb] = {**plain, "description": VERBS[verb].help}
     DFBenchCLI(
         Detector,
         DeepfakeDataModuleBase,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        save_config_callback=RecordConfig,
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
-        # LightningCLI warns when given args while sys.argv holds others (as under pytest).
-        args=None if argv == sys.argv[1:] else argv,
+        parser_kwargs=parser_kwargs,
+        args=order_configs(argv),
     )
     return 0

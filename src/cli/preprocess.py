@@ -1,40 +1,64 @@
-"""``dfbench preprocess``: a video table (CSV from ``dfbench index``) -> frame cache."""
+"""Extract evenly spaced face frames, landmarks and masks of a video table into the frame cache
+(dfbench preprocess).
+
+The video table is the CSV written by dfbench index; the frames land in
+CACHE_DIR as lossless PNG crops with one frame table, named by --table, that
+the data configs list (data.init_args.train / test). Re-running skips videos
+that are done and redoes half-written ones.
+"""
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from src.cli.options import VerbParser, existing_file, float_above, int_at_least
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> VerbParser:
     from src.data.preprocess import PreprocessConfig
 
-    parser = argparse.ArgumentParser(prog="dfbench preprocess", description=__doc__)
-    parser.add_argument("--index", required=True, help="video table CSV written by `dfbench index`")
-    parser.add_argument("--cache", required=True, help="root of the frame cache")
-    parser.add_argument("--name", help="frame table name (default: the index file's stem)")
-    parser.add_argument("--train-frames", type=int, default=32, help="frames per training video")
+    parser = VerbParser("preprocess", __doc__)
     parser.add_argument(
-        "--eval-frames", type=int, default=32, help="frames per validation/test video"
+        "--index",
+        required=True,
+        type=existing_file,
+        help="video table CSV written by dfbench index",
+    )
+    parser.add_argument("--cache-dir", required=True, help="the frame cache to write into")
+    parser.add_argument(
+        "--table",
+        help="name of the frame table to write (default: the index file's name without .csv)",
+    )
+    parser.add_argument(
+        "--train-frames",
+        type=int_at_least(1),
+        default=32,
+        help="frames per training video (default 32)",
+    )
+    parser.add_argument(
+        "--eval-frames",
+        type=int_at_least(1),
+        default=32,
+        help="frames per validation/test video (default 32)",
     )
     parser.add_argument(
         "--crop-scale",
-        type=float,
+        type=float_above(0),
         default=PreprocessConfig.crop_scale,
         help="side of the square face crop over the face box's longer side "
         f"(default {PreprocessConfig.crop_scale})",
     )
     parser.add_argument(
-        "--all-faces", action="store_true", help="keep every face >= half the largest"
+        "--all-faces", action="store_true", help="keep every face at least half the largest's size"
     )
     parser.add_argument(
         "--detect-size",
-        type=int,
+        type=int_at_least(1),
         default=PreprocessConfig.detect_size,
         help="shorter side, in pixels, of the frame the face detector sees "
         f"(default {PreprocessConfig.detect_size})",
     )
-    parser.add_argument("--splits", nargs="+", help="only these splits (default: all)")
+    parser.add_argument(
+        "--splits", nargs="+", help="only these splits: train, val and/or test (default: all)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -44,12 +68,8 @@ def run(argv: list[str]) -> int:
 
     from src.data.preprocess import PreprocessConfig, preprocess
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    index = Path(args.index)
-    if not index.is_file():
-        parser.error(f"video table not found: {index}")
-    videos = pd.read_csv(index, keep_default_na=False)
+    args = build_parser().parse_args(argv)
+    videos = pd.read_csv(args.index, keep_default_na=False)
     if args.splits:
         videos = videos[videos["split"].isin(args.splits)]
     config = PreprocessConfig(
@@ -59,7 +79,11 @@ def run(argv: list[str]) -> int:
         detect_size=args.detect_size,
     )
     result = preprocess(
-        videos, args.cache, args.name or index.stem, config, progress=not args.no_progress
+        videos,
+        args.cache_dir,
+        args.table or args.index.stem,
+        config,
+        progress=not args.no_progress,
     )
     print(
         f"{len(result.frames)} face frames from {result.frames['video_key'].nunique()} videos "

@@ -1,20 +1,23 @@
-"""``dfbench prle-maps``: PRLE stage 1, a zoo's fused Grad-CAM maps of every training frame."""
+"""Run Grad-CAM for every detector of a zoo over every training frame of a data config, fuse
+the maps (PRLE stage 1) and store one 8-bit map per frame (dfbench prle-maps).
+
+Resumable: finished frames are kept. Train with the maps by adding
+side_data {prle_map: OUT/maps} and the PRLE augmentation (configs/augment/prle.yaml).
+"""
 
 from __future__ import annotations
 
-import argparse
+from src.cli.options import VerbParser, existing_file, int_at_least
 
 
-def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="dfbench prle-maps",
-        description="Run Grad-CAM for every detector of a zoo over every training frame of a "
-        "data config, fuse the maps (PRLE stage 1) and store one 8-bit map per frame. "
-        "Resumable: finished frames are kept. Train with the maps by adding "
-        "side_data {prle_map: OUT/maps} and the PRLE augmentation (configs/augment/prle.yaml).",
-    )
+def build_parser() -> VerbParser:
+    parser = VerbParser("prle-maps", __doc__)
     parser.add_argument(
-        "--zoo", nargs="+", required=True, help="checkpoints of the trained zoo detectors"
+        "--zoo",
+        nargs="+",
+        required=True,
+        type=existing_file,
+        help="checkpoints of the trained zoo detectors",
     )
     parser.add_argument(
         "-c", "--config", action="append", required=True, help="data config (YAML); repeatable"
@@ -28,13 +31,25 @@ def run(argv: list[str]) -> int:
         default="neighbouring",
         help="fusion strategy (paper Table V; default neighbouring)",
     )
-    parser.add_argument("--map-size", type=int, default=256, help="side of the stored maps in px")
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per Grad-CAM batch")
+    parser.add_argument(
+        "--map-size",
+        type=int_at_least(8),
+        default=256,
+        help="side of the stored maps in pixels (default 256)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int_at_least(1),
+        default=32,
+        help="frames per Grad-CAM batch (default 32)",
+    )
     parser.add_argument("--device", default="cpu", help="where the zoo runs (cpu, cuda, cuda:1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.map_size < 8:
-        parser.error("--batch-size must be >= 1 and --map-size >= 8")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
 
     from src.detectors.base import Detector
     from src.tools.configs import datamodule_from_configs
@@ -42,7 +57,7 @@ def run(argv: list[str]) -> int:
 
     datamodule = datamodule_from_configs(args.config)
     frames = datamodule.frames(datamodule.train_tables, args.split)
-    zoo = {path: Detector.from_checkpoint(path) for path in args.zoo}
+    zoo = {str(path): Detector.from_checkpoint(path) for path in args.zoo}
     result = build_prle_maps(
         zoo,
         frames,

@@ -1,35 +1,42 @@
 """Write small synthetic copies of every dataset's on-disk layout (real mp4 videos of faces) for
-tests and demos (``dfbench synth``); with ``--prepare``, also index and preprocess them."""
+tests and demos (dfbench synth); with --prepare, also index and preprocess them."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
+from src.cli.options import VerbParser, int_at_least
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser() -> VerbParser:
     from src.synthetic.writer import ALL, SIZES
 
-    parser = argparse.ArgumentParser(prog="dfbench synth", description=__doc__)
+    parser = VerbParser("synth", __doc__)
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
         "--datasets", nargs="+", choices=ALL, default=list(ALL), help="datasets to write"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
     parser.add_argument("--size", choices=SIZES, default="default", help="size preset")
     parser.add_argument(
         "--prepare",
         action="store_true",
-        help="also index and preprocess every dataset into OUT/cache "
-        "(see src/synthetic/prepare.py)",
+        help="also index and preprocess every dataset into the frame cache OUT/cache",
     )
-    parser.add_argument("--frames", type=int, default=8, help="with --prepare: frames per video")
+    parser.add_argument(
+        "--frames",
+        type=int_at_least(1),
+        default=8,
+        help="with --prepare: frames per video (default 8)",
+    )
     return parser
 
 
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out {args.out} is a file; give a folder to write into")
     start = time.perf_counter()
     if args.prepare:
         from src.synthetic.prepare import prepare_synthetic

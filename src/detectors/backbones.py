@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 from collections.abc import Sequence
@@ -33,6 +34,19 @@ Pretrained = bool | str | Path
 
 class PretrainedWeightsUnavailable(RuntimeError):
     """Raised when ``pretrained=True`` cannot be satisfied without a network."""
+
+
+class UnknownBackbone(ValueError):
+    """A backbone name timm does not know (a typo, usually): the message names close ones."""
+
+
+def check_backbone_name(model_name: str) -> None:
+    """Fail with the closest timm names when ``model_name`` (with or without a weights tag) is unknown."""
+    if timm.is_model(model_name):
+        return
+    close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(map(repr, close))}?" if close else "see timm.list_models()"
+    raise UnknownBackbone(f"unknown backbone {model_name!r}; {hint}")
 
 
 def _env_flag(name: str) -> bool:
@@ -114,6 +128,7 @@ def create_backbone(
     ``kwargs`` go to timm unchanged (``num_classes``, ``features_only``,
     ``out_indices``, ``drop_rate``, ``in_chans`` ...).
     """
+    check_backbone_name(model_name)
     overlay = pretrained_overlay(model_name, pretrained)
     if overlay is None:
         return timm.create_model(model_name, pretrained=False, **kwargs)
@@ -122,9 +137,10 @@ def create_backbone(
 
 def backbone_data_config(model_name: str) -> dict[str, Any]:
     """The input size, mean and std timm records for ``model_name``'s weights."""
+    check_backbone_name(model_name)
     cfg = get_pretrained_cfg(model_name)
     if cfg is None:
-        raise KeyError(f"timm knows no model {model_name!r}")
+        raise UnknownBackbone(f"timm records no input size for {model_name!r}")
     return {
         "input_size": tuple(cfg.input_size[-2:]),
         "mean": tuple(cfg.mean),

@@ -281,6 +281,7 @@ class Detector(pl.LightningModule):
     def _log_losses(self, stage: str, losses: dict[str, Tensor], batch_size: int) -> None:
         training = stage == "train"
         for name, value in losses.items():
+            # Synchronised under DDP: an epoch's loss is every process's batches, not rank 0's.
             self.log(
                 f"{stage}/{name}",
                 value.detach(),
@@ -288,9 +289,18 @@ class Detector(pl.LightningModule):
                 on_epoch=True,
                 prog_bar=name == "loss",
                 batch_size=batch_size,
-                sync_dist=not training,
+                sync_dist=True,
                 add_dataloader_idx=False,
             )
+
+    def _log_gathered(self, metrics: dict[str, float]) -> None:
+        """Log metrics that every process computed from the same gathered predictions.
+
+        The values are already equal on every rank; the "max" reduction across
+        ranks keeps them exactly (a mean could move the last bit) and tells
+        Lightning they are synchronised.
+        """
+        self.log_dict(metrics, sync_dist=True, reduce_fx="max")
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         if self.sam is not None:
@@ -352,8 +362,7 @@ class Detector(pl.LightningModule):
         metrics = self.val_metric.compute() | self._pixel_results("val")
         self.val_metric.reset()
         self.val_results = {"val": metrics}
-        # Every rank holds the same gathered values, so no further reduction.
-        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, sync_dist=False)
+        self._log_gathered({f"val/{k}": v for k, v in metrics.items()})
 
     # ------------------------------------------------------- test and predict
     def _set_names(self, stage: str, count: int) -> list[str]:
@@ -385,9 +394,7 @@ class Detector(pl.LightningModule):
             self.test_predictions[name] = metric.predictions()
             self.test_results[name] = metric.summarise(self.test_predictions[name])
             self.test_results[name] |= self._pixel_results(f"test_{index}")
-            self.log_dict(
-                {f"test/{name}/{k}": v for k, v in self.test_results[name].items()}, sync_dist=False
-            )
+            self._log_gathered({f"test/{name}/{k}": v for k, v in self.test_results[name].items()})
             metric.reset()
 
     def on_predict_epoch_start(self) -> None:

@@ -1,0 +1,241 @@
+"""Checkpoints given to the Lightning verbs: readable, of the configured model, tracked across resumes.
+
+* read_checkpoint: a file that is not a Lightning checkpoint (empty, truncated,
+  a bare state dict, a text file) fails with one line naming it, before any
+  model is built. Checkpoints load with weights_only=True (tensors and plain
+  values only: what dfbench writes); a trusted file that needs more loads with
+  --weights_only false.
+* checkpoint_mismatch: the configured model wins. Lightning's CLI would rebuild
+  the model from the checkpoint's hyper-parameters, so testing a ResNet-50
+  checkpoint under laa_net.yaml would quietly test the ResNet-50; here a
+  checkpoint of another class, or of other hyper-parameters, is an error that
+  names both, unless --allow_mismatch true loads the weights whose names and
+  shapes fit (load_matching).
+* RunCheckpoint: ModelCheckpoint that writes last.ckpt after every epoch and
+  keeps its best-checkpoint record when a run is resumed from another working
+  directory or after its folder moved (Lightning drops the record whenever the
+  folder's spelling differs).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import nn
+
+#: Hyper-parameters that may differ between a checkpoint and the configured model:
+#: pretrained only picks initial weights (the checkpoint replaces them), the
+#: optimiser and schedule are not in the file, and video_score is how a test
+#: aggregates frame scores, not part of the network.
+IGNORED_HPARAMS = frozenset(
+    {"pretrained", "optimizer", "lr_scheduler", "video_score", "_class_path", "_instantiator"}
+)
+
+
+def read_checkpoint(path: Path, weights_only: bool = True) -> dict[str, Any]:
+    """The checkpoint at ``path`` (tensors on the CPU), or an error that says what is wrong."""
+    if path.is_dir():
+        raise IsADirectoryError(f"--ckpt_path {path} is a folder; give a .ckpt file")
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt_path {path}: file not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" in str(error):
+            raise ValueError(
+                f"{path} holds Python objects besides tensors and plain values, which are not "
+                "loaded unless you trust the file: then add --weights_only false"
+            ) from error
+        raise ValueError(
+            f"not a Lightning checkpoint: {path} ({_unpickler_reason(error)})"
+        ) from error
+    except (EOFError, RuntimeError, OSError, ValueError, AttributeError) as error:
+        reason = "empty file" if path.stat().st_size == 0 else _first_line(error)
+        raise ValueError(f"not a Lightning checkpoint: {path} ({reason})") from error
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        found = (
+            sorted(checkpoint)[:4] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        )
+        raise ValueError(
+            f"not a Lightning checkpoint: {path} (no state_dict; found {found}); released weights "
+            "of a method are converted by its import command, e.g. dfbench import-laa-net"
+        )
+    return checkpoint
+
+
+def _unpickler_reason(error: BaseException) -> str:
+    # torch's message is a paragraph on weights_only; the reason is the line after
+    # "WeightsUnpickler error:".
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for before, after in zip(lines, lines[1:], strict=False):
+        if before.startswith("Please file an issue") or before.endswith("WeightsUnpickler error:"):
+            return f"not a torch file: {after}"
+    return _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:200]
+
+
+def _plain(value: Any) -> Any:
+    """A YAML/JSON-like value with tuples as lists, for comparison."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _same(key: str, stored: Any, configured: Any) -> bool:
+    stored, configured = _plain(stored), _plain(configured)
+    if stored == configured:
+        return True
+    sizes = [value if isinstance(value, list) else [value, value] for value in (stored, configured)]
+    if key == "input_size" and sizes[0] == sizes[1]:
+        return True
+    # A timm name's weights tag (tf_efficientnet_b4.ap_in1k) only picks pretrained
+    # weights, which the checkpoint replaces: the architecture is the part before the dot.
+    if key.endswith("backbone") and isinstance(stored, str) and isinstance(configured, str):
+        return stored.split(".")[0] == configured.split(".")[0]
+    return False
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(_plain(value))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _import(class_path: str) -> type | None:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def checkpoint_mismatch(
+    path: Path, checkpoint: dict[str, Any], model_class: type, init_args: dict[str, Any]
+) -> str | None:
+    """Why the checkpoint does not belong to the configured model (None when it does).
+
+    Args:
+        path: the checkpoint file, for the message.
+        checkpoint: its contents (read_checkpoint).
+        model_class: the configured model's class.
+        init_args: the configured model's arguments as resolved by the CLI.
+    """
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    configured = f"{model_class.__module__}.{model_class.__qualname__}"
+    stored_path = hparams.get("_class_path")
+    if stored_path is not None and _import(stored_path) is not model_class:
+        return f"{path} holds a {stored_path}, but the config builds a {configured}"
+    differences = [
+        f"{key} (checkpoint {_short(hparams[key])}, config {_short(init_args[key])})"
+        for key in sorted(set(hparams) & set(init_args) - IGNORED_HPARAMS)
+        if not _same(key, hparams[key], init_args[key])
+    ]
+    unknown = sorted(set(hparams) - set(init_args) - IGNORED_HPARAMS)
+    differences += [
+        f"{key} (in the checkpoint, not an argument of {configured})" for key in unknown
+    ]
+    if not differences:
+        return None
+    return f"{path} and the config of {configured} differ in {', '.join(differences)}"
+
+
+def load_matching(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
+    """Copy the tensors of ``state_dict`` whose name and shape exist in ``model``.
+
+    Returns:
+        How many tensors were loaded, and the names of the model's tensors left as they were.
+    """
+    own = model.state_dict()
+    fitting = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    return len(fitting), sorted(set(own) - set(fitting))
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose record (best score and path, top-k, last) survives a resume.
+
+    Lightning restores the record only when the checkpoint's folder is spelled
+    exactly as the current one; a run resumed from another working directory
+    (a relative path) or after being moved lost its best checkpoint, and the
+    next epoch became "best" whatever its score. When the recorded best file
+    is present in the current folder, the record is the current folder's,
+    moved there by name. Its state key is ModelCheckpoint's, so checkpoints
+    written by either class resume with the other.
+
+    Since Lightning 2.6, save_last writes last.ckpt only in an epoch that also
+    wrote a top-k checkpoint: after the best epoch, last.ckpt stayed the best
+    epoch's, and --ckpt_path last resumed from there, repeating the epochs
+    since. Here last.ckpt follows every epoch, as its name says.
+    """
+
+    #: Set by the CLI when a fit continues its run: the non-empty folder is expected then.
+    continues_run: bool = False
+    #: Off for validate/test/predict: they select nothing, so a checkpoint's record
+    #: (kept for the run it came from) is not loaded, and not compared with this folder.
+    tracking: bool = True
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:  # noqa: ANN001 (Lightning types)
+        if not self.continues_run:
+            return super().setup(trainer, pl_module, stage)
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore",
+                message=r"Checkpoint directory .* exists and is not empty",
+                category=UserWarning,
+            )
+            return super().setup(trainer, pl_module, stage)
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_of_epoch(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_of_epoch(trainer)
+
+    def _save_last_of_epoch(self, trainer) -> None:  # noqa: ANN001
+        # Skipped when this step was saved already (a top-k save writes last.ckpt too).
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not self.tracking:
+            return
+        stored = state_dict.get("dirpath")
+        best = state_dict.get("best_model_path")
+        if (
+            self.dirpath
+            and stored
+            and stored != self.dirpath
+            and best
+            and (Path(self.dirpath) / Path(best).name).is_file()
+        ):
+            state_dict = self._moved(state_dict, Path(self.dirpath))
+        super().load_state_dict(state_dict)
+
+    @staticmethod
+    def _moved(state: dict[str, Any], folder: Path) -> dict[str, Any]:
+        def here(path: str) -> str:
+            return str(folder / Path(path).name) if path else path
+
+        state = dict(state, dirpath=str(folder))
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state:
+                state[key] = here(state[key])
+        if "best_k_models" in state:
+            state["best_k_models"] = {here(k): v for k, v in state["best_k_models"].items()}
+        return state

@@ -1,0 +1,244 @@
+"""Named runs: where runs live, what --ckpt_path best / last resolve to, resuming, refusing untrained weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from cli_helpers import ScriptedDetector, checkpoint_state, scripted_args
+
+from src.cli import UsageError, main
+from src.cli.runs import (
+    LAYOUT_ENV,
+    checked_run_name,
+    data_name,
+    detector_name,
+    plan_session,
+)
+from src.data import DeepfakeDataModule
+from src.detectors import BackboneClassifier, LAANet
+from src.synthetic import SyntheticFaceDataModule
+
+GROUP = "runs/scripted_detector/synthetic_face"
+
+
+@pytest.fixture(autouse=True)
+def first_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs as the first (or only) process, with no layout inherited."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv(LAYOUT_ENV, raising=False)
+
+
+# ------------------------------------------------------------------------- names
+@pytest.mark.parametrize(
+    ("model_class", "init_args", "name"),
+    [
+        (BackboneClassifier, {"backbone": "legacy_xception"}, "xception"),
+        (BackboneClassifier, {"backbone": "tf_efficientnet_b4"}, "efficientnet_b4"),
+        (BackboneClassifier, {"backbone": "resnet18"}, "backbone_classifier-resnet18"),
+        (LAANet, {"backbone": "efficientnet_b0"}, "laa_net"),
+        (ScriptedDetector, {}, "scripted_detector"),
+    ],
+)
+def test_detector_name(model_class: type, init_args: dict, name: str) -> None:
+    assert detector_name(model_class, init_args) == name
+
+
+@pytest.mark.parametrize(
+    ("data_class", "init_args", "name"),
+    [
+        (DeepfakeDataModule, {"train": ["ffpp_c23"]}, "ffpp_c23"),
+        (DeepfakeDataModule, {"train": ["ffpp_c23", "cdf2"], "test": ["dfd"]}, "ffpp_c23+cdf2"),
+        (DeepfakeDataModule, {"train": ["/tmp/x/toy.parquet"]}, "toy"),
+        (SyntheticFaceDataModule, {"test_sets": ["blend"]}, "synthetic_face"),
+        (None, {}, "no_data"),
+    ],
+)
+def test_data_name(data_class: type | None, init_args: dict, name: str) -> None:
+    assert data_name(data_class, init_args) == name
+
+
+@pytest.mark.parametrize("bad", ["", "..", "../up", "a/b", ".hidden", "with space", "/abs"])
+def test_run_names_are_one_plain_folder(bad: str) -> None:
+    with pytest.raises(UsageError, match="--run_name"):
+        checked_run_name(bad)
+    assert checked_run_name("exp-1_lr=2e-4") == "exp-1_lr=2e-4"
+
+
+# --------------------------------------------------------------- best and last
+def fake_run(group: Path, name: str, epochs: list[int], recorded: int | None, age: float) -> Path:
+    """A run folder with best-epochNNN.ckpt files and a last.ckpt recording ``recorded`` as best."""
+    folder = group / name / "checkpoints"
+    folder.mkdir(parents=True)
+    for epoch in epochs:
+        (folder / f"best-epoch{epoch:03d}.ckpt").write_bytes(b"x")
+    if recorded is not None:
+        state = {"best_model_path": f"/elsewhere/best-epoch{recorded:03d}.ckpt"}
+        torch.save(
+            {"callbacks": {"ModelCheckpoint{'monitor': 'val/frame_auc'}": state}},
+            folder / "last.ckpt",
+        )
+    for path in folder.iterdir():
+        os.utime(path, (age, age))
+    return group / name
+
+
+def test_best_and_last_resolve_in_the_latest_or_named_run(tmp_path: Path) -> None:
+    group = tmp_path / "runs/det/data"
+    old = fake_run(group, "old", [1], recorded=1, age=1_000)
+    new = fake_run(group, "new", [3, 5], recorded=3, age=2_000)
+    # The recorded best wins over a newer file name (a top-k folder holds several).
+    layout, checkpoint, continues = plan_session(
+        "test", tmp_path / "runs", "det", "data", None, "best", create=False
+    )
+    assert (layout.run, checkpoint) == ("new", new / "checkpoints/best-epoch003.ckpt")
+    assert not continues
+    _, checkpoint, _ = plan_session("test", tmp_path / "runs", "det", "data", "old", "last", False)
+    assert checkpoint == old / "checkpoints/last.ckpt"
+    # A fit given last continues that run.
+    layout, checkpoint, continues = plan_session(
+        "fit", tmp_path / "runs", "det", "data", None, "last", create=False
+    )
+    assert (layout.run, checkpoint, continues) == ("new", new / "checkpoints/last.ckpt", True)
+    # Without a last.ckpt, best is the newest best file.
+    (new / "checkpoints/last.ckpt").unlink()
+    os.utime(new / "checkpoints/best-epoch005.ckpt", (3_000, 3_000))
+    _, checkpoint, _ = plan_session("test", tmp_path / "runs", "det", "data", "new", "best", False)
+    assert checkpoint == new / "checkpoints/best-epoch005.ckpt"
+
+
+def test_sessions_join_the_run_of_their_checkpoint(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    run = fake_run(root / "det/data", "exp", [0], recorded=0, age=1_000)
+    layout, _, _ = plan_session(
+        "test", root, "det", "data", None, str(run / "checkpoints/best-epoch000.ckpt")
+    )
+    assert layout.run == "exp" and layout.session.startswith("test-")
+    assert layout.session_dir.is_dir()  # reserved at once
+    # A checkpoint from elsewhere (an imported one) gets a run named after the file.
+    outside = tmp_path / "laa_net_authors.ckpt"
+    layout, checkpoint, _ = plan_session("test", root, "det", "data", None, str(outside), False)
+    assert (layout.run, checkpoint) == ("laa_net_authors", outside)
+    layout, checkpoint, _ = plan_session("validate", root, "det", "data", None, None, False)
+    assert (layout.run, checkpoint) == ("untrained", None)
+
+
+def test_missing_runs_and_reused_names_are_explained(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    with pytest.raises(FileNotFoundError, match="no run of det on data under"):
+        plan_session("test", root, "det", "data", None, "best", False)
+    fake_run(root / "det/data", "exp", [0], recorded=0, age=1_000)
+    with pytest.raises(FileNotFoundError, match="run 'other' has no checkpoints"):
+        plan_session("test", root, "det", "data", "other", "last", False)
+    with pytest.raises(FileExistsError, match="continue it with --ckpt_path last"):
+        plan_session("fit", root, "det", "data", "exp", None, False)
+
+
+def test_ddp_processes_take_the_first_process_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _, _ = plan_session("fit", tmp_path, "det", "data", None, None)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # what Lightning's launcher gives the second process
+    second, _, _ = plan_session("fit", tmp_path, "det", "data", None, None)
+    assert second == first
+    assert json.loads(os.environ[LAYOUT_ENV]) == {"run": first.run, "session": first.session}
+    assert len(list((tmp_path / "det/data").iterdir())) == 1  # no second run folder
+
+
+def test_two_fits_in_the_same_second_get_two_runs(tmp_path: Path) -> None:
+    a, _, _ = plan_session("fit", tmp_path, "det", "data", None, None)
+    b, _, _ = plan_session("fit", tmp_path, "det", "data", None, None)
+    assert a.run != b.run and a.run_dir.is_dir() and b.run_dir.is_dir()
+
+
+# ------------------------------------------------------------------ end to end
+@pytest.mark.parametrize("verb", ["validate", "test", "predict"])
+def test_untrained_weights_are_refused(
+    verb: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([verb, *scripted_args(tmp_path / "runs")]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"dfbench {verb}: no trained weights: give --ckpt_path")
+    assert "dfbench import-laa-net" in line and "--allow_untrained true" in line
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_resumed_run_keeps_its_best_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Best at epoch 0 (AUC 1), worse after: interrupted after epoch 1, moved, resumed to epoch 3."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    monkeypatch.chdir(first)
+    assert main(["fit", *scripted_args(Path("runs"), epochs=2)]) == 0
+    (run,) = (first / GROUP).iterdir()
+    before = checkpoint_state(run / "checkpoints/last.ckpt")
+    assert Path(before["best_model_path"]).name == "best-epoch000.ckpt"
+    epochs_before = torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"]
+
+    # Another machine, another working directory: the record names the old folder.
+    shutil.move(first / "runs", second / "runs")
+    monkeypatch.chdir(second)
+    assert main(["fit", *scripted_args(Path("runs"), "--ckpt_path=last", epochs=4)]) == 0
+    run = second / GROUP / run.name
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "best-epoch000.ckpt",
+        "last.ckpt",
+    ]
+    after = checkpoint_state(run / "checkpoints/last.ckpt")
+    assert Path(after["best_model_path"]) == (run / "checkpoints/best-epoch000.ckpt").resolve()
+    assert float(after["best_model_score"]) == 1.0
+    # Two more epochs were trained (Lightning stores the count of finished epochs).
+    assert (
+        torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"] == epochs_before + 2
+    )
+    assert len(list(run.glob("fit-*"))) == 2  # one folder per session
+    out = capsys.readouterr()
+    assert "best checkpoint (val/frame_auc = 1.0000)" in out.out
+    assert "dirpath has changed" not in out.err and "not empty" not in out.err
+
+    # best, tested: the epoch-0 weights (AUC 1 on every test set), results inside the run.
+    assert main(["test", *scripted_args(Path("runs"), "--ckpt_path=best")]) == 0
+    (metrics,) = run.glob("test-*/test_metrics.json")
+    assert {name: m["frame_auc"] for name, m in json.loads(metrics.read_text()).items()} == {
+        "blend": 1.0,
+        "matched": 1.0,
+    }
+
+
+def test_named_run_is_created_once_then_continued(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = scripted_args(tmp_path / "runs", "--run_name=baseline", epochs=1)
+    last = tmp_path / GROUP / "baseline/checkpoints/last.ckpt"
+    assert main(["fit", *args]) == 0
+    finished = torch.load(last, weights_only=True)["epoch"]
+    capsys.readouterr()
+    assert main(["fit", *args]) == 2
+    assert "run 'baseline' of scripted_detector on synthetic_face already has checkpoints" in (
+        capsys.readouterr().err
+    )
+    resume = scripted_args(tmp_path / "runs", "--run_name=baseline", "--ckpt_path=last", epochs=2)
+    assert main(["fit", *resume]) == 0
+    assert torch.load(last, weights_only=True)["epoch"] == finished + 1
+
+
+def test_validate_and_test_print_one_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fit", *scripted_args(tmp_path / "runs", epochs=1)]) == 0
+    capsys.readouterr()
+    for verb, title in (("validate", "validation"), ("test", "test (frame and video level")):
+        assert main([verb, *scripted_args(tmp_path / "runs", "--ckpt_path=best")]) == 0
+        out = capsys.readouterr()
+        printed = out.out + out.err
+        assert title in printed
+        # Lightning's own results table (a "Test metric" / "DataLoader 0" row per logged key,
+        # as fractions) is gone: the suite's table alone, in percent.
+        for lightning_table in ("Validate metric", "Test metric", "DataLoader 0", "frame_auc"):
+            assert lightning_table not in printed
+        assert printed.count("100.00") >= 2
