@@ -106,6 +106,21 @@ def test_changed_settings_redo_finished_videos(tmp_path, toy_videos) -> None:
     assert redo.processed == 1 and len(redo.frames) == 3
 
 
+def test_a_cache_given_relative_to_the_working_directory_keeps_its_faces(
+    tmp_path, toy_videos, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = preprocess(
+        pd.DataFrame(toy_videos[:1]),
+        "cache",
+        "one",
+        PreprocessConfig(frames={"train": 2}),
+        progress=False,
+    )
+    assert result.processed == 1 and len(result.frames) == 2
+    assert all((tmp_path / "cache" / path).is_file() for path in result.frames["crop_path"])
+
+
 @pytest.mark.slow
 def test_killed_preprocess_resumes_to_the_clean_result(tmp_path, toy_videos, toy_cache) -> None:
     """SIGKILL `dfbench preprocess` once a video is done; the re-run redoes only the rest."""

@@ -6,6 +6,7 @@ the run as a whole does (and its failure rules) in :mod:`src.data.preprocess`.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cached_property
 from pathlib import Path
@@ -58,7 +59,9 @@ class VideoPreprocessor:
     def __init__(
         self, cache_root: str | Path, config: PreprocessConfig, content_hash: bool = False
     ) -> None:
-        self.cache_root = Path(cache_root)
+        # Absolute and normalised like the folders `inside` returns, so relative_to works
+        # for a cache given relative to the working directory.
+        self.cache_root = Path(os.path.normpath(os.path.abspath(os.path.expanduser(cache_root))))
         self.config = config
         self.content_hash = content_hash
 
