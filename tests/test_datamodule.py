@@ -107,6 +107,10 @@ def test_missing_table_and_empty_split_are_explained(toy_cache, tmp_path) -> Non
     table[table.split == "test"].to_parquet(test_only)
     with pytest.raises(ValueError, match=r"hold no train frames"):
         make_dm(cache, train=[str(test_only)])
+    from src.data.paths import UnsafePathError
+
+    with pytest.raises(UnsafePathError, match=r"table name '\.\./\.\./toy' contains a path"):
+        make_dm(cache, train=["../../toy"])
 
 
 def test_fit_and_test_through_the_cli(toy_cache, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,6 +138,9 @@ def test_fit_and_test_through_the_cli(toy_cache, tmp_path, monkeypatch: pytest.M
     ]
     assert main(["fit", *common]) == 0
     (last,) = tmp_path.glob("runs/lightning_logs/version_0/checkpoints/last.ckpt")
+    # The class-balance choice (off: the toy set is 1:1) is recorded with the run.
+    hparams = (tmp_path / "runs/lightning_logs/version_0/hparams.yaml").read_text()
+    assert "balance: false" in hparams and "train_real_videos: 1" in hparams
     assert main(["test", *common, f"--ckpt_path={last}"]) == 0
     (metrics,) = tmp_path.glob("runs/lightning_logs/version_1/test_metrics.json")
     result = json.loads(metrics.read_text())

@@ -230,3 +230,91 @@ def test_errors_name_the_file(tmp_path: Path, rgb: Path) -> None:
     missing = tmp_path / "none.json"
     with pytest.raises(DatasetLayoutError, match=f"{missing}: not found; expected a DeepfakeBench"):
         read_deepfakebench_json(missing)
+
+
+def test_a_dfbench_cache_round_trips(toy_cache, tmp_path: Path) -> None:
+    """export -> read back with the cache as data_root: the same frames, labels and splits."""
+    from src.data.deepfakebench import export_deepfakebench
+
+    result, cache, _ = toy_cache
+    out = export_deepfakebench(cache, "toy", tmp_path / "toy.json")
+    written = json.loads(out.read_text())
+    assert not any(
+        frame.startswith("/")
+        for labels in written.values()
+        for splits in labels.values()
+        for videos in splits.values()
+        for entry in videos.values()
+        for frame in entry["frames"]
+    )
+    back = read_deepfakebench_json(out, data_root=cache, landmarks=False)
+    original = pd.read_parquet(result.table_path)
+    original["crop_path"] = [str(cache / p) for p in original["crop_path"]]
+    columns = ["crop_path", "frame_idx", "label", "split"]
+    pd.testing.assert_frame_equal(
+        back[columns].sort_values("crop_path").reset_index(drop=True),
+        original[columns].sort_values("crop_path").reset_index(drop=True),
+        check_dtype=False,
+    )
+    # One video back per video out, with the same frames.
+    mapping = dict(zip(back["crop_path"], back["video_key"], strict=True))
+    grouped = original.groupby("video_key")["crop_path"].apply(lambda p: {mapping[x] for x in p})
+    assert all(len(keys) == 1 for keys in grouped) and len(set().union(*grouped)) == len(grouped)
+    with pytest.raises(FileNotFoundError, match="nope.parquet"):
+        export_deepfakebench(cache, "nope", tmp_path / "x.json")
+
+
+def test_frame_paths_stay_inside_data_root(tmp_path: Path, rgb: Path) -> None:
+    from src.data.paths import UnsafePathError
+
+    touch(tmp_path / "secret.png")
+    for frame in ("../secret.png", str(tmp_path / "secret.png")):
+        index = {"Toy": {"Toy_real": {"test": {"v": entry("Toy_real", [frame])}}}}
+        path = write(tmp_path / "toy.json", index)
+        with pytest.raises(UnsafePathError, match=f"{path}: dfb/Toy/Toy_real/v: .* leads outside"):
+            read_deepfakebench_json(path, data_root=rgb)
+    index = {
+        "Toy": {
+            "Toy_real": {"test": {"../../v": entry("Toy_real", [f"{REAL_DIR}/frames/000/000.png"])}}
+        }
+    }
+    with pytest.raises(UnsafePathError, match=r"video key 'dfb/Toy/Toy_real/\.\./\.\./v'"):
+        read_deepfakebench_json(write(tmp_path / "toy.json", index), data_root=rgb)
+
+
+@pytest.mark.parametrize(
+    ("video", "problem"),
+    [
+        ({"label": "Toy_real", "frames": "000.png"}, "frames is str, not a list"),
+        ({"label": "Toy_real", "frames": [7]}, "frame path 7 is not a path"),
+        (
+            {"label": "Toy_real", "frames": ["a.png"], "masks": {"a": 1}},
+            "masks is dict, not a list",
+        ),
+        ({"label": 3, "frames": ["a.png"]}, "label 3 is not a label key"),
+    ],
+)
+def test_bad_entries_are_named(tmp_path: Path, video: dict, problem: str) -> None:
+    path = write(tmp_path / "toy.json", {"Toy": {"Toy_real": {"test": {"v": video}}}})
+    with pytest.raises(DatasetLayoutError, match=f"dfb/Toy/Toy_real/v: {problem}"):
+        read_deepfakebench_json(path, data_root=tmp_path)
+
+
+def test_unknown_labels_cannot_be_exported() -> None:
+    row = dict.fromkeys(FRAME_COLUMNS, np.nan) | {
+        "video_key": "files/a.mp4",
+        "path": "/a.mp4",
+        "label": -1,
+        "split": "test",
+        "dataset": "files",
+        "method": "video",
+        "compression": "",
+        "mask_path": "",
+        "source_id": "",
+        "target_id": "",
+        "frame_idx": 0,
+        "crop_path": "files/a.mp4/000000.png",
+        "crop_mask_path": "",
+    }
+    with pytest.raises(ValueError, match="files/a.mp4 has an unknown label"):
+        to_deepfakebench(pd.DataFrame([row]))

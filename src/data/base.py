@@ -17,7 +17,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from src.contracts import InputContract, as_size
 
@@ -148,11 +148,13 @@ class DeepfakeDataModuleBase(pl.LightningDataModule):
         shuffle: bool,
         drop_last: bool = False,
         collate_fn: Callable | None = None,
+        sampler: Sampler | None = None,
     ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if sampler is None else False,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -24,6 +24,11 @@ Options for the papers' protocols:
 
 * ``methods``: keep only these manipulations' fakes (reals always stay), for
   cross-manipulation (train on one FF++ method, test on each).
+* ``balance``: class-balanced training draws (:mod:`src.data.sampling`:
+  sampling, not loss weighting, so every loss stays as its paper writes it).
+  Unset, it turns itself on for an imbalanced training set (FF++ is 1 real to
+  4 fakes) and off with pseudo-fakes; the choice is saved with the run's
+  hyper-parameters.
 * ``pseudo_fake``: a :class:`~src.contracts.PseudoFakeGenerator` (SBI, BI from
   ``src.augment``); training then uses real frames only, and each real yields
   the pair (real, its pseudo-fake) in the same batch, as LAA-Net and SBI train.
@@ -62,203 +67,55 @@ never imports ``src.augment``::
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from pytorch_lightning.utilities import rank_zero_info
+from torch.utils.data import DataLoader
 
-from src.contracts import Augment, PairAugment, PseudoFakeGenerator, SideData
-from src.data.base import DeepfakeDataModuleBase, batch_item
+from src.contracts import Augment, PairAugment, PseudoFakeGenerator
+from src.data.base import DeepfakeDataModuleBase
 from src.data.deepfakebench import read_deepfakebench_json
+from src.data.frameset import (
+    FrameSet,
+    _resize,
+    collate_pairs,
+    frame_seed,
+    read_face,
+    read_side_array,
+)
+from src.data.paths import check_name
 from src.data.preprocess import load_frame_table
+from src.data.sampling import BalancedSampler
+
+__all__ = [
+    "BALANCED_RATIOS",
+    "DeepfakeDataModule",
+    "FrameSet",
+    "_resize",
+    "collate_pairs",
+    "frame_seed",
+    "read_face",
+    "read_side_array",
+    "resolve_table",
+]
+
+#: Real:fake video ratios inside which a training set counts as balanced already.
+BALANCED_RATIOS = (0.8, 1.25)
 
 
 def resolve_table(name: str, cache_dir: str | Path) -> Path:
-    """A table name (``<cache_dir>/tables/<name>.parquet``), or a path to a .parquet or .json file."""
+    """A table name (``<cache_dir>/tables/<name>.parquet``), or a path to a .parquet or .json file.
+
+    A name is a plain file name: ``../../x`` is refused rather than read from outside the cache.
+    """
     if name.endswith((".parquet", ".json")):
         return Path(name)
-    return Path(cache_dir) / "tables" / f"{name}.parquet"
-
-
-def read_face(cache_dir: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The cached RGB face crop of a frame-table row and its uint8 mask (None: no mask)."""
-    path = cache_dir / row["crop_path"]
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(
-            f"face crop missing or unreadable: {path} (re-run `dfbench preprocess`)"
-        )
-    mask = None
-    if row.get("crop_mask_path"):
-        mask_path = cache_dir / row["crop_mask_path"]
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-        if mask is None:
-            raise FileNotFoundError(f"mask crop missing or unreadable: {mask_path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), mask
-
-
-def read_side_array(folder: Path, row: dict[str, Any], name: str) -> np.ndarray:
-    """The named per-frame array of a row: the 8-bit PNG ``<folder>/<crop_path>``."""
-    path = folder / row["crop_path"]
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if array is None:
-        raise FileNotFoundError(f"side_data {name!r}: missing or unreadable {path}")
-    return array
-
-
-def frame_seed(row: dict[str, Any]) -> int:
-    """A seed fixed by the frame (its crop path), the same in every run, worker and rank."""
-    return zlib.crc32(str(row["crop_path"]).encode())
-
-
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    height, width = size
-    if image.shape[:2] == (height, width):
-        return image
-    shrinking = image.shape[0] > height
-    return cv2.resize(
-        image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    )
-
-
-class FrameSet(Dataset):
-    """Frames of one set, grouped by video.
-
-    Args:
-        frames: frame-table rows of this set.
-        cache_dir: root the crop paths are relative to.
-        size: output (height, width).
-        frames_per_video: None: every row is one item (evaluation). An int k:
-            k items per video, each a frame drawn afresh on every access (training).
-        augment: training augmentation at the output size.
-        pseudo_fake: with it, every item is a (real, pseudo-fake) pair.
-        perturb: a test-time perturbation of the face crop (before resizing),
-            seeded by the frame.
-        pair_transform: a photometric transform with one draw for both images
-            of each (real, pseudo-fake) pair, applied after ``augment``.
-        side_data: ``{name: folder}`` of per-frame arrays added to the side data.
-    """
-
-    def __init__(
-        self,
-        frames: pd.DataFrame,
-        cache_dir: str | Path,
-        size: tuple[int, int],
-        frames_per_video: int | None = None,
-        augment: Augment | None = None,
-        pseudo_fake: PseudoFakeGenerator | None = None,
-        perturb: Augment | None = None,
-        pair_transform: PairAugment | None = None,
-        side_data: Mapping[str, str | Path] | None = None,
-    ) -> None:
-        if frames.empty:
-            raise ValueError("a set with no frames")
-        frames = frames.sort_values(
-            ["video_key", "frame_idx", "face_idx"], kind="stable"
-        ).reset_index(drop=True)
-        self.rows = frames.to_dict("records")
-        self.cache_dir = Path(cache_dir)
-        self.size = size
-        self.frames_per_video = frames_per_video
-        self.augment = augment
-        self.pseudo_fake = pseudo_fake
-        self.perturb = perturb
-        self.pair_transform = pair_transform
-        self.side_data = {name: Path(folder) for name, folder in (side_data or {}).items()}
-        self.video_keys: list[str] = sorted(frames["video_key"].unique())
-        video_of = {key: i for i, key in enumerate(self.video_keys)}
-        self.video_idx = np.array([video_of[k] for k in frames["video_key"]], dtype=np.int64)
-        starts = np.searchsorted(self.video_idx, np.arange(len(self.video_keys) + 1))
-        self.video_rows = [np.arange(starts[v], starts[v + 1]) for v in range(len(self.video_keys))]
-
-    def __len__(self) -> int:
-        if self.frames_per_video is None:
-            return len(self.rows)
-        return len(self.video_keys) * self.frames_per_video
-
-    def _row_for(self, index: int) -> int:
-        if self.frames_per_video is None:
-            return index
-        video, slot = divmod(index, self.frames_per_video)
-        rows = self.video_rows[video]
-        # One frame from the slot-th of k equal stretches of the video.
-        low = slot * len(rows) // self.frames_per_video
-        high = max((slot + 1) * len(rows) // self.frames_per_video, low + 1)
-        return int(rows[min(int(torch.randint(low, high, ())), len(rows) - 1)])
-
-    def side(self, row: dict[str, Any]) -> SideData:
-        """The row's side data: its fields and, when configured, its named arrays (read-only)."""
-        if not self.side_data:
-            return MappingProxyType(row)
-        arrays = {
-            name: read_side_array(folder, row, name) for name, folder in self.side_data.items()
-        }
-        return MappingProxyType(row | arrays)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
-        row_index = self._row_for(index)
-        row = self.rows[row_index]
-        side = self.side(row)
-        image, mask = read_face(self.cache_dir, row)
-        has_mask = mask is not None or row["label"] == 0
-        if mask is None:
-            mask = np.zeros(image.shape[:2], np.uint8)
-        video, frame = int(self.video_idx[row_index]), int(row["frame_idx"])
-        rng = (
-            np.random.default_rng(int(torch.randint(0, 2**62, ())))
-            if self.frames_per_video
-            else None
-        )
-        if self.perturb is not None:
-            image, mask = self.perturb(image, mask, np.random.default_rng(frame_seed(row)), side)
-        if self.pseudo_fake is None:
-            image, mask = self._prepare(image, mask, rng, side)
-            return batch_item(image, mask, row["label"], has_mask, index, video, frame)
-        if rng is None:
-            raise RuntimeError("pseudo-fakes are for training sets (frames_per_video set)")
-        image, fake, fake_mask = self.pseudo_fake.pair(image, mask, rng, side)
-        fake_mask = np.round(np.clip(fake_mask, 0, 1) * 255).astype(np.uint8)
-        # The pair shares every draw of the recipe (flip, crop, colour), as the
-        # authors transform a real and its fake together; then the paired
-        # photometric transform (SBI's) sees both at once.
-        shared = int(rng.integers(2**62))
-        blank = np.zeros_like(fake_mask)  # a real's blend mask (the real may be re-cropped)
-        real, real_mask = self._prepare(image, blank, np.random.default_rng(shared), side)
-        fake, fake_mask = self._prepare(fake, fake_mask, np.random.default_rng(shared), side)
-        if self.pair_transform is not None:
-            real, fake = self.pair_transform(real, fake, rng)
-        items = [
-            batch_item(real, real_mask, 0, True, 2 * index, video, frame),
-            batch_item(fake, fake_mask, 1, True, 2 * index + 1, video, frame),
-        ]
-        return {key: torch.stack([items[0][key], items[1][key]]) for key in items[0]}
-
-    def _prepare(
-        self,
-        image: np.ndarray,
-        mask: np.ndarray,
-        rng: np.random.Generator | None,
-        side: SideData,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        image, mask = _resize(image, self.size), _resize(mask, self.size)
-        if self.augment is not None and rng is not None:
-            image, mask = self.augment(image, mask, rng, side)
-        return image, mask
-
-
-def collate_pairs(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Collate (real, pseudo-fake) pairs into one flat batch: real, fake, real, fake, ..."""
-    batch = default_collate(items)
-    return {key: value.flatten(0, 1) for key, value in batch.items()}
+    return Path(cache_dir) / "tables" / f"{check_name(name)}.parquet"
 
 
 class DeepfakeDataModule(DeepfakeDataModuleBase):
@@ -283,6 +140,11 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
             (see the module docstring for the layout).
         deepfakebench_root: where the relative frame paths of DeepfakeBench JSON
             indexes (tables given as ``.json`` files) start.
+        balance: draw real and fake training items equally every epoch
+            (:class:`~src.data.sampling.BalancedSampler`, right under DDP). None
+            (default): on when the training videos' real:fake ratio is outside
+            0.8-1.25, off with ``pseudo_fake`` (balanced by construction). The
+            choice is saved in the DataModule's hyper-parameters (``balance``).
         **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
     """
 
@@ -300,6 +162,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         test_perturbation: Augment | None = None,
         side_data: dict[str, str] | None = None,
         deepfakebench_root: str | None = None,
+        balance: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -327,6 +190,16 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         self.pair_transform = pair_transform
         self.test_perturbation = test_perturbation
         self.side_data = dict(side_data or {})
+        if balance is not None and not isinstance(balance, bool):
+            raise ValueError(f"balance must be true, false or null (automatic), got {balance!r}")
+        if balance and pseudo_fake is not None:
+            raise ValueError(
+                "balance=true with pseudo_fake: each real is trained with its own pseudo-fake, "
+                "so batches are balanced by construction; leave balance unset"
+            )
+        self.balance = balance
+        #: What ``balance`` resolved to for the training set (set by ``setup``).
+        self.balanced: bool | None = None
         self._tables: dict[str, pd.DataFrame] = {}
 
     def table(self, name: str) -> pd.DataFrame:
@@ -378,6 +251,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
             if self.pseudo_fake is not None:
                 train = train[train["label"] == 0].reset_index(drop=True)
                 self.pseudo_fake.prepare(train, self.cache_dir)
+            self._resolve_balance(train)
             self.sets["fit"] = [
                 self._set(
                     "train",
@@ -396,13 +270,56 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
                 for name in self.test_tables
             ]
 
+    def _resolve_balance(self, train: pd.DataFrame) -> None:
+        """Decide class balance for this training set and record the choice in the hparams.
+
+        Unset (None), it is on when the real:fake video ratio lies outside
+        :data:`BALANCED_RATIOS` (real FF++ is 1:4) and off with pseudo-fakes.
+        The chosen value and the counts it came from are saved as the
+        DataModule's hyper-parameters, which every logger records with the run.
+        """
+        videos = train.drop_duplicates("video_key")
+        reals, fakes = int((videos["label"] == 0).sum()), int((videos["label"] != 0).sum())
+        if self.pseudo_fake is not None:
+            chosen = False
+        elif self.balance is None:
+            ratio = reals / fakes if fakes else float("inf")
+            low, high = BALANCED_RATIOS
+            chosen = bool(reals and fakes) and not low <= ratio <= high
+        else:
+            chosen = self.balance
+        if chosen and not (reals and fakes):
+            raise ValueError(
+                f"balance=true needs real and fake training videos, got {reals} reals and "
+                f"{fakes} fakes in {self.train_tables}"
+            )
+        self.balanced = chosen
+        self.save_hyperparameters(
+            {"balance": chosen, "train_real_videos": reals, "train_fake_videos": fakes}
+        )
+        rank_zero_info(
+            f"class balance {'on' if chosen else 'off'}: {reals} real and {fakes} fake "
+            f"training videos{' (pseudo-fakes pair every real)' if self.pseudo_fake else ''}"
+        )
+
     def train_dataloader(self) -> DataLoader:
         ((_, dataset, _),) = self.sets["fit"]
         collate = collate_pairs if self.pseudo_fake is not None else None
+        sampler = None
+        if self.balanced:
+            trainer = getattr(self, "trainer", None)
+            sampler = BalancedSampler(
+                dataset.item_labels(),
+                num_replicas=trainer.world_size if trainer is not None else 1,
+                rank=trainer.global_rank if trainer is not None else 0,
+                seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            )
+        size = len(sampler) if sampler is not None else len(dataset)
         return self._loader(
             dataset,
             self.batch_size,
             shuffle=True,
-            drop_last=len(dataset) > self.batch_size,
+            drop_last=size > self.batch_size,
             collate_fn=collate,
+            sampler=sampler,
         )

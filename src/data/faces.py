@@ -10,7 +10,8 @@ Speed decisions, measured by ``benchmarks/preprocess_throughput.py``:
   (downscaled) frame: its image pyramid then stops early instead of searching
   for 20-pixel faces.
 * All sampled frames of a video go to MTCNN as one batch (on the GPU when
-  there is one).
+  there is one); frames of different sizes (a face sequence may mix them)
+  go in one batch per size, each scaled and mapped back by its own factor.
 * dlib's landmark model runs once per kept face on the full-resolution frame
   (about 1 ms each); the model file is loaded once per process.
 
@@ -30,6 +31,8 @@ import numpy as np
 import torch
 
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
+#: MTCNN's window (pixels): no face smaller than this is found, nor in a smaller image.
+MIN_DETECTABLE = 12
 
 
 @dataclass(frozen=True)
@@ -78,42 +81,69 @@ class FaceDetector:
     ) -> None:
         from facenet_pytorch import MTCNN
 
+        if detect_size < MIN_DETECTABLE:
+            raise ValueError(f"detect_size must be at least {MIN_DETECTABLE} px, got {detect_size}")
         self.detect_size = detect_size
         self.min_face_fraction = min_face_fraction
         self.threshold = threshold
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._mtcnn = MTCNN(keep_all=True, device=self.device, post_process=False)
 
-    def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
-        """Faces in each frame. All frames must share one size (as a video's do)."""
-        if not frames:
-            return []
-        height, width = frames[0].shape[:2]
-        scale = min(1.0, self.detect_size / min(height, width))
-        small = [
-            cv2.resize(
-                frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+    def problem(self, frame: np.ndarray) -> str | None:
+        """Why ``frame`` cannot go to MTCNN, or None.
+
+        MTCNN's image pyramid starts at its 12-pixel window: a frame whose
+        shorter side is under 12 pixels gets no pyramid level at all, and
+        facenet-pytorch then fails inside ``torch.cat`` (taking the whole batch
+        with it). Such a frame can hold no detectable face.
+        """
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            return f"not a 3-channel image (shape {frame.shape})"
+        height, width = frame.shape[:2]
+        if min(height, width) < MIN_DETECTABLE:
+            return (
+                f"image too small for face detection ({width} x {height} px; "
+                f"the shorter side must be at least {MIN_DETECTABLE} px)"
             )
-            if scale < 1
-            else frame
-            for frame in frames
-        ]
-        self._mtcnn.min_face_size = max(12, int(min(small[0].shape[:2]) * self.min_face_fraction))
-        boxes, probs = self._mtcnn.detect(np.stack(small))
-        result = []
-        for frame_boxes, frame_probs in zip(boxes, probs, strict=True):
-            if frame_boxes is None:
-                result.append([])
+        return None
+
+    def _scale(self, height: int, width: int) -> float:
+        return min(1.0, self.detect_size / min(height, width))
+
+    def detect(self, frames: list[np.ndarray]) -> list[list[Face]]:
+        """Faces in each frame (boxes in that frame's own pixels).
+
+        Frames are downscaled each by its own factor and sent to MTCNN in one
+        batch per size (a video's frames share one size, so one batch; a face
+        sequence may mix sizes). Frames that :meth:`problem` refuses get no faces.
+        """
+        result: list[list[Face]] = [[] for _ in frames]
+        groups: dict[tuple[int, int], list[int]] = {}
+        small: dict[int, np.ndarray] = {}
+        scales: dict[int, float] = {}
+        for i, frame in enumerate(frames):
+            if self.problem(frame) is not None:
                 continue
-            frame_boxes = np.asarray(frame_boxes, dtype=np.float64) / scale
-            frame_probs = np.asarray(frame_probs, dtype=np.float64).reshape(-1)
-            result.append(
-                [
+            height, width = frame.shape[:2]
+            scale = scales[i] = self._scale(height, width)
+            size = (max(round(width * scale), 1), max(round(height * scale), 1))
+            small[i] = cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if scale < 1 else frame
+            groups.setdefault(small[i].shape[:2], []).append(i)
+        for (height, width), members in groups.items():
+            self._mtcnn.min_face_size = max(
+                MIN_DETECTABLE, int(min(height, width) * self.min_face_fraction)
+            )
+            boxes, probs = self._mtcnn.detect(np.stack([small[i] for i in members]))
+            for i, frame_boxes, frame_probs in zip(members, boxes, probs, strict=True):
+                if frame_boxes is None:
+                    continue
+                frame_boxes = np.asarray(frame_boxes, dtype=np.float64) / scales[i]
+                frame_probs = np.asarray(frame_probs, dtype=np.float64).reshape(-1)
+                result[i] = [
                     Face(box, float(p))
                     for box, p in zip(frame_boxes, frame_probs, strict=True)
                     if p >= self.threshold
                 ]
-            )
         return result
 
 

@@ -9,8 +9,16 @@ scored as a one-frame "video". Labels are unknown (-1 in the CSVs).
 
 The faces are cached (by default under ``~/.cache/dfbench/folders/``, keyed by
 the folder's absolute path), so scoring the same folder again, or with
-another detector, skips the extraction; files that cannot be read, and frames
-without a face, are listed in the cache's failures table and reported.
+another detector, skips the extraction. A file's cached faces are reused only
+while its **content** is unchanged: by default it is identified by its SHA-256
+(a user's folder is small, and a file replaced by another of the same size
+within the same second would otherwise keep its old score);
+``content_hash=False`` uses size and modification time instead.
+
+Files that give no score (unreadable, no face in any frame, a name that cannot
+be a cache key) are listed with their reason by :meth:`FolderDataModule.skipped`,
+which ``predict`` writes beside the scores; per-frame failures are in the
+cache's failures table.
 """
 
 from __future__ import annotations
@@ -23,16 +31,22 @@ import pandas as pd
 
 from src.data.base import DeepfakeDataModuleBase
 from src.data.datamodule import FrameSet
+from src.data.paths import key_problem
 from src.data.preprocess import (
+    FAILURE_COLUMNS,
     PreprocessConfig,
     load_frame_table,
     preprocess,
 )
 from src.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
+TABLE = "files"
+SKIPPED_COLUMNS = ("path", "reason")
 
-def scan_folder(path: str | Path) -> pd.DataFrame:
-    """A video table of every video and image under ``path`` (labels unknown)."""
+
+def folder_files(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A video table of every video and image under ``path`` (labels unknown), and the
+    files left out because their relative path cannot be a cache key (``path, reason``)."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"folder to score not found: {root}")
@@ -45,9 +59,16 @@ def scan_folder(path: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(
             f"no videos ({', '.join(VIDEO_SUFFIXES)}) or images ({', '.join(IMAGE_SUFFIXES)}) under {root}"
         )
-    return pd.DataFrame(
+    keys = {p: f"{TABLE}/{p.relative_to(root).as_posix()}" for p in files}
+    bad = {p: key_problem(key) for p, key in keys.items()}
+    skipped = pd.DataFrame(
+        [(str(p), f"its name cannot be a cache key: {why}") for p, why in bad.items() if why],
+        columns=list(SKIPPED_COLUMNS),
+    )
+    files = [p for p in files if bad[p] is None]
+    videos = pd.DataFrame(
         {
-            "video_key": [f"files/{p.relative_to(root).as_posix()}" for p in files],
+            "video_key": [keys[p] for p in files],
             "path": [str(p) for p in files],
             "label": -1,
             "split": "test",
@@ -56,6 +77,34 @@ def scan_folder(path: str | Path) -> pd.DataFrame:
             "mask_path": "",
         }
     )
+    return videos, skipped
+
+
+def scan_folder(path: str | Path) -> pd.DataFrame:
+    """A video table of every video and image under ``path`` (labels unknown)."""
+    return folder_files(path)[0]
+
+
+def skipped_files(
+    videos: pd.DataFrame, frames: pd.DataFrame, failures: pd.DataFrame
+) -> pd.DataFrame:
+    """Files of ``videos`` with no row in ``frames``, each with the reason its failures give."""
+    scored = set(frames["video_key"]) if not frames.empty else set()
+    rows = []
+    for video in videos.itertuples(index=False):
+        if video.video_key in scored:
+            continue
+        own = failures[failures["video_key"] == video.video_key]
+        whole = own[own["frame_idx"] < 0]
+        if not whole.empty:
+            reason = str(whole["reason"].iloc[0])
+        elif not own.empty:
+            counts = own["reason"].value_counts()
+            reason = "; ".join(f"{why} ({n} frames)" for why, n in counts.items())
+        else:
+            reason = "no face was kept"
+        rows.append((video.path, reason))
+    return pd.DataFrame(rows, columns=list(SKIPPED_COLUMNS))
 
 
 class FolderDataModule(DeepfakeDataModuleBase):
@@ -66,6 +115,8 @@ class FolderDataModule(DeepfakeDataModuleBase):
         cache_dir: where extracted faces go (default: ``~/.cache/dfbench/folders/<hash>``).
         frames_per_video: evenly spaced frames scored per video.
         keep_all_faces: score every face at least half the largest's size.
+        content_hash: reuse cached faces only while a file's SHA-256 is unchanged
+            (default); False compares size and modification time.
         **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
     """
 
@@ -75,6 +126,7 @@ class FolderDataModule(DeepfakeDataModuleBase):
         cache_dir: str | None = None,
         frames_per_video: int = 32,
         keep_all_faces: bool = False,
+        content_hash: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,23 +140,53 @@ class FolderDataModule(DeepfakeDataModuleBase):
         self.config = PreprocessConfig(
             frames={"test": frames_per_video}, keep_all_faces=keep_all_faces
         )
+        self.content_hash = content_hash
+
+    @property
+    def table_path(self) -> Path:
+        return self.cache_dir / "tables" / f"{TABLE}.parquet"
+
+    @property
+    def failures_path(self) -> Path:
+        return self.cache_dir / "tables" / f"{TABLE}_failures.csv"
 
     def prepare_data(self) -> None:
         # Lightning calls this on one process only; the others wait.
-        result = preprocess(scan_folder(self.path), self.cache_dir, "files", self.config)
+        videos, _ = folder_files(self.path)
+        result = preprocess(
+            videos, self.cache_dir, TABLE, self.config, content_hash=self.content_hash
+        )
         if not result.failures.empty:
             print(
                 f"{len(result.failures)} files or frames could not be scored; see {result.failures_path}"
             )
 
     def setup(self, stage: str | None = None) -> None:
-        table_path = self.cache_dir / "tables" / "files.parquet"
-        if not table_path.is_file():
+        if not self.table_path.is_file():
             self.prepare_data()
-        frames = load_frame_table(table_path)
+        frames = load_frame_table(self.table_path)
         if frames.empty:
-            raise RuntimeError(
-                f"no face found in any file under {self.path}; see {self.cache_dir}/tables/"
+            raise ValueError(
+                f"no face found in any file under {self.path}; see {self.failures_path}"
             )
         dataset = FrameSet(frames, self.cache_dir, self.contract.input_size)
-        self.sets["predict"] = self.sets["test"] = [("files", dataset, dataset.video_keys)]
+        self.sets["predict"] = self.sets["test"] = [(TABLE, dataset, dataset.video_keys)]
+
+    def skipped(self) -> pd.DataFrame:
+        """Files under the folder that got no score, with why (columns ``path, reason``).
+
+        Read from the cache's tables, so it answers on any process after
+        :meth:`prepare_data` has run.
+        """
+        videos, unusable = folder_files(self.path)
+        frames = (
+            pd.read_parquet(self.table_path, columns=["video_key"])
+            if self.table_path.is_file()
+            else pd.DataFrame(columns=["video_key"])
+        )
+        failures = (
+            pd.read_csv(self.failures_path, keep_default_na=False)
+            if self.failures_path.is_file()
+            else pd.DataFrame(columns=list(FAILURE_COLUMNS))
+        )
+        return pd.concat([unusable, skipped_files(videos, frames, failures)], ignore_index=True)

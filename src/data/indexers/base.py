@@ -27,6 +27,17 @@ Conventions that hold for every dataset (decided once, here):
   needs that). Elsewhere both ids are ``""``.
 * **Paths** are absolute but not resolved: symbolic links stay as the user
   wrote them, so a table stays valid when a dataset disk is re-linked.
+* **Containment.** A path named by a dataset's own file (a list line, a JSON
+  entry, a tar member) is normalised and must stay inside the root
+  (:func:`listed_path`, :func:`file_name`); ``../x.mp4`` or ``/abs/x.mp4`` is an
+  :class:`~src.data.paths.UnsafePathError` naming the file and line or entry.
+  Two rows naming one source file are an error naming both.
+* **Options** are checked against the indexer's signature before it runs
+  (:func:`check_options`): an unknown name, or a value of the wrong type or
+  out of range, is a one-line ``ValueError`` naming the option and what it takes.
+* **Skips.** Under ``strict=False`` each skipped video, folder or archive
+  member is warned about and, through :func:`index_dataset`, listed in a table
+  (``path, listed_in, reason``) that a caller can save beside the video table.
 """
 
 from __future__ import annotations
@@ -35,13 +46,18 @@ import hashlib
 import inspect
 import json
 import os
+import typing
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
 
+from src.data.options import describe, matches
+from src.data.paths import UnsafePathError, inside
 from src.data.tables import SPLITS, video_table
 from src.files import VIDEO_SUFFIXES
 from src.registry import Registry
@@ -94,8 +110,56 @@ def indexer_options(name: str) -> list[str]:
     return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def build_video_table(name: str, root: str | Path, **options: Any) -> pd.DataFrame:
-    """Index dataset ``name`` under ``root`` and return its validated video table.
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse an option the indexer of ``name`` lacks, or a value its annotation does not allow.
+
+    The indexer's signature is the schema: ``val_fraction: Annotated[float,
+    Interval(0, 1, high_open=True)]`` allows a number in [0, 1), ``mode:
+    Literal["auto", ...]`` one of those names, ``str | Sequence[str]`` a name
+    or a list of names (see :mod:`src.data.options`).
+
+    Raises:
+        ValueError: ``"cdf2: option val_fraction must be a number in [0, 1), got 'abc'"``.
+    """
+    indexer = get_indexer(name)
+    known = indexer_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(
+            f"dataset {name!r} has no option {', '.join(unknown)}; its options: {', '.join(known)}"
+        )
+    hints = typing.get_type_hints(indexer, include_extras=True)
+    for option, value in options.items():
+        hint = hints.get(option, Any)
+        if not matches(value, hint):
+            raise ValueError(f"{name}: option {option} must be {describe(hint)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """A dataset's video table and what ``strict=False`` skipped (``path, listed_in, reason``)."""
+
+    videos: pd.DataFrame
+    skipped: pd.DataFrame
+
+
+SKIPPED_COLUMNS = ("path", "listed_in", "reason")
+_SKIPS: ContextVar[list[dict[str, str]] | None] = ContextVar("dfbench_index_skips", default=None)
+
+
+def record_skip(path: str | Path, reason: str, listed_in: str | Path = "") -> None:
+    """Note one thing ``strict=False`` skipped, for :func:`index_dataset`'s table of skips."""
+    found = _SKIPS.get()
+    if found is not None:
+        found.append({"path": str(path), "listed_in": str(listed_in), "reason": reason})
+
+
+def index_dataset(name: str, root: str | Path, **options: Any) -> IndexResult:
+    """Index dataset ``name`` under ``root``: its validated video table and a table of skips.
+
+    With ``strict=False`` each video, folder or archive that was skipped is one
+    row of ``skipped`` (and one warning, as before), so a caller can save the
+    list beside the table instead of leaving it in a terminal's scroll-back.
 
     Args:
         name: a registered indexer (:func:`list_indexers`).
@@ -107,18 +171,27 @@ def build_video_table(name: str, root: str | Path, **options: Any) -> pd.DataFra
         ValueError: an option the indexer does not have, or a bad option value.
     """
     indexer = get_indexer(name)
-    unknown = sorted(set(options) - set(indexer_options(name)))
-    if unknown:
-        raise ValueError(
-            f"dataset {name!r} has no option {', '.join(unknown)}; "
-            f"its options: {', '.join(indexer_options(name))}"
-        )
+    check_options(name, options)
     root = absolute(root)
     require_dir(root, f"the {name} dataset root folder")
-    rows = list(indexer(root, **options))
+    skips: list[dict[str, str]] = []
+    token = _SKIPS.set(skips)
+    try:
+        rows = list(indexer(root, **options))
+    finally:
+        _SKIPS.reset(token)
     if not rows:
         raise DatasetLayoutError(root, f"the {name} layout (see src/data/indexers)", "no videos")
-    return video_table(rows, name=f"{name} video table")
+    videos = video_table(rows, name=f"{name} video table")
+    return IndexResult(videos, pd.DataFrame(skips, columns=list(SKIPPED_COLUMNS)))
+
+
+def build_video_table(name: str, root: str | Path, **options: Any) -> pd.DataFrame:
+    """Index dataset ``name`` under ``root`` and return its validated video table.
+
+    :func:`index_dataset` without the table of skips; same arguments and errors.
+    """
+    return index_dataset(name, root, **options).videos
 
 
 # ------------------------------------------------------------------ paths
@@ -188,12 +261,41 @@ def scan_or_skip(folder: Path, expected: str, strict: bool) -> dict[str, Path] |
         if strict:
             raise
         warnings.warn(f"skipped: {error}", DatasetLayoutWarning, stacklevel=3)
+        record_skip(error.path, f"{error.problem}; expected {error.expected}")
         return None
 
 
-def find_file(base: Path, relative: str) -> Path | None:
-    """``base/relative`` or the same file with a ``videos/`` level inserted anywhere in it."""
-    parts = PurePosixPath(relative.replace("\\", "/")).parts
+def listed_path(root: Path, relative: str, where: str) -> PurePosixPath:
+    """A path named by a dataset's own file, relative to ``root`` and checked to stay inside it.
+
+    ``a/../b/x.mp4`` becomes ``b/x.mp4`` (so two spellings of one video meet as
+    one name); ``../x.mp4``, ``/abs/x.mp4`` and ``C:\\x.mp4`` are refused.
+
+    Raises:
+        UnsafePathError: the path leaves ``root``; the message starts with ``where``.
+    """
+    text = relative.replace("\\", "/")
+    if PurePosixPath(text).is_absolute() or (len(text) > 1 and text[1] == ":"):
+        raise UnsafePathError(f"{where}: {relative!r} is absolute; expected a path inside {root}")
+    resolved = inside(root, text, where)
+    if resolved == root:
+        raise UnsafePathError(f"{where}: {relative!r} names the dataset root, not a file in it")
+    return PurePosixPath(resolved.relative_to(root).as_posix())
+
+
+def file_name(name: str, where: str) -> str:
+    """``name`` if it is a plain file name (what DFDC's files list), else an error naming ``where``."""
+    if not name or "\x00" in name or "/" in name or "\\" in name or name in (".", ".."):
+        raise UnsafePathError(f"{where}: {name!r} is not a plain file name")
+    return name
+
+
+def find_file(base: Path, relative: str | PurePosixPath) -> Path | None:
+    """``base/relative`` or the same file with a ``videos/`` level inserted anywhere in it.
+
+    ``relative`` must already be checked (:func:`listed_path`): it is joined as is.
+    """
+    parts = PurePosixPath(str(relative).replace("\\", "/")).parts
     candidates = [base.joinpath(*parts)]
     # Innermost first: `method_A/videos/x.mp4` is likelier than `videos/method_A/x.mp4`.
     candidates += [
@@ -315,6 +417,8 @@ class MissingVideos:
                         "strict=False skips them"
                     )
                 raise DatasetLayoutError(paths[0], f"the video named in {listed_in}", problem)
+            for path in paths:
+                record_skip(path, "named in the list but missing", listed_in)
             warnings.warn(
                 f"{self.dataset}: skipped {len(paths)} videos named in {listed_in} "
                 f"but missing: {shown}",

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Annotated, Any
 
 from src.data.indexers.base import (
     DatasetLayoutError,
@@ -41,12 +41,14 @@ from src.data.indexers.base import (
     absolute,
     deterministic_subset,
     find_file,
+    listed_path,
     read_lines,
     register_indexer,
     scan_videos,
     video_dir,
     video_row,
 )
+from src.data.options import Interval
 
 #: Folder -> dfbench label (1 = fake).
 FOLDERS = {"Celeb-real": 0, "Celeb-synthesis": 1, "YouTube-real": 0}
@@ -66,14 +68,17 @@ def cdf2_ids(folder: str, name: str) -> tuple[str, str, str]:
     return (name if real else ""), "", f"{folder}/{name}"
 
 
-def read_test_list(path: Path) -> list[tuple[int, int, str, str]]:
-    """(line number, dfbench label, folder, stem) of each listed video."""
+def read_test_list(path: Path, root: Path) -> list[tuple[int, int, str, str]]:
+    """(line number, dfbench label, folder, stem) of each listed video.
+
+    A listed path must stay inside ``root`` (``1 ../outside.mp4`` is an error naming the line).
+    """
     entries = []
     for number, line in read_lines(path, f"the Celeb-DF-v2 test list: {LIST_LINE}"):
         fields = line.split()
         if len(fields) != 2 or fields[0] not in ("0", "1"):
             raise DatasetLayoutError(path, LIST_LINE, f"line {number} is {line!r}")
-        parts = PurePosixPath(fields[1].replace("\\", "/")).parts
+        parts = listed_path(root, fields[1], f"{path}: line {number}").parts
         if len(parts) < 2:
             raise DatasetLayoutError(path, LIST_LINE, f"line {number} names no folder: {line!r}")
         label = 1 - int(fields[0])
@@ -93,7 +98,7 @@ def index_cdf2(
     root: Path,
     *,
     test_list: str | Path | None = None,
-    val_fraction: float = 0.0,
+    val_fraction: Annotated[float, Interval(0, 1, high_open=True)] = 0.0,
     strict: bool = True,
 ) -> list[dict[str, Any]]:
     """Index Celeb-DF-v2: listed videos as ``test``, the others ``train`` (and ``val``).
@@ -105,7 +110,7 @@ def index_cdf2(
         strict: raise on a listed video that is missing (else skip it with a warning).
     """
     list_path = absolute(test_list) if test_list is not None else root / TEST_LIST
-    listed = read_test_list(list_path)
+    listed = read_test_list(list_path, root)
     videos = {f: scan_videos(root / f, f"the Celeb-DF-v2 {f} videos") for f in FOLDERS}
 
     def row(folder: str, name: str, path: Path, label: int, split: str) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from src.data.indexers.base import (
     HELD_OUT_ORDER,
@@ -88,7 +88,7 @@ def index_df1(
     root: Path,
     *,
     perturbation: str | Sequence[str] = "end_to_end",
-    reals: str = "ffpp",
+    reals: Literal["ffpp", "source", "none"] = "ffpp",
     ffpp_root: str | Path | None = None,
     ffpp_compression: str = "c23",
     strict: bool = True,

@@ -21,20 +21,30 @@ Decisions where the layout is silent:
   The metadata's own ``split`` field is ``train`` everywhere and is not used.
 * A training fake's ``target_id`` is the stem of its ``original`` (the real it
   was made from) and a training real's is its own stem. Test videos carry no
-  such information: their ids are empty.
+  such information: their ids are empty. An ``original`` given as a list of
+  exactly one name (``["x.mp4"]``, as some re-packaged copies write it) is
+  that name; a longer list or any other non-name is an error, since picking
+  one would pair the fake with a guess.
+* Names in ``labels.csv`` and ``metadata.json`` are plain file names; one with
+  a folder or ``..`` in it is an error. A file listed twice in ``labels.csv``
+  with one label is kept once (a warning says so); with two labels it is an
+  error naming both lines.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from src.data.indexers.base import (
     DatasetLayoutError,
+    DatasetLayoutWarning,
     MissingVideos,
+    file_name,
     read_json,
     read_lines,
     register_indexer,
@@ -56,14 +66,20 @@ def _labels_csv(root: Path) -> Path:
 
 
 def read_labels_csv(path: Path) -> dict[str, int]:
-    """File stem -> label of the test set's ``labels.csv``."""
+    """File stem -> label of the test set's ``labels.csv``.
+
+    A file listed twice with one label is kept once (with a warning); with two
+    different labels it is an error naming both lines, since either choice
+    would be a guess.
+    """
     lines = read_lines(path, LABELS_CSV)
     rows = list(csv.reader(line for _, line in lines))
     header = [h.strip().lower() for h in rows[0]] if rows else []
     if "filename" not in header or "label" not in header:
         raise DatasetLayoutError(path, LABELS_CSV, f"line 1 is {lines[0][1] if lines else ''!r}")
     name_at, label_at = header.index("filename"), header.index("label")
-    labels = {}
+    labels: dict[str, tuple[int, int]] = {}
+    repeated = []
     for (number, line), fields in zip(lines[1:], rows[1:], strict=True):
         try:
             name, label = fields[name_at].strip(), float(fields[label_at])
@@ -71,8 +87,39 @@ def read_labels_csv(path: Path) -> dict[str, int]:
             raise DatasetLayoutError(path, LABELS_CSV, f"line {number} is {line!r}") from None
         if label not in (0.0, 1.0) or not name:
             raise DatasetLayoutError(path, LABELS_CSV, f"line {number} is {line!r}")
-        labels[Path(name).stem] = int(label)
-    return labels
+        stem = Path(file_name(name, f"{path}: line {number}")).stem
+        if stem in labels:
+            first, first_label = labels[stem]
+            if first_label != int(label):
+                raise DatasetLayoutError(
+                    path,
+                    "one label per video",
+                    f"lines {first} and {number} label {name} {first_label} and {int(label)}",
+                )
+            repeated.append(f"{name} (lines {first} and {number})")
+            continue
+        labels[stem] = (number, int(label))
+    if repeated:
+        warnings.warn(
+            f"{path}: {len(repeated)} videos are listed twice with the same label, "
+            f"e.g. {repeated[0]}; each is kept once",
+            DatasetLayoutWarning,
+            stacklevel=2,
+        )
+    return {stem: label for stem, (_, label) in labels.items()}
+
+
+def _original(value: Any, path: Path, name: str) -> str:
+    """The stem of an entry's ``original``: a file name, or a list holding exactly one."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise DatasetLayoutError(
+            path, METADATA, f"entry {name!r} has original {value!r}, not one file name"
+        )
+    return Path(file_name(value, f"{path}: entry {name!r} (original)")).stem
 
 
 def read_metadata(path: Path) -> dict[str, tuple[int, str]]:
@@ -86,8 +133,8 @@ def read_metadata(path: Path) -> dict[str, tuple[int, str]]:
         label = str(info.get("label", "")).upper() if isinstance(info, dict) else ""
         if label not in ("FAKE", "REAL"):
             raise DatasetLayoutError(path, METADATA, f"entry {name!r} is {info!r}")
-        stem = Path(name).stem
-        original = Path(str(info.get("original") or "")).stem
+        stem = Path(file_name(name, f"{path}: entry {name!r}")).stem
+        original = _original(info.get("original"), path, name)
         entries[stem] = (1, original) if label == "FAKE" else (0, stem)
     return entries
 

@@ -19,6 +19,11 @@ Decisions where the layout is silent:
   a user's copy carry one. Any other value is an error.
 * ``dataset.json`` does not say which real a fake was made from in a form
   dfbench relies on, so ``target_id``/``source_id`` stay empty.
+* Entry paths are normalised and must stay inside the root: ``../x.mp4`` and
+  ``/abs/x.mp4`` are errors naming the entry, and an alias such as
+  ``method_A/../original_videos/x.mp4`` meets the entry it spells
+  differently: two entries naming one video are an error naming both (else a
+  fake would take a real's key and cache folder).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from src.data.indexers.base import (
     DatasetLayoutError,
     MissingVideos,
     find_file,
+    listed_path,
     read_json,
     register_indexer,
     video_row,
@@ -42,16 +48,30 @@ DATASET_JSON = (
 )
 
 
-def read_dataset_json(path: Path) -> list[tuple[str, int, str]]:
-    """(relative path, dfbench label, split) of each entry, sorted by path."""
+def read_dataset_json(path: Path, root: Path) -> list[tuple[str, PurePosixPath, int, str]]:
+    """(entry as written, its path inside ``root``, dfbench label, split) of each entry, sorted.
+
+    Entry paths are normalised (``method_A/../original_videos/x.mp4`` is
+    ``original_videos/x.mp4``) and must stay inside ``root``; two entries that
+    name one video are an error naming both.
+    """
     data = read_json(path, DATASET_JSON, dict)
     entries = []
+    seen: dict[PurePosixPath, str] = {}
     for relative, info in sorted(data.items()):
         label = str(info.get("label", "")).lower() if isinstance(info, dict) else ""
         split = str(info.get("set", "")).lower() if isinstance(info, dict) else ""
         if label not in ("fake", "real") or split not in SPLITS:
             raise DatasetLayoutError(path, DATASET_JSON, f"entry {relative!r} is {info!r}")
-        entries.append((relative.replace("\\", "/"), int(label == "fake"), split))
+        where = listed_path(root, relative, f"{path}: entry {relative!r}")
+        if where in seen:
+            raise DatasetLayoutError(
+                path,
+                "one entry per video",
+                f"entries {seen[where]!r} and {relative!r} both name {where}",
+            )
+        seen[where] = relative
+        entries.append((relative, where, int(label == "fake"), split))
     return entries
 
 
@@ -66,12 +86,21 @@ def index_dfdcp(root: Path, *, strict: bool = True) -> list[dict[str, Any]]:
     listed_in = root / "dataset.json"
     missing = MissingVideos("dfdcp", strict)
     rows = []
-    for relative, label, split in read_dataset_json(listed_in):
+    found: dict[Path, str] = {}
+    for entry, relative, label, split in read_dataset_json(listed_in, root):
         path = find_file(root, relative)
         if path is None:
             missing.add(root / relative, listed_in)
             continue
-        stem = PurePosixPath(relative).with_suffix("")
+        if path in found:
+            # `x.mp4` and `videos/x.mp4` listed apart but only one file on disk.
+            raise DatasetLayoutError(
+                listed_in,
+                "one entry per video",
+                f"entries {found[path]!r} and {entry!r} are both {path}",
+            )
+        found[path] = entry
+        stem = relative.with_suffix("")
         rows.append(
             video_row("dfdcp", stem.parts, path, label=label, split=split, method=stem.parts[0])
         )

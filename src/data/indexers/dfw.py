@@ -25,6 +25,9 @@ Decisions where the layout is silent:
   ``real_test`` and ``fake_test``); having none of them is an error. DFW has
   no validation split.
 * An unreadable archive raises when ``strict``, else it is skipped with a warning.
+  So does an archive with image members named outside it (an absolute name or
+  one with ``..``, which would become a key outside the cache): when not
+  strict only those members are skipped.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ import os
 import tarfile
 import warnings
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from src.data.indexers.base import (
     DatasetLayoutError,
     DatasetLayoutWarning,
+    record_skip,
     register_indexer,
     video_dir,
     video_row,
@@ -61,15 +65,32 @@ def archive_id(path: Path) -> str:
     return next((name[: -len(s)] for s in ARCHIVE_SUFFIXES if name.endswith(s)), path.stem)
 
 
-def archive_sequences(archive: Path) -> list[str]:
-    """Member folders of ``archive`` that directly hold images, sorted (``"."`` for its top)."""
-    folders = set()
+def member_problem(name: str) -> str | None:
+    """Why a tar member's name cannot name a face sequence (absolute, ``..``), or None."""
+    if "\x00" in name or "\\" in name:
+        return "holds a NUL or a backslash"
+    path = PurePosixPath(name)
+    if path.is_absolute():
+        return "is absolute"
+    if ".." in path.parts:
+        return "climbs out with '..'"
+    return None
+
+
+def archive_sequences(archive: Path) -> tuple[list[str], list[str]]:
+    """Member folders of ``archive`` that directly hold images, sorted (``"."`` for its top),
+    and the image members whose names would leave the archive (absolute or with ``..``)."""
+    folders, unsafe = set(), []
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
-            name = PurePosixPath(member.name.lstrip("/"))
-            if member.isfile() and name.suffix.lower() in IMAGE_SUFFIXES:
-                folders.add(str(name.parent))
-    return sorted(folders)
+            name = PurePosixPath(member.name)
+            if not (member.isfile() and name.suffix.lower() in IMAGE_SUFFIXES):
+                continue
+            if member_problem(member.name) is not None:
+                unsafe.append(member.name)
+                continue
+            folders.add(str(name.parent))
+    return sorted(folders), unsafe
 
 
 def extracted_sequences(folder: Path) -> list[Path]:
@@ -89,7 +110,9 @@ def _archive_key(archive: Path, member: str) -> tuple[str, ...]:
 
 
 @register_indexer("dfw")
-def index_dfw(root: Path, *, mode: str = "auto", strict: bool = True) -> list[dict[str, Any]]:
+def index_dfw(
+    root: Path, *, mode: Literal["auto", "archives", "extracted"] = "auto", strict: bool = True
+) -> list[dict[str, Any]]:
     """Index WildDeepfake's face sequences.
 
     Args:
@@ -122,7 +145,7 @@ def _sequences(where: Path, mode: str, strict: bool) -> list[tuple[tuple[str, ..
     sequences: list[tuple[tuple[str, ...], str | Path]] = []
     for archive in (e for e in entries if e.is_file() and e.name.endswith(ARCHIVE_SUFFIXES)):
         try:
-            members = archive_sequences(archive)
+            members, unsafe = archive_sequences(archive)
         except (tarfile.TarError, OSError, EOFError) as error:
             problem = DatasetLayoutError(
                 archive, "a tar archive of face-sequence folders", f"unreadable ({error})"
@@ -130,6 +153,19 @@ def _sequences(where: Path, mode: str, strict: bool) -> list[tuple[tuple[str, ..
             if strict:
                 raise problem from None
             warnings.warn(f"skipped: {problem}", DatasetLayoutWarning, stacklevel=2)
+            record_skip(archive, f"unreadable archive ({error})")
             continue
+        if unsafe:
+            problem = DatasetLayoutError(
+                archive,
+                "members inside the archive's own folders",
+                f"member {unsafe[0]!r} {member_problem(unsafe[0])}"
+                + (f" ({len(unsafe) - 1} more such members)" if len(unsafe) > 1 else ""),
+            )
+            if strict:
+                raise problem from None
+            warnings.warn(f"skipped those members: {problem}", DatasetLayoutWarning, stacklevel=2)
+            for name in unsafe:
+                record_skip(f"{archive}::{name}", f"member {member_problem(name)}", archive)
         sequences += [(_archive_key(archive, m), f"{archive}::{m}") for m in members]
     return sequences

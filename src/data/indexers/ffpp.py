@@ -89,8 +89,11 @@ def split_file(root: Path, splits_dir: str | Path | None, split: str) -> Path:
 
 
 def _id(value: Any) -> str | None:
+    """A video id of a split pair; None for anything else (ids become file names and keys)."""
     if isinstance(value, str) and value.strip():
-        return value.strip()
+        text = value.strip()
+        unsafe = any(c in text for c in "/\\\x00") or text in (".", "..")
+        return None if unsafe else text
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:03d}"
     return None
