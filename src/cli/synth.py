@@ -24,7 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also index and preprocess every dataset into OUT/cache "
         "(see src/synthetic/prepare.py)",
     )
-    parser.add_argument("--frames", type=int, default=8, help="with --prepare: frames per video")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="with --prepare: frames per video (default: every frame of a training video, "
+        "up to 8, and 2 per validation/test video)",
+    )
     return parser
 
 

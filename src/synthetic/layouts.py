@@ -95,26 +95,26 @@ FFPP_METHODS: tuple[str, ...] = (
 )
 FFPP_MASKED: tuple[str, ...] = FFPP_METHODS[:4]
 #: Bump when the generator changes, so markers of older trees no longer match.
-VERSION = 1
+VERSION = 2
 
 STYLES: dict[str, SwapStyle] = {
     "Deepfakes": SwapStyle(
         region="inner", mask_blur=0.1, colour_match=0.5, source_res=30, flicker=0.03
     ),
     "Face2Face": SwapStyle(
-        region="lower", mask_blur=0.1, colour_match=1.0, source_res=44, reenact=True
+        region="lower", mask_blur=0.1, colour_match=0.7, source_res=36, reenact=True
     ),
     "FaceSwap": SwapStyle(region="inner", mask_blur=0.015, colour_match=0.0, misalign=2.0),
     "NeuralTextures": SwapStyle(
-        region="mouth", mask_scale=1.3, mask_blur=0.1, colour_match=1.0, source_res=48,
-        texture_noise=6.0, reenact=True,
+        region="mouth", mask_scale=1.5, mask_blur=0.1, colour_match=0.8, source_res=36,
+        texture_noise=8.0, reenact=True,
     ),
     "FaceShifter": SwapStyle(
-        region="full", mask_blur=0.12, colour_match=0.9, source_res=78, source_blur=0.004
+        region="full", mask_blur=0.12, colour_match=0.75, source_res=50, source_blur=0.004
     ),
     "dfd": SwapStyle(region="full", mask_blur=0.1, colour_match=0.7, source_res=48, flicker=0.02),
     "cdf2": SwapStyle(
-        region="inner", mask_scale=1.12, mask_blur=0.22, colour_match=0.95, source_res=68,
+        region="inner", mask_scale=1.12, mask_blur=0.22, colour_match=0.85, source_res=52,
         source_blur=0.004, flicker=0.01,
     ),
     "dfdc/0": SwapStyle(region="inner", mask_blur=0.08, colour_match=0.3, source_res=40),
@@ -128,14 +128,14 @@ STYLES: dict[str, SwapStyle] = {
         region="inner", mask_blur=0.12, colour_match=0.6, source_res=40, source_jpeg=45
     ),
     "df1": SwapStyle(
-        region="full", mask_scale=0.95, mask_blur=0.12, colour_match=1.0, source_res=82
+        region="full", mask_scale=0.95, mask_blur=0.12, colour_match=0.85, source_res=56
     ),
 }  # fmt: skip
 
 #: Capture/upload processing every frame of a dataset gets, real or fake.
 LOOKS: dict[str, Look] = {
     "ffpp": Look(),
-    "dfd": Look(),
+    "dfd": Look(saturation=0.85, blur=0.5),
     "cdf2": Look(jpeg=90),
     "dfdc": Look(jpeg=70, noise=2.0),
     "dfdcp": Look(jpeg=80),
