@@ -38,7 +38,9 @@ def prepare_synthetic(
     video (at most :data:`TRAIN_FRAMES`): test intervals narrow with more videos, not
     with more frames of the same video, so evaluation frames are the cheap ones to cut.
     """
-    out = Path(out)
+    # Absolute: the index holds absolute video paths, and frame paths are stored
+    # relative to the cache, which must therefore be spelled the same way.
+    out = Path(out).resolve()
     wanted = list(datasets)
     if "df1" in wanted and "ffpp" not in wanted:
         wanted.insert(0, "ffpp")  # DF-1.0's reals are FF++'s source videos
