@@ -22,13 +22,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _configs() -> list[str]:
     configs = []
-    for config in ("detectors/resnet50.yaml", "data/synthetic.yaml", "profiles/demo.yaml"):
+    for config in (
+        "detectors/xception.yaml",
+        "data/synthetic.yaml",
+        "trainer/cpu.yaml",
+        "profiles/demo.yaml",
+    ):
         configs += ["-c", str(ROOT / "configs" / config)]
+    # test_learning.py's recipe, under which Xception learns these faces (AUC > 0.9).
     return configs + [
         "--data.init_args.test_sets=[blend]",
-        "--data.init_args.test_videos=48",
         "--trainer.enable_progress_bar=false",
-        "--trainer.max_epochs=3",
+        "--trainer.max_epochs=8",
+        "--model.init_args.optimizer.init_args.lr=5e-4",
+        "--model.init_args.lr_scheduler.class_path=torch.optim.lr_scheduler.CosineAnnealingLR",
+        "--model.init_args.lr_scheduler.init_args.T_max=8",
     ]
 
 
@@ -54,8 +62,8 @@ def test_swapped_labels_mirror_a_learnt_auc(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     honest = _fit_and_test(tmp_path, flip_training=False)
-    assert honest[False] > 0.85, honest  # it learnt
+    assert honest[False] > 0.9, honest  # it learnt
     assert honest[True] == pytest.approx(1 - honest[False], abs=1e-6)  # same scores, mirrored
     lied_to = _fit_and_test(tmp_path, flip_training=True)
-    assert lied_to[False] < 0.15, lied_to  # trained on the lie, it detects reals
+    assert lied_to[False] < 0.1, lied_to  # trained on the lie, it detects reals
     assert lied_to[False] == pytest.approx(1 - honest[False], abs=0.12)
