@@ -10,9 +10,9 @@ cross-dataset benchmark can therefore run end to end on them.
 
 Faces are photographic: identities are warped, recoloured variants of
 ``skimage.data.astronaut()`` (see :mod:`src.synthetic.faces`). facenet-pytorch's
-MTCNN finds a face in every frame we sampled (4 per video and every DFW crop:
-727 of 728 frames of the default set with p > 0.9, the last at p = 0.88; all
-354 frames of the tiny set with p > 0.8), whereas it found procedurally drawn
+MTCNN finds the face in nearly every frame (the preprocessing of the default set
+kept 1307 of 1308 frames, losing one FaceSwap frame; the tiny set: all 354 frames
+with p > 0.8), whereas it found procedurally drawn
 cartoon faces in only 46 of 120 frames. Videos move the
 head (translation, roll and scale drift plus sway) and the mouth (talking).
 Real videos are untouched renders of one identity; a fake keeps the target
@@ -432,7 +432,8 @@ def synthesize(
         out_dir: folder that receives one root folder per dataset (see :data:`ROOTS`).
         datasets: names from :data:`ALL`.
         seed: fixes every identity, motion, id and pixel.
-        size: ``"default"`` (about 150 videos of 16-24 frames at 256 px, ~15 s) or
+        size: ``"default"`` (about 700 videos of 2-3 frames at 256 px, sized for the
+            demo benchmark) or
             ``"tiny"`` (a few 6-frame videos per dataset at 128 px, ~1.5 s).
 
     Returns:
