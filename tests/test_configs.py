@@ -56,7 +56,9 @@ TABLES = {
 }
 
 
-def data_expectations(name: str, cache: str, batch_size: int, workers: int) -> dict[str, Any]:
+def data_expectations(
+    name: str, cache: str, batch_size: int, workers: int, frames: int = 8
+) -> dict[str, Any]:
     train, test = TABLES[name]
     if cache != "data/cache":
         train, test = ([t.replace("ffpp_c23", "ffpp") for t in tables] for tables in (train, test))
@@ -65,12 +67,13 @@ def data_expectations(name: str, cache: str, batch_size: int, workers: int) -> d
         "data.init_args.cache_dir": cache,
         "data.init_args.train": train,
         "data.init_args.test": test,
-        "data.init_args.train_frames_per_video": 8,
+        "data.init_args.train_frames_per_video": frames,
         "data.init_args.batch_size": batch_size,
         "data.init_args.num_workers": workers,
     }
 
 
+DEMO_TRAINING = ("ffpp", "cross_dataset")
 EXPECTED: dict[str, dict[str, Any]] = {
     **{
         f"configs/detectors/{name}.yaml": BASELINE | {"model.init_args.backbone": backbone}
@@ -84,7 +87,14 @@ EXPECTED: dict[str, dict[str, Any]] = {
             name, "data/synthetic/cache", 16, 0
         )
         for name in TABLES
-        if name != "ffpp_c40"
+        if name not in ("ffpp_c40", *DEMO_TRAINING)
+    },
+    # The synthetic FF++ the demos train on: 3-frame videos, every frame every epoch.
+    **{
+        f"configs/data/{name}_synthetic.yaml": data_expectations(
+            name, "data/synthetic/cache", 32, 0, frames=3
+        )
+        for name in DEMO_TRAINING
     },
     "configs/data/synthetic.yaml": {"data.class_path": "src.synthetic.SyntheticFaceDataModule"},
     "configs/data/folder.yaml": {"data.class_path": "src.data.folder.FolderDataModule"},
@@ -92,7 +102,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "model.init_args.pretrained": False,
         "model.init_args.input_size": 64,
         "trainer.accelerator": "cpu",
-        "trainer.max_epochs": 3,
+        "trainer.max_epochs": 2,
+        "model.init_args.optimizer.init_args.lr": 1.0e-3,
     },
     "configs/trainer/gpu.yaml": {"trainer.accelerator": "gpu", "trainer.precision": "16-mixed"},
 }

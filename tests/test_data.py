@@ -168,3 +168,18 @@ def test_loader_workers_run_single_threaded() -> None:
     dm = SyntheticFaceDataModule(num_workers=1)
     (report,) = dm._loader(_ThreadReport(), batch_size=1, shuffle=False)
     assert int(report["torch"]) == 1 and int(report["cv2"]) <= 1
+
+
+def test_flip_labels_swaps_every_label_and_keeps_every_picture() -> None:
+    honest, lying = make_dm(), make_dm(flip_labels=True)
+    for stage in ("fit", "validate", "test"):
+        for (_, truth, _), (_, flipped, _) in zip(
+            honest.sets[stage], lying.sets[stage], strict=True
+        ):
+            labels = [truth[i]["label"] for i in range(len(truth))]
+            for i in range(len(truth)):
+                item, swapped = truth[i], flipped[i]
+                assert swapped["label"] == 1 - item["label"]
+                if not truth.resample:
+                    assert np.array_equal(swapped["image"], item["image"])
+            assert 0 < sum(labels) < len(labels)  # both classes are there to swap

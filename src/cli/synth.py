@@ -27,8 +27,9 @@ def build_parser() -> VerbParser:
     parser.add_argument(
         "--frames",
         type=int_at_least(1),
-        default=8,
-        help="with --prepare: frames per video (default 8)",
+        default=None,
+        help="with --prepare: frames per video (default: every frame of a training video, "
+        "up to 8, and 2 per validation/test video)",
     )
     return parser
 

@@ -113,6 +113,9 @@ class SyntheticFaceDataset(Dataset):
             new motion and new scene, from torch's RNG (which Lightning seeds per worker
             and epoch): an endless training stream that cannot be memorised. Labels stay
             fixed; the people come from the set's identities, so each is drawn once.
+        flip_labels: report every item's label swapped (real as fake and fake as real)
+            while the pictures stay as they are: a data set that lies, against which a
+            working pipeline must score the mirror of its honest result.
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class SyntheticFaceDataset(Dataset):
         n_identities: int | None = None,
         seed: int = 0,
         resample: bool = False,
+        flip_labels: bool = False,
     ) -> None:
         if n_videos < 1 or frames_per_video < 1:
             raise ValueError(f"set {name!r}: n_videos and frames_per_video must be positive")
@@ -134,6 +138,7 @@ class SyntheticFaceDataset(Dataset):
         self.size = size
         self.style = style
         self.resample = resample
+        self.flip_labels = flip_labels
         self._seed = [seed, zlib.crc32(name.encode())]
         rng = np.random.default_rng(self._seed)
         n_identities = max(2, n_identities or n_videos)
@@ -209,7 +214,8 @@ class SyntheticFaceDataset(Dataset):
         image, mask = self.render(index)
         video, frame = divmod(index, self.frames_per_video)
         mask_u8 = np.round(mask * 255).astype(np.uint8)
-        return batch_item(image, mask_u8, int(self.labels[video]), True, index, video, frame)
+        label = int(self.labels[video]) ^ int(self.flip_labels)
+        return batch_item(image, mask_u8, label, True, index, video, frame)
 
 
 class SyntheticFaceDataModule(DeepfakeDataModuleBase):
@@ -225,6 +231,8 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         resample_train: a new pairing, motion and scene for every training item every
             epoch (see :class:`SyntheticFaceDataset`); validation and test stay fixed.
         seed: global seed.
+        flip_labels: swap real and fake labels in every set (pictures unchanged): the
+            control that a detector's scores follow the labels it is given.
         **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
     """
 
@@ -240,6 +248,7 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         test_sets: Sequence[str] = ("blend",),
         resample_train: bool = True,
         seed: int = 0,
+        flip_labels: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -254,6 +263,7 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         self.test_styles = list(test_sets)
         self.resample_train = resample_train
         self.seed = seed
+        self.flip_labels = flip_labels
 
     def _dataset(
         self, seed_name: str, n_videos: int, style: str, frames: int, resample: bool = False
@@ -270,6 +280,7 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
             self.fake_fraction,
             seed=self.seed,
             resample=resample,
+            flip_labels=self.flip_labels,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -18,22 +18,39 @@ from src.data.preprocess import PreprocessConfig, PreprocessResult, preprocess
 from src.files import atomic_write_csv
 from src.synthetic.layouts import ALL, ROOTS, synthesize
 
+#: Frames kept per training video and per validation/test video when ``frames`` is None.
+TRAIN_FRAMES = 8
+EVAL_FRAMES = 2
+
 
 def prepare_synthetic(
     out: str | Path,
     datasets: Sequence[str] = ALL,
     size: str = "default",
     seed: int = 0,
-    frames: int = 8,
+    frames: int | None = None,
     progress: bool = True,
 ) -> dict[str, PreprocessResult]:
-    """Synthesise, index and preprocess ``datasets`` under ``out``; frame tables by name."""
-    out = Path(out)
+    """Synthesise, index and preprocess ``datasets`` under ``out``; frame tables by name.
+
+    ``frames`` is the number of frames kept per video in every split; None keeps
+    :data:`EVAL_FRAMES` per validation and test video and every frame of a training
+    video (at most :data:`TRAIN_FRAMES`): test intervals narrow with more videos, not
+    with more frames of the same video, so evaluation frames are the cheap ones to cut.
+    """
+    # Absolute: the index holds absolute video paths, and frame paths are stored
+    # relative to the cache, which must therefore be spelled the same way.
+    out = Path(out).resolve()
     wanted = list(datasets)
     if "df1" in wanted and "ffpp" not in wanted:
         wanted.insert(0, "ffpp")  # DF-1.0's reals are FF++'s source videos
     roots = synthesize(out, wanted, seed=seed, size=size)
-    config = PreprocessConfig(frames={"train": frames, "val": frames, "test": frames})
+    per_split = (
+        {"train": TRAIN_FRAMES, "val": EVAL_FRAMES, "test": EVAL_FRAMES}
+        if frames is None
+        else dict.fromkeys(("train", "val", "test"), frames)
+    )
+    config = PreprocessConfig(frames=per_split)
     results = {}
     for name in datasets:
         options = {"ffpp_root": out / ROOTS["ffpp"]} if name == "df1" else {}

@@ -1,0 +1,69 @@
+"""The demo's numbers move with the truth: a detector's AUC mirrors when the labels are swapped.
+
+A pipeline that printed the same table whatever the labels (a metric reading the
+wrong column, a loss that ignores its target) would pass a check of the AUC alone.
+Here one detector is trained on honest labels and on swapped labels
+(``flip_labels``, pictures unchanged) and each is tested on both: the honest
+model scores ``a`` on the truth and exactly ``1 - a`` on the lie, and the model
+trained on the lie scores about ``1 - a`` on the truth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from src.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _configs() -> list[str]:
+    configs = []
+    for config in (
+        "detectors/xception.yaml",
+        "data/synthetic.yaml",
+        "trainer/cpu.yaml",
+        "profiles/demo.yaml",
+    ):
+        configs += ["-c", str(ROOT / "configs" / config)]
+    # test_learning.py's recipe, under which Xception learns these faces (AUC > 0.9).
+    return configs + [
+        "--data.init_args.test_sets=[blend]",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.max_epochs=8",
+        "--model.init_args.optimizer.init_args.lr=5e-4",
+        "--model.init_args.lr_scheduler.class_path=torch.optim.lr_scheduler.CosineAnnealingLR",
+        "--model.init_args.lr_scheduler.init_args.T_max=8",
+    ]
+
+
+def _fit_and_test(tmp: Path, flip_training: bool) -> dict[bool, float]:
+    """Frame AUC on the honest and the flipped test set of one fitted model."""
+    run = tmp / f"flip_{flip_training}"
+    run.mkdir()
+    configs = [*_configs(), f"--trainer.default_root_dir={run}"]
+    assert main(["fit", *configs, f"--data.init_args.flip_labels={flip_training}"]) == 0
+    (best,) = run.glob("lightning_logs/version_0/checkpoints/best-*.ckpt")
+    aucs = {}
+    for version, flip_test in enumerate((False, True), start=1):
+        test = [*configs, f"--data.init_args.flip_labels={flip_test}", f"--ckpt_path={best}"]
+        assert main(["test", *test]) == 0
+        metrics = run / f"lightning_logs/version_{version}/test_metrics.json"
+        aucs[flip_test] = json.loads(metrics.read_text())["blend"]["frame_auc"]
+    return aucs
+
+
+@pytest.mark.slow
+def test_swapped_labels_mirror_a_learnt_auc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    honest = _fit_and_test(tmp_path, flip_training=False)
+    assert honest[False] > 0.9, honest  # it learnt
+    assert honest[True] == pytest.approx(1 - honest[False], abs=1e-6)  # same scores, mirrored
+    lied_to = _fit_and_test(tmp_path, flip_training=True)
+    assert lied_to[False] < 0.1, lied_to  # trained on the lie, it detects reals
+    assert lied_to[False] == pytest.approx(1 - honest[False], abs=0.12)
