@@ -236,6 +236,8 @@ OPTIONS = {
     "import-laa-net": {"--weights", "--out"},
     "index": {"--dataset", "--root", "--out", "-o"},
     "cam": {"--ckpt-path", "--config", "--out", "--per-class"},
+    "show-masks": {"--ckpt-path", "--config", "--out", "--per-class"},
+    "export-deepfakebench": {"--cache-dir", "--table", "--out"},
     "prle-maps": {"--zoo", "--config", "--out", "--map-size", "--batch-size"},
     "synth": {"--out", "--datasets", "--frames"},
     "detectors": {"--params"},

@@ -104,6 +104,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trainer.accelerator": "cpu",
         "trainer.max_epochs": 2,
         "model.init_args.optimizer.init_args.lr": 1.0e-3,
+        "model.init_args.lr_scheduler.class_path": "src.detectors.training.WarmupDecay",
     },
     "configs/trainer/gpu.yaml": {"trainer.accelerator": "gpu", "trainer.precision": "16-mixed"},
 }
@@ -197,7 +198,12 @@ def expected_values(argv: list[str]) -> dict[str, Any]:
         if arg in ("-c", "--config"):
             config = next(args)
             assert (ROOT / config).is_file(), f"documented config {config} does not exist"
-            expected |= EXPECTED.get(config) or literal_values(ROOT / config)
+            values = EXPECTED.get(config) or literal_values(ROOT / config)
+            # A config that names another class drops what earlier ones set for the old one.
+            for key in [k for k in values if k.endswith(".class_path")]:
+                stale = key.removesuffix("class_path") + "init_args."
+                expected = {k: v for k, v in expected.items() if not k.startswith(stale)}
+            expected |= values
         elif arg.startswith("--"):
             key, _, value = arg[2:].partition("=")
             if not _:

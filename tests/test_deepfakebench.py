@@ -352,6 +352,7 @@ def test_export_verb_round_trips_through_the_json(
 
 
 def test_export_verb_errors_name_what_is_wrong(toy_cache, tmp_path: Path) -> None:
+    from src.cli import UsageError
     from src.cli.export_deepfakebench import run
     from src.data.paths import UnsafePathError
     from src.data.tables import TableError
@@ -364,7 +365,7 @@ def test_export_verb_errors_name_what_is_wrong(toy_cache, tmp_path: Path) -> Non
         run(["--cache-dir", str(cache), "--table", "nope", "--out", out])
     with pytest.raises(UnsafePathError, match="table name '../toy' contains a path separator"):
         run(["--cache-dir", str(cache), "--table", "../toy", "--out", out])
-    with pytest.raises(IsADirectoryError, match=f"{tmp_path} is a folder"):
+    with pytest.raises(UsageError, match=f"--out: {tmp_path} is a folder"):
         run(["--cache-dir", str(cache), "--table", "toy", "--out", str(tmp_path)])
     broken = tmp_path / "broken"
     (broken / "tables").mkdir(parents=True)

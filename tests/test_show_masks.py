@@ -146,7 +146,7 @@ def test_show_masks_verb_writes_the_picture(tmp_path: Path, capsys: pytest.Captu
         )
     out = tmp_path / "masks.png"
     args = ["-c", str(config), "--out", str(out), "--per-class", "1"]
-    assert main(["show-masks", "--ckpt", str(tmp_path / "masker.ckpt"), *args]) == 0
+    assert main(["show-masks", "--ckpt-path", str(tmp_path / "masker.ckpt"), *args]) == 0
     picture = cv2.imread(str(out))
     assert picture.shape == (2 * 160, len(COLUMNS) * 160, 3)  # 1 real + 1 fake, 160 px tiles
     assert "mask grid written to" in capsys.readouterr().out

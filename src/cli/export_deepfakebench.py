@@ -1,15 +1,11 @@
-"""Write a frame table of the cache as a DeepfakeBench JSON index (``dfbench export-deepfakebench``).
+"""Write a frame table of the cache as a DeepfakeBench JSON index (dfbench export-deepfakebench),
+e.g. dfbench export-deepfakebench --cache-dir data/cache --table ffpp_c23 --out ffpp_c23.json
 
-::
-
-    dfbench export-deepfakebench --cache-dir data/cache --table ffpp_c23 --out ffpp_c23.json
-
-Frame and mask paths in the JSON are relative to the cache folder: give that
-folder to DeepfakeBench as its ``rgb_dir``, or to dfbench as
-``--data.init_args.deepfakebench_root`` to read the JSON back (same frames,
-labels and splits). Videos go under DeepfakeBench's names for their dataset
-and method (``ffpp`` Deepfakes -> ``FaceForensics++`` / ``FF-DF``);
-``--dataset-name`` and ``--label-key`` override them.
+Frame and mask paths in the JSON are relative to the cache folder: give that folder to
+DeepfakeBench as its rgb_dir, or to dfbench as --data.init_args.deepfakebench_root to read
+the JSON back (same frames, labels and splits). Videos go under DeepfakeBench's names for
+their dataset and method (ffpp Deepfakes -> FaceForensics++ / FF-DF); --dataset-name and
+--label-key override them.
 """
 
 from __future__ import annotations
@@ -17,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from src.cli.options import VerbParser, output_file
 
 
 def _label_key(text: str) -> tuple[str, str]:
@@ -26,17 +24,13 @@ def _label_key(text: str) -> tuple[str, str]:
     return method.strip(), key.strip()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dfbench export-deepfakebench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def build_parser() -> VerbParser:
+    parser = VerbParser("export-deepfakebench", __doc__)
     parser.add_argument("--cache-dir", required=True, help="the frame cache holding the table")
     parser.add_argument(
         "--table", required=True, help="name of the frame table (CACHE_DIR/tables/TABLE.parquet)"
     )
-    parser.add_argument("--out", required=True, type=Path, help="JSON file to write")
+    parser.add_argument("--out", required=True, type=output_file, help="JSON file to write")
     parser.add_argument(
         "--dataset-name",
         help="DeepfakeBench dataset name for every video (default: the name of each "

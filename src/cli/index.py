@@ -80,9 +80,8 @@ def build_parser() -> VerbParser:
 
 def run(argv: list[str]) -> int:
     """Run dfbench index with ``argv``; a bad tree or option raises (dfbench prints one line)."""
-    from src.data.indexers import build_video_table
-    from src.data.indexers.command import split_summary
-    from src.files import atomic_write_csv
+    from src.data.indexers import index_dataset
+    from src.data.indexers.command import save_index, split_summary
 
     args = build_parser().parse_args(argv)
     options: dict[str, Any] = dict(args.options)
@@ -97,14 +96,18 @@ def run(argv: list[str]) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            table = build_video_table(args.dataset, args.root, **options)
+            result = index_dataset(args.dataset, args.root, **options)
         finally:
             # What the indexer warned about (skipped videos ...) comes before its error, if any.
             _print_warnings(caught)
-    path = atomic_write_csv(args.out, table)
-    for line in split_summary(table):
+    table_path, *skips = save_index(result, args.out)
+    for line in split_summary(result.videos):
         print(line)
-    print(f"{len(table)} videos written to {path}")
+    print(f"{len(result.videos)} videos written to {table_path}")
+    if skips:
+        print(
+            f"{len(result.skipped)} listed videos skipped (--no-strict), with reasons: {skips[0]}"
+        )
     return 0
 
 

@@ -59,17 +59,22 @@ def build_parser() -> VerbParser:
     parser.add_argument(
         "--splits", nargs="+", help="only these splits: train, val and/or test (default: all)"
     )
+    parser.add_argument(
+        "--content-hash",
+        action="store_true",
+        help="identify source videos by their SHA-256 (slower) instead of size and "
+        "modification time",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def run(argv: list[str]) -> int:
-    import pandas as pd
-
     from src.data.preprocess import PreprocessConfig, preprocess
+    from src.data.tables import load_video_table
 
     args = build_parser().parse_args(argv)
-    videos = pd.read_csv(args.index, keep_default_na=False)
+    videos = load_video_table(args.index)
     if args.splits:
         videos = videos[videos["split"].isin(args.splits)]
     config = PreprocessConfig(
@@ -84,10 +89,12 @@ def run(argv: list[str]) -> int:
         args.table or args.index.stem,
         config,
         progress=not args.no_progress,
+        content_hash=args.content_hash,
     )
     print(
         f"{len(result.frames)} face frames from {result.frames['video_key'].nunique()} videos "
-        f"({result.processed} processed, {result.skipped} already done) -> {result.table_path}"
+        f"({result.processed} processed, {result.updated} re-indexed, {result.skipped} already "
+        f"done) -> {result.table_path}"
     )
     if not result.failures.empty:
         unreadable = int((result.failures["frame_idx"] < 0).sum())
