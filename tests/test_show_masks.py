@@ -153,3 +153,24 @@ def test_show_masks_verb_writes_the_picture(tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(ValueError, match="NoMask outputs no mask"):
         write_mask_samples(tmp_path / "nomask.ckpt", [config], tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_predict_writes_every_frames_mask_and_keeps_only_scores(tmp_path: Path) -> None:
+    from src.cli.predictions import MaskWriter
+
+    data = synthetic_data()
+    writer = MaskWriter(lambda: tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu", callbacks=[writer], logger=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    outputs = trainer.predict(TopHalfMasker(), datamodule=data)
+    files = sorted((tmp_path / "masks").rglob("*.png"))
+    batches = [b for part in outputs for b in (part if isinstance(part, list) else [part])]
+    frames = sum(len(b["score"]) for b in batches)
+    assert writer.written == len(files) == frames > 0
+    assert all("mask" not in b for b in batches)
+    names = {f.relative_to(tmp_path / "masks").parts[0] for f in files}
+    assert len(names) == len(data.predict_dataloader())  # one folder per predicted set
+    mask = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (32, 32) and (mask[:16] == 255).all() and (mask[16:] == 0).all()

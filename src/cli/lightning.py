@@ -40,7 +40,12 @@ from src.cli import VERBS, UsageError, quiet
 from src.cli.checkpoints import RunCheckpoint, checkpoint_mismatch, load_matching, read_checkpoint
 from src.cli.options import plain_text
 from src.cli.parse_errors import parse_error_line, unwrap_instantiation
-from src.cli.predictions import frame_predictions, skipped_files, video_predictions
+from src.cli.predictions import (
+    MaskWriter,
+    frame_predictions,
+    skipped_files,
+    video_predictions,
+)
 from src.cli.records import code_version, experiment_record, run_meta, test_summary
 from src.cli.runs import DEFAULT_ROOT, RunLayout, data_name, detector_name, plan_session
 from src.cli.stacking import order_configs
@@ -279,6 +284,8 @@ class DFBenchCLI(LightningCLI):
         self.record = experiment_record(dumped, self.names, files, self.meta, code_version())
 
     def after_instantiate_classes(self) -> None:
+        if self.subcommand == "predict":
+            self.trainer.callbacks.append(MaskWriter(self._session_dir))
         for callback in self.trainer.callbacks:
             if isinstance(callback, RecordConfig):
                 callback.record = self.record
@@ -350,6 +357,9 @@ class DFBenchCLI(LightningCLI):
             f"{len(frames)} frame and {len(videos)} video scores written to {out}/frames.csv, "
             f"videos.csv; {len(skipped)} files skipped (skipped.csv)"
         )
+        masks = next((c for c in self.trainer.callbacks if isinstance(c, MaskWriter)), None)
+        if masks is not None and masks.written:
+            print(f"{masks.written} predicted masks written to {out / 'masks'}/")
 
 
 def run(argv: list[str]) -> int:

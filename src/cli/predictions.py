@@ -6,16 +6,23 @@ per video. ``source_path`` is the absolute path of the video (or image, or
 face-sequence folder) the frame came from, empty for generated data;
 ``label`` is 1 = fake, 0 = real and empty when unknown (a user's own files).
 Files that could not be scored (unreadable, no face) are listed with their
-reason in ``skipped.csv`` beside them.
+reason in ``skipped.csv`` beside them. A detector that outputs a mask (ynet)
+also gets each frame's predicted mask as an 8-bit PNG (:class:`MaskWriter`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytorch_lightning as pl
+import torch
 
+from src.data.paths import inside
+from src.data.video_io import write_png
 from src.metrics import video_scores
 
 SKIPPED_COLUMNS = ("path", "reason")
@@ -95,3 +102,48 @@ def skipped_files(datamodule: object) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{type(datamodule).__name__}.skipped() lacks the columns {missing}")
     return table
+
+
+class MaskWriter(pl.Callback):
+    """Writes every predicted mask as ``masks/<set>/<video key>/<frame>.png`` during predict.
+
+    P(manipulated) per pixel at the detector's input size, 0-255. The masks
+    leave the step's outputs here, so a long predict run keeps only scores in
+    memory; under DDP each process writes its own frames (a frame the sampler
+    repeats is written twice with the same content, atomically).
+
+    Args:
+        folder: called once at the start of predict (on every process) for the
+            output folder, so that all processes agree on it.
+    """
+
+    def __init__(self, folder: Callable[[], Path]) -> None:
+        self.folder_of_run = folder
+        self.folder: Path | None = None
+        self.written = 0
+
+    def on_predict_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.folder, self.written = self.folder_of_run() / "masks", 0
+
+    def on_predict_batch_end(
+        self,
+        trainer: pl.Trainer,
+        module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not isinstance(outputs, dict) or "mask" not in outputs:
+            return
+        masks = outputs.pop("mask")
+        video_idx, frame_idx = outputs.pop("video_idx"), outputs.pop("frame_idx")
+        count = len(trainer.num_predict_batches)
+        name = module._set_names("predict", count)[dataloader_idx]
+        keys = trainer.datamodule.video_keys("predict", dataloader_idx)
+        pixels = (masks[:, 0] * 255).round().to(torch.uint8).cpu().numpy()
+        for image, video, frame in zip(pixels, video_idx.tolist(), frame_idx.tolist(), strict=True):
+            target = inside(self.folder / name, f"{keys[video]}/{frame:06d}.png", "predicted mask")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_png(target, image, compression=3)
+            self.written += 1

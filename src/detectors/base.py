@@ -406,11 +406,16 @@ class Detector(pl.LightningModule):
     ) -> dict[str, Tensor]:
         output = self.step_forward(batch)
         self._update(self._metric_for(self.predict_metrics, dataloader_idx), output, batch)
-        return {
+        result = {
             "logit": output.logit,
             "score": torch.sigmoid(output.logit),
             "sample_idx": batch["sample_idx"],
         }
+        if output.mask_logit is not None:
+            # Taken (and written out) by dfbench predict's mask writer, not kept in memory.
+            result |= {"mask": torch.sigmoid(output.mask_logit), "video_idx": batch["video_idx"]}
+            result["frame_idx"] = batch["frame_idx"]
+        return result
 
     def on_predict_epoch_end(self) -> None:
         names = self._set_names("predict", len(self.predict_metrics))
