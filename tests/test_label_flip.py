@@ -40,19 +40,20 @@ def _configs() -> list[str]:
     ]
 
 
-def _fit_and_test(tmp: Path, flip_training: bool) -> dict[bool, float]:
-    """Frame AUC on the honest and the flipped test set of one fitted model."""
-    run = tmp / f"flip_{flip_training}"
-    run.mkdir()
-    configs = [*_configs(), f"--trainer.default_root_dir={run}"]
+def _fit_and_test(flip_training: bool) -> dict[bool, float]:
+    """Frame AUC on the honest and the flipped test set of one fitted model (cwd: a tmp dir)."""
+    name = f"flip_{flip_training}"
+    configs = [*_configs(), f"--run_name={name}"]
     assert main(["fit", *configs, f"--data.init_args.flip_labels={flip_training}"]) == 0
-    (best,) = run.glob("lightning_logs/version_0/checkpoints/best-*.ckpt")
+    (run,) = Path("runs").glob(f"xception/*/{name}")
     aucs = {}
-    for version, flip_test in enumerate((False, True), start=1):
-        test = [*configs, f"--data.init_args.flip_labels={flip_test}", f"--ckpt_path={best}"]
+    for flip_test in (False, True):
+        before = set(run.glob("test-*"))
+        test = [*configs, f"--data.init_args.flip_labels={flip_test}", "--ckpt_path=best"]
         assert main(["test", *test]) == 0
-        metrics = run / f"lightning_logs/version_{version}/test_metrics.json"
-        aucs[flip_test] = json.loads(metrics.read_text())["blend"]["frame_auc"]
+        (session,) = set(run.glob("test-*")) - before
+        metrics = json.loads((session / "test_metrics.json").read_text())
+        aucs[flip_test] = metrics["blend"]["frame_auc"]
     return aucs
 
 
@@ -61,9 +62,9 @@ def test_swapped_labels_mirror_a_learnt_auc(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    honest = _fit_and_test(tmp_path, flip_training=False)
+    honest = _fit_and_test(flip_training=False)
     assert honest[False] > 0.9, honest  # it learnt
     assert honest[True] == pytest.approx(1 - honest[False], abs=1e-6)  # same scores, mirrored
-    lied_to = _fit_and_test(tmp_path, flip_training=True)
+    lied_to = _fit_and_test(flip_training=True)
     assert lied_to[False] < 0.1, lied_to  # trained on the lie, it detects reals
     assert lied_to[False] == pytest.approx(1 - honest[False], abs=0.12)

@@ -3,32 +3,11 @@ score, one row per test set of the data config (dfbench cam)."""
 
 from __future__ import annotations
 
-from src.cli.options import VerbParser, existing_file, int_at_least, output_file
+from src.cli.options import VerbParser, checkpoint_picture_parser
 
 
 def build_parser() -> VerbParser:
-    parser = VerbParser("cam", __doc__)
-    parser.add_argument(
-        "--ckpt-path",
-        required=True,
-        type=existing_file,
-        help="the detector's checkpoint (written by dfbench fit)",
-    )
-    parser.add_argument(
-        "-c", "--config", action="append", required=True, help="data config (YAML); repeatable"
-    )
-    parser.add_argument("--out", required=True, type=output_file, help="PNG file to write")
-    parser.add_argument("--sets", nargs="+", help="test sets to draw (default: all of the config)")
-    parser.add_argument(
-        "--per-class",
-        type=int_at_least(1),
-        default=3,
-        help="faces per class and test set (default 3)",
-    )
-    parser.add_argument(
-        "--seed", type=int_at_least(0), default=0, help="which faces are drawn (default 0)"
-    )
-    return parser
+    return checkpoint_picture_parser("cam", __doc__, per_class=3)
 
 
 def run(argv: list[str]) -> int:

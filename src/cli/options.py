@@ -113,3 +113,29 @@ def existing_file(text: str) -> Path:
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"file not found: {text}")
     return path
+
+
+def checkpoint_picture_parser(verb: str, description: str, per_class: int) -> VerbParser:
+    """The parser of a verb that draws a trained detector's view of a few test faces."""
+    parser = VerbParser(verb, description)
+    parser.add_argument(
+        "--ckpt-path",
+        required=True,
+        type=existing_file,
+        help="the detector's checkpoint (written by dfbench fit)",
+    )
+    parser.add_argument(
+        "-c", "--config", action="append", required=True, help="data config (YAML); repeatable"
+    )
+    parser.add_argument("--out", required=True, type=output_file, help="PNG file to write")
+    parser.add_argument("--sets", nargs="+", help="test sets to draw (default: all of the config)")
+    parser.add_argument(
+        "--per-class",
+        type=int_at_least(1),
+        default=per_class,
+        help=f"faces per class and test set (default {per_class})",
+    )
+    parser.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="which faces are drawn (default 0)"
+    )
+    return parser

@@ -4,29 +4,11 @@ detector's score (dfbench show-masks). Needs a detector that outputs a mask (yne
 
 from __future__ import annotations
 
-from src.cli.options import VerbParser, existing_file, int_at_least, output_file
+from src.cli.options import VerbParser, checkpoint_picture_parser
 
 
 def build_parser() -> VerbParser:
-    parser = VerbParser("show-masks", __doc__)
-    parser.add_argument(
-        "--ckpt-path",
-        required=True,
-        type=existing_file,
-        help="the detector's checkpoint (written by dfbench fit)",
-    )
-    parser.add_argument(
-        "-c", "--config", action="append", required=True, help="data config (YAML); repeatable"
-    )
-    parser.add_argument("--out", required=True, type=output_file, help="PNG file to write")
-    parser.add_argument("--sets", nargs="+", help="test sets to draw (default: all of the config)")
-    parser.add_argument(
-        "--per-class", type=int_at_least(1), default=2, help="faces per class and set (default 2)"
-    )
-    parser.add_argument(
-        "--seed", type=int_at_least(0), default=0, help="which faces are drawn (default 0)"
-    )
-    return parser
+    return checkpoint_picture_parser("show-masks", __doc__, per_class=2)
 
 
 def run(argv: list[str]) -> int:
