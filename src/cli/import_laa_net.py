@@ -31,7 +31,7 @@ def run(argv: list[str]) -> int:
     path, count = write_checkpoint(args.weights, args.out)
     print(f"imported {count} tensors -> {path}")
     print(
-        "test it with: dfbench test -c configs/detectors/laa_net.yaml -c configs/data/cross_dataset.yaml "
+        "test it with: dfbench test -c configs/data/cross_dataset.yaml -c configs/detectors/laa_net.yaml "
         f"--model.init_args.authors_padding=true --ckpt_path {path}"
     )
     return 0
