@@ -7,6 +7,9 @@ interruption and resume.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -102,3 +105,23 @@ def checkpoint_state(path: Path) -> dict[str, Any]:
     saved = torch.load(path, map_location="cpu", weights_only=True)
     (state,) = [v for k, v in saved["callbacks"].items() if k.startswith("ModelCheckpoint")]
     return state
+
+
+def run_dfbench(cwd: Path, *args: str) -> str:
+    """stdout and stderr of a successful ``python -m src.cli ARGS`` run in ``cwd``.
+
+    A subprocess, because under pytest ``strategy=ddp`` would relaunch pytest itself.
+    """
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "tests")])
+    result = subprocess.run(
+        [sys.executable, "-m", "src.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr

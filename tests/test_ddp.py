@@ -8,14 +8,11 @@ whole pytest command in rank 1.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import checkpoint_state, scripted_args
+from cli_helpers import checkpoint_state, run_dfbench, scripted_args
 from conftest import TINY_SIZE
 
 from src.metrics import compute_metrics
@@ -37,28 +34,12 @@ CONFIGS = [
 NOISE = ("sync_dist", "Tip:", "LeafSpec", "dirpath has changed", "exists and is not empty")
 
 
-def dfbench(cwd: Path, *args: str) -> str:
-    """stdout and stderr of a successful ``python -m src.cli ARGS`` run in ``cwd``."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
-    result = subprocess.run(
-        [sys.executable, "-m", "src.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
 @pytest.mark.ddp
 def test_ddp_test_metrics_equal_single_process(
     tmp_path: Path, tiny_synthetic_args: list[str]
 ) -> None:
     common = [*CONFIGS, f"--model.init_args.input_size={TINY_SIZE}", *tiny_synthetic_args]
-    dfbench(
+    run_dfbench(
         tmp_path,
         "fit",
         *common,
@@ -72,7 +53,7 @@ def test_ddp_test_metrics_equal_single_process(
         "single": ["--trainer.devices=1"],
         "ddp": ["--trainer.devices=2", "--trainer.strategy=ddp"],
     }.items():
-        out = dfbench(
+        out = run_dfbench(
             tmp_path,
             "test",
             *common,
@@ -97,7 +78,7 @@ def test_ddp_test_metrics_equal_single_process(
             )
 
     # predict on two ranks writes every frame once, and its scores give the same metrics.
-    dfbench(
+    run_dfbench(
         tmp_path,
         "predict",
         *common,
@@ -118,7 +99,7 @@ def test_ddp_test_metrics_equal_single_process(
 @pytest.mark.ddp
 def test_ddp_fit_writes_one_run_and_resumes_it(tmp_path: Path) -> None:
     """Both processes write into the first one's run; a resumed DDP fit keeps the best epoch."""
-    out = dfbench(
+    out = run_dfbench(
         tmp_path,
         "fit",
         *scripted_args(Path("runs"), "--trainer.devices=2", "--trainer.strategy=ddp"),
@@ -126,7 +107,7 @@ def test_ddp_fit_writes_one_run_and_resumes_it(tmp_path: Path) -> None:
     assert not [word for word in NOISE if word in out], out
     (run,) = Path(tmp_path / "runs/scripted_detector/synthetic_face").iterdir()
     assert len(list(run.glob("fit-*"))) == 1
-    out = dfbench(
+    out = run_dfbench(
         tmp_path,
         "fit",
         *scripted_args(

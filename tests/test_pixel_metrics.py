@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_dfbench
 from conftest import TINY_SIZE
 from sklearn.metrics import roc_auc_score
 
@@ -135,20 +133,6 @@ def test_prediction_is_resized_to_the_true_mask() -> None:
         pixel_summaries(torch.zeros(2, 1, 8, 8), true)
 
 
-def dfbench(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1")
-    result = subprocess.run(
-        [sys.executable, "-m", "src.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
-
-
 @pytest.mark.ddp
 def test_pixel_metrics_on_two_processes_equal_one(
     tmp_path: Path, tiny_synthetic_args: list[str]
@@ -159,14 +143,15 @@ def test_pixel_metrics_on_two_processes_equal_one(
     configs += ["-c", str(ROOT / "configs/profiles/demo.yaml")]
     common = [*configs, f"--model.init_args.input_size={TINY_SIZE}", *tiny_synthetic_args]
     common += ["--trainer.limit_train_batches=2"]
-    dfbench(tmp_path, "fit", *common, "--trainer.logger.init_args.save_dir=fit")
-    (checkpoint,) = tmp_path.glob("fit/lightning_logs/version_0/checkpoints/last.ckpt")
+    fit_dirs = ["--trainer.default_root_dir=fit", "--trainer.logger.init_args.save_dir=fit"]
+    run_dfbench(tmp_path, "fit", *common, *fit_dirs)
+    (checkpoint,) = tmp_path.glob("fit/ynet/synthetic_face/*/checkpoints/last.ckpt")
     results = {}
     for name, extra in {
         "single": ["--trainer.devices=1"],
         "ddp": ["--trainer.devices=2", "--trainer.strategy=ddp"],
     }.items():
-        dfbench(
+        run_dfbench(
             tmp_path,
             "test",
             *common,
@@ -174,7 +159,7 @@ def test_pixel_metrics_on_two_processes_equal_one(
             *extra,
             f"--trainer.logger.init_args.save_dir={name}",
         )
-        (path,) = tmp_path.glob(f"{name}/lightning_logs/*/test_metrics.json")
+        (path,) = (tmp_path / name).rglob("test_metrics.json")
         results[name] = json.loads(path.read_text())
     single, ddp = results["single"], results["ddp"]
     for test_set in single:
