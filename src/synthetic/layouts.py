@@ -19,21 +19,26 @@ Real videos are untouched renders of one identity; a fake keeps the target
 video's frames and pastes a face region through a soft mask. FF++ and DFD
 mask videos are that blend mask, white on black.
 
-Each dataset's fakes have their own recognisable style (:data:`STYLES`), so
-training on one and testing on another is a real generalisation test:
+What every fake shares is what blending leaves: a face generated at low
+resolution (14-32 px from jaw to jaw, against about 110 px in the frame) pasted
+through a mask whose edge shows, with its brightness a little off the target's
+(``tone``, 5-10 %). That seam is visible on a 64 px face crop, so a detector
+trained from scratch on two CPU epochs learns it (the demo benchmark). Each
+dataset's fakes add their own recognisable style (:data:`STYLES`), so training on
+one and testing on another is a real generalisation test:
 
-- FF++ Deepfakes: inner face, low-resolution (autoencoder-like) source, half colour
-  transfer, flicker. Face2Face: reenactment of the lower face, full colour transfer.
+- FF++ (all at 16 px, FaceShifter 20): Deepfakes: inner face, half colour transfer,
+  flicker. Face2Face: reenactment of the lower face, strong colour transfer.
   FaceSwap: hard-edged inner face, no colour transfer, jittery alignment.
   NeuralTextures: mouth only, textured rendering noise. FaceShifter: whole face,
   near-perfect colour, very soft edge.
-- DFD: whole face, soft edge, moderate resampling. CDF2: enlarged inner face,
-  very soft edge, near-perfect colour, slight blur. DFDC: three styles rotated
-  over its fakes, and the whole dataset is JPEG-compressed and noisy. DFDC-P:
-  method A soft but colour-mismatched, method B hard-edged and heavily resampled.
+- DFD: whole face, soft edge, 20 px. CDF2: enlarged inner face, very soft edge,
+  near-perfect colour, 28 px and a fainter tone. DFDC: three styles rotated over
+  its fakes (18-26 px), and the whole dataset is JPEG-compressed and noisy. DFDC-P:
+  method A soft but colour-mismatched, method B hard-edged at 14 px.
   WildDeepfake: JPEG-damaged source, and everything blurred and compressed.
-  DF-1.0 end_to_end: whole face, near-perfect colour, barely resampled (the
-  hardest); a perturbed sibling folder adds distortions.
+  DF-1.0 end_to_end: whole face, near-perfect colour, 32 px and the faintest tone
+  (the hardest); a perturbed sibling folder adds distortions.
 
 Everything is a pure function of ``(seed, dataset, video)``: the same seed gives
 byte-identical files (OpenCV's bundled FFmpeg encodes deterministically), and
@@ -95,40 +100,54 @@ FFPP_METHODS: tuple[str, ...] = (
 )
 FFPP_MASKED: tuple[str, ...] = FFPP_METHODS[:4]
 #: Bump when the generator changes, so markers of older trees no longer match.
-VERSION = 2
+VERSION = 3
 
 STYLES: dict[str, SwapStyle] = {
     "Deepfakes": SwapStyle(
-        region="inner", mask_blur=0.1, colour_match=0.5, source_res=30, flicker=0.03
+        region="inner", mask_blur=0.1, colour_match=0.5, source_res=16, flicker=0.03, tone=0.1
     ),
     "Face2Face": SwapStyle(
-        region="lower", mask_blur=0.1, colour_match=0.7, source_res=36, reenact=True
+        region="lower", mask_blur=0.1, colour_match=0.7, source_res=16, reenact=True, tone=0.1
     ),
-    "FaceSwap": SwapStyle(region="inner", mask_blur=0.015, colour_match=0.0, misalign=2.0),
+    "FaceSwap": SwapStyle(
+        region="inner", mask_blur=0.015, colour_match=0.0, misalign=2.0, source_res=16, tone=0.1
+    ),
     "NeuralTextures": SwapStyle(
-        region="mouth", mask_scale=1.5, mask_blur=0.1, colour_match=0.8, source_res=36,
-        texture_noise=8.0, reenact=True,
+        region="mouth", mask_scale=1.5, mask_blur=0.1, colour_match=0.8, source_res=16,
+        texture_noise=8.0, reenact=True, tone=0.1,
     ),
     "FaceShifter": SwapStyle(
-        region="full", mask_blur=0.12, colour_match=0.75, source_res=50, source_blur=0.004
+        region="full", mask_blur=0.12, colour_match=0.75, source_res=20, source_blur=0.004,
+        tone=0.1,
     ),
-    "dfd": SwapStyle(region="full", mask_blur=0.1, colour_match=0.7, source_res=48, flicker=0.02),
+    "dfd": SwapStyle(
+        region="full", mask_blur=0.1, colour_match=0.7, source_res=20, flicker=0.02, tone=0.1
+    ),
     "cdf2": SwapStyle(
-        region="inner", mask_scale=1.12, mask_blur=0.22, colour_match=0.85, source_res=52,
-        source_blur=0.004, flicker=0.01,
+        region="inner", mask_scale=1.12, mask_blur=0.22, colour_match=0.85, source_res=28,
+        source_blur=0.004, flicker=0.01, tone=0.06,
     ),
-    "dfdc/0": SwapStyle(region="inner", mask_blur=0.08, colour_match=0.3, source_res=40),
+    "dfdc/0": SwapStyle(
+        region="inner", mask_blur=0.08, colour_match=0.3, source_res=18, tone=0.1
+    ),
     "dfdc/1": SwapStyle(
-        region="full", mask_blur=0.12, colour_match=0.8, source_res=58, flicker=0.04
+        region="full", mask_blur=0.12, colour_match=0.8, source_res=26, flicker=0.04, tone=0.08
     ),
-    "dfdc/2": SwapStyle(region="lower", mask_blur=0.03, colour_match=0.0, misalign=1.0),
-    "method_A": SwapStyle(region="full", mask_blur=0.1, colour_match=0.2, source_res=44),
-    "method_B": SwapStyle(region="inner", mask_blur=0.03, colour_match=0.6, source_res=24),
+    "dfdc/2": SwapStyle(
+        region="lower", mask_blur=0.03, colour_match=0.0, misalign=1.0, source_res=22, tone=0.1
+    ),
+    "method_A": SwapStyle(
+        region="full", mask_blur=0.1, colour_match=0.2, source_res=20, tone=0.1
+    ),
+    "method_B": SwapStyle(
+        region="inner", mask_blur=0.03, colour_match=0.6, source_res=14, tone=0.1
+    ),
     "dfw": SwapStyle(
-        region="inner", mask_blur=0.12, colour_match=0.6, source_res=40, source_jpeg=45
+        region="inner", mask_blur=0.12, colour_match=0.6, source_res=20, source_jpeg=45, tone=0.1
     ),
     "df1": SwapStyle(
-        region="full", mask_scale=0.95, mask_blur=0.12, colour_match=0.85, source_res=56
+        region="full", mask_scale=0.95, mask_blur=0.12, colour_match=0.85, source_res=32,
+        tone=0.05,
     ),
 }  # fmt: skip
 

@@ -51,6 +51,10 @@ class SwapStyle:
         texture_noise: smooth noise added inside the mask (rendering artefacts).
         reenact: the source is the target itself with the source video's expression
             (Face2Face, NeuralTextures) rather than another person's face.
+        tone: how far the pasted face's brightness is off the target's, as a relative
+            gain drawn once per video (:func:`tone_gain`): the illumination a method
+            did not match, which leaves a seam along the mask's edge even when the
+            colours were transferred and the source is the target itself.
     """
 
     region: str = "inner"
@@ -64,6 +68,15 @@ class SwapStyle:
     misalign: float = 0.0
     texture_noise: float = 0.0
     reenact: bool = False
+    tone: float = 0.0
+
+
+def tone_gain(style: SwapStyle, rng: np.random.Generator) -> np.ndarray:
+    """The RGB gain of one video's pasted face: brighter or darker by ``style.tone``."""
+    if style.tone == 0:
+        return np.ones(3, np.float32)
+    sign = rng.choice((-1.0, 1.0))
+    return (1 + sign * style.tone + rng.normal(0, style.tone / 4, 3)).astype(np.float32)
 
 
 def region_mask(
@@ -143,6 +156,7 @@ def swap_frame(
     frame: int,
     style: SwapStyle,
     rng: np.random.Generator,
+    gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paste ``source``'s face into ``target_frame`` (a frame made by :func:`compose`).
 
@@ -158,6 +172,7 @@ def swap_frame(
         frame: frame index.
         style: how the method pastes.
         rng: draws flicker, misalignment and texture noise.
+        gain: the video's :func:`tone_gain` (None: the pasted face keeps its tone).
 
     Returns:
         The fake frame (uint8 RGB) and the float32 blend mask actually used.
@@ -195,6 +210,8 @@ def swap_frame(
         total = max(float(weight.sum()), 1e-6)
         shift_colour = ((base - pasted) * weight).sum(axis=(0, 1)) / total
         pasted = pasted + style.colour_match * shift_colour.astype(np.float32)
+    if gain is not None:
+        pasted = pasted * gain
     blended = np.where(weight > 0, weight * pasted + (1 - weight) * base, base)
     fake = target_frame.copy()
     fake[y0:y1, x0:x1] = np.clip(np.round(blended), 0, 255).astype(np.uint8)

@@ -25,7 +25,7 @@ import numpy as np
 from src.files import atomic_write, atomic_write_json, atomic_write_text
 from src.synthetic.faces import Identity, Person, build_person, random_identity
 from src.synthetic.frames import Motion, Scene, compose, random_motion, random_scene
-from src.synthetic.swaps import Look, SwapStyle, apply_look, swap_frame
+from src.synthetic.swaps import Look, SwapStyle, apply_look, swap_frame, tone_gain
 
 ALL: tuple[str, ...] = ("ffpp", "dfd", "cdf2", "dfdc", "dfdcp", "dfw", "df1")
 SIZES: tuple[str, ...] = ("default", "tiny")
@@ -171,6 +171,7 @@ class TreeWriter:
         """Fake frames, blend masks and target landmarks: ``source``'s face on ``target``."""
         frames, landmarks = self.real(target, n_frames)
         rng = self.rng("fake", key)
+        gain = tone_gain(style, self.rng("tone", key))
         fakes, masks = [], []
         for index, (frame, lm) in enumerate(zip(frames, landmarks, strict=True)):
             fake, mask = swap_frame(
@@ -184,6 +185,7 @@ class TreeWriter:
                 index,
                 style,
                 rng,
+                gain,
             )
             fakes.append(fake)
             masks.append(mask)
