@@ -129,6 +129,78 @@ def test_run_child_stops_the_child_group_on_sigterm(tmp_path: Path) -> None:
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 
+def forked_main(args: list[str]) -> int:
+    """A stand-in for dfbench's main, run in a fork by run_child(fork_main=...)."""
+    print("out", " ".join(args), os.environ.get("FORK_TEST"), Path.cwd().name)
+    print("err", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, file=sys.stderr)
+    if args[0] == "exit":
+        sys.exit(int(args[1]))
+    if args[0] == "raise":
+        raise RuntimeError("broken cell")
+    if args[0] == "sleep":
+        grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        print(grandchild.pid, flush=True)
+        time.sleep(60)
+    return int(args[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (["return", "3"], 3, "out return 3 yes work"),
+        (["exit", "4"], 4, "out exit 4 yes work"),
+        (["raise", "0"], 1, "RuntimeError: broken cell"),
+    ],
+)
+def test_forked_child_runs_main_with_its_log_folder_and_environment(
+    tmp_path: Path, args: list[str], code: int, expected: str
+) -> None:
+    """A forked cell is what a new program would be: own log, folder, environment, exit code."""
+    (tmp_path / "work").mkdir()
+    log = tmp_path / "child.log"
+    print("bench's own output, printed before the fork")
+    with handle_stop_signals() as state:  # the child must not inherit bench's handlers
+        result = run_child(
+            args,
+            log,
+            cwd=tmp_path / "work",
+            env=dict(os.environ, FORK_TEST="yes"),
+            state=state,
+            fork_main=forked_main,
+        )
+    text = log.read_text()
+    assert result == code
+    assert expected in text
+    assert "err True" in text  # SIGTERM is the default action in the child
+    assert "bench's own output" not in text
+    assert Path.cwd() != tmp_path / "work" and os.environ.get("FORK_TEST") is None
+
+
+def test_forked_child_and_its_group_are_stopped_on_sigterm(tmp_path: Path) -> None:
+    log = tmp_path / "child.log"
+    watched = []
+
+    def watch() -> None:
+        watched.append(time.monotonic())
+        if len(log.read_text().split()) > 6 and len(watched) >= 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with handle_stop_signals() as state, pytest.raises(Interrupted):
+        run_child(
+            ["sleep", "0"],
+            log,
+            cwd=tmp_path,
+            env=dict(os.environ),
+            watch=watch,
+            state=state,
+            grace_s=10,
+            poll_s=0.2,
+            fork_main=forked_main,
+        )
+    grandchild = int(log.read_text().split()[-1])
+    wait_for(lambda: gone(grandchild), timeout=5)
+
+
 @pytest.mark.slow
 def test_sigterm_stops_the_child_and_leaves_the_cell_resumable(tmp_path: Path) -> None:
     bench, root = start_bench(tmp_path)

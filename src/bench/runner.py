@@ -67,6 +67,7 @@ from src.files import atomic_write_csv, atomic_write_json
 DEFAULT_RESULTS = REPO / "benchmarks" / "results"
 #: The command a cell runs (``dfbench`` of this source tree, with this interpreter).
 DFBENCH = [sys.executable, "-m", "src.cli"]
+_THIS_DFBENCH = DFBENCH
 #: The environment variable that carries a run's metadata to the Lightning verbs.
 RUN_META = "DFBENCH_RUN_META"
 
@@ -91,14 +92,19 @@ def _dfbench(
     watch: Callable[[], None] | None = None,
     state: StopSignals | None = None,
     grace_s: float | None = None,
+    fork_main: Callable[[list[str]], int] | None = None,
 ) -> float:
     """Run ``dfbench ARGS`` in a subprocess, output to ``log``; returns the wall time.
 
     ``shown_log`` is how an error message names the log (relative to the results root).
+    With ``fork_main`` (``dfbench``'s main), the subprocess is a fork of this one
+    that calls it, unless ``DFBENCH`` names another command (a test's stand-in).
     """
     start = time.perf_counter()
+    if DFBENCH is not _THIS_DFBENCH:
+        fork_main = None
     code = run_child(
-        [*DFBENCH, *args],
+        args if fork_main is not None else [*DFBENCH, *args],
         log,
         cwd=REPO,
         env=os.environ | {"PYTHONUNBUFFERED": "1"} | env,
@@ -106,6 +112,7 @@ def _dfbench(
         watch=watch,
         state=state,
         grace_s=process.GRACE_S if grace_s is None else grace_s,
+        fork_main=fork_main,
     )
     if code != 0:
         tail = log.read_text()[-2000:]
@@ -142,6 +149,10 @@ class Runner:
             :data:`src.bench.process.GRACE_S`).
         cache_dir: the ``--cache-dir`` of this run (PRLE map builds read it).
         map_device: where ``dfbench prle-maps`` runs the zoo (``cpu``, ``cuda``).
+        fork_main: ``dfbench``'s main, already imported with torch, Lightning and the
+            detectors: each fit and test is then a fork of ``bench`` that calls it
+            (:mod:`src.bench.process`) instead of a new program that imports them
+            again. None for DDP, whose launcher starts the command line again.
     """
 
     def __init__(
@@ -157,6 +168,7 @@ class Runner:
         grace_s: float | None = None,
         cache_dir: str | None = None,
         map_device: str = "cpu",
+        fork_main: Callable[[list[str]], int] | None = None,
     ) -> None:
         if not cells:
             raise GridError("the grid has no cells")
@@ -171,6 +183,7 @@ class Runner:
         self.grace_s = grace_s
         self.cache_dir = cache_dir
         self.map_device = map_device
+        self.fork_main = fork_main
         self.version = code_version()
         self._signals: StopSignals | None = None
 
@@ -263,6 +276,7 @@ class Runner:
             watch=watch,
             state=self._signals,
             grace_s=self.grace_s,
+            fork_main=self.fork_main,
         )
 
     def _prepare_maps(self, cell: Cell) -> None:

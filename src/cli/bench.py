@@ -12,7 +12,10 @@ adds when they are not done; ``--list`` shows what each PRLE cell needs.
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
+
+from src.cli import main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,6 +154,10 @@ def run(argv: list[str]) -> int:
     lock_cell = chosen[0].id if args.cell is not None else None
     # A --cell run of a PRLE cell also trains the zoo cells not done yet: it locks them too.
     also = [c.id for c in needed if lock_cell and c.id != lock_cell]
+    if needed and args.gpus <= 1:
+        # Cells start as forks of this process: import what every fit and test needs once.
+        importlib.import_module("src.cli.lightning")
+        runner.fork_main = main
     with BenchLock(runner.root, lock_cell, say=runner.progress.say, also=also) as lock:
         runner.lock_fds = lock.fds
         try:
