@@ -98,7 +98,11 @@ def with_(change: dict) -> dict:
         ),
         (
             with_({"profiles": {"demo": {"dat": []}}}),
-            "unknown key 'dat' in profiles.demo; allowed: data, configs, variants, tests",
+            "unknown key 'dat' in profiles.demo; allowed: data, configs, variants, tests, detectors",
+        ),
+        (
+            with_({"profiles": {"demo": {"detectors": ["xcepton"]}}}),
+            "profiles.demo.detectors is 'xcepton' (text); it must be a detector of the grid",
         ),
         ({k: v for k, v in BASE.items() if k != "profiles"}, "missing 'profiles'"),
         (["a", "list"], "the file is ['a', 'list'] (a list); it must be a mapping"),
@@ -184,6 +188,29 @@ def test_sets_reach_every_cell_or_one_detector(tmp_path: Path) -> None:
         "--seed_everything=0",
     ]
     assert load_grid(path, "demo", sets)[0].id == xception.id  # stable
+
+
+def test_a_profile_runs_its_subset_of_detectors(tmp_path: Path) -> None:
+    spec = {
+        "name": "tiny",
+        "profiles": {
+            "demo": {"detectors": ["a", "b", "prle_a"]},
+            "all": None,
+        },
+        "detectors": [
+            {"name": "a", "configs": []},
+            {"name": "b", "configs": []},
+            {"name": "prle_a", "configs": [], "prle_zoo": ["a", "b"]},
+            {"name": "prle_b", "configs": [], "prle_zoo": ["a", "b"]},
+        ],
+    }
+    demo = load_grid(write(tmp_path, spec), "demo")
+    assert [c.detector for c in demo] == ["a", "b", "prle_a"]
+    assert [z.detector for z in demo[2].zoo] == ["a", "b"]
+    assert len(load_grid(write(tmp_path, spec), "all")) == 4
+    spec["profiles"]["paper"] = {"detectors": ["prle_b", "a"]}  # b is missing
+    with pytest.raises(GridError, match=r"must be a list that holds prle_b's PRLE zoo \(b\)"):
+        load_grid(write(tmp_path, spec), "paper")
 
 
 def test_set_errors(tmp_path: Path) -> None:

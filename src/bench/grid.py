@@ -276,10 +276,14 @@ def load_grid(path: str | Path, profile: str, sets: Sequence[Override] = ()) -> 
     profile_configs = list(chosen.get("configs", []))
     tests = tuple(chosen.get("tests") or spec.get("tests") or [{}])
     variants = chosen.get("variants") or [{"train_set": spec.get("train_set", "")}]
+    # A profile may run a subset of the grid's detectors (the demo's time budget).
+    entries = [
+        entry
+        for entry in spec["detectors"]
+        if chosen.get("detectors") is None or entry["name"] in chosen["detectors"]
+    ]
     cells: list[Cell] = []
-    for entry, (variant_index, variant) in itertools.product(
-        spec["detectors"], enumerate(variants)
-    ):
+    for entry, (variant_index, variant) in itertools.product(entries, enumerate(variants)):
         variant = dict(variant)
         train_set = str(variant.pop("train_set", spec.get("train_set", "")))
         extra = (entry.get("profiles") or {}).get(profile, profile_configs)
@@ -318,7 +322,7 @@ def load_grid(path: str | Path, profile: str, sets: Sequence[Override] = ()) -> 
                         map_options=dict(entry.get("prle_maps") or {}),
                     )
                 )
-    return _with_zoos(cells, {e["name"]: e.get("prle_zoo") or [] for e in spec["detectors"]})
+    return _with_zoos(cells, {e["name"]: e.get("prle_zoo") or [] for e in entries})
 
 
 def _with_zoos(cells: list[Cell], zoos: dict[str, list[str]]) -> list[Cell]:

@@ -27,7 +27,7 @@ TOP_LEVEL_KEYS = (
     "detectors",
     "tests",
 )
-PROFILE_KEYS = ("data", "configs", "variants", "tests")
+PROFILE_KEYS = ("data", "configs", "variants", "tests", "detectors")
 DETECTOR_KEYS = ("name", "configs", "profiles", "overrides", "sweep", "prle_zoo", "prle_maps")
 #: ``prle_maps:`` options of a PRLE entry: ``dfbench prle-maps`` flags and the type of each.
 PRLE_MAP_OPTIONS: dict[str, type] = {"fusion": str, "map_size": int, "batch_size": int}
@@ -99,6 +99,26 @@ def _unknown_keys(path: Path, where: str, spec: Mapping, allowed: tuple[str, ...
                 f"{path}: unknown key {key!r}{where}; allowed: {', '.join(allowed)} "
                 "(see docs/grids.md)"
             )
+
+
+def _check_profile_detectors(path: Path, profiles: Mapping, detectors: list) -> None:
+    """``profiles.<p>.detectors``: names of the grid, each PRLE entry with its zoo."""
+    zoos = {entry["name"]: entry.get("prle_zoo") or [] for entry in detectors}
+    for name, profile in profiles.items():
+        chosen = (profile or {}).get("detectors")
+        if chosen is None:
+            continue
+        key = f"profiles.{name}.detectors"
+        _text_list(path, key, chosen, "xception")
+        unknown = [d for d in chosen if d not in zoos]
+        if unknown:
+            raise _fail(path, key, unknown[0], f"a detector of the grid ({', '.join(zoos)})")
+        for detector in chosen:
+            missing = [z for z in zoos[detector] if z not in chosen]
+            if missing:
+                raise _fail(
+                    path, key, chosen, f"a list that holds {detector}'s PRLE zoo ({missing[0]})"
+                )
 
 
 def _check_profiles(path: Path, profiles: Any) -> None:
@@ -255,3 +275,4 @@ def check_grid(spec: Any, path: str | Path) -> None:
             raise GridError(f"{path}: detector name {name!r} is used twice; names must be unique")
         names.append(name)
     _check_zoos(path, detectors)
+    _check_profile_detectors(path, spec["profiles"], detectors)
