@@ -103,6 +103,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "model.init_args.input_size": 64,
         "trainer.accelerator": "cpu",
         "trainer.max_epochs": 2,
+        "data.init_args.batch_size": 8,
+        "data.init_args.eval_batch_size": 64,
         "model.init_args.optimizer.init_args.lr": 1.0e-3,
         "model.init_args.lr_scheduler.class_path": "src.detectors.training.WarmupDecay",
     },
