@@ -50,7 +50,9 @@ PROFILE ?= demo
 CACHE_DIR ?=
 GPUS ?= 0
 BENCH_ARGS ?=
-# demo: synthetic copies of the datasets, every detector at demo size, on the CPU.
+# demo: synthetic copies of the datasets, every detector at demo size, on the CPU; W&B
+# records it only when WANDB_MODE is set (offline or online): offline runs cost about 10 s
+# per cell of the 15-minute budget. Other profiles log to W&B, offline unless WANDB_MODE says.
 # paper: PROFILE=paper CACHE_DIR=/data/cache GPUS=4 (frame cache made by `dfbench preprocess`);
 # more options of `dfbench bench` (--set, --out, --wandb-project ...) go in BENCH_ARGS, e.g.
 #   BENCH_ARGS='--set xception:model.init_args.pretrained=/weights/xception.pth'
@@ -60,7 +62,8 @@ bench-cross-dataset: $(STAMP) ## Cross-dataset benchmark: demo on synthetic data
 	@# what an older generator or another size left behind.
 	@if [ "$(PROFILE)" = demo ] && [ -z "$(CACHE_DIR)" ]; then $(MAKE) --no-print-directory synthetic-data; fi
 	WANDB_MODE=$${WANDB_MODE:-offline} NO_ALBUMENTATIONS_UPDATE=1 $(BIN)/dfbench bench benchmarks/cross_dataset.yaml \
-		--profile $(PROFILE) --gpus $(GPUS) $(if $(CACHE_DIR),--cache-dir $(CACHE_DIR),) $(BENCH_ARGS)
+		--profile $(PROFILE) --gpus $(GPUS) $(if $(CACHE_DIR),--cache-dir $(CACHE_DIR),) \
+		$(if $(and $(filter demo,$(PROFILE)),$(if $(WANDB_MODE),,x)),--no-wandb,) $(BENCH_ARGS)
 
 synthetic-data: $(STAMP) ## Synthesise, index and preprocess every dataset's synthetic copy (data/synthetic)
 	NO_ALBUMENTATIONS_UPDATE=1 $(BIN)/dfbench synth --out data/synthetic --prepare
