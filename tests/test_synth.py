@@ -25,7 +25,7 @@ from src.synthetic.faces import (
 )
 from src.synthetic.frames import compose, random_motion, random_scene
 from src.synthetic.layouts import ALL, FFPP_MASKED, FFPP_METHODS, ffpp_pairs, synthesize
-from src.synthetic.swaps import SwapStyle, swap_frame
+from src.synthetic.swaps import SwapStyle, swap_frame, tone_gain
 from src.synthetic.writer import SIZE_PRESETS
 
 TINY = SIZE_PRESETS["tiny"]
@@ -273,6 +273,34 @@ def test_swap_frame_changes_exactly_the_masked_pixels():
         assert (mask > 0.5).any() and mask.max() <= 1.0
         changed = np.abs(fake.astype(int) - frame.astype(int)).max(axis=-1) > 0
         assert changed[mask > 0.5].mean() > 0.5
+
+
+def test_tone_offsets_the_pasted_face_by_the_videos_gain():
+    """SwapStyle.tone: the pasted face is brighter or darker by ~tone, the rest untouched."""
+    rng = np.random.default_rng(5)
+    target, source = build_person(random_identity(rng)), build_person(random_identity(rng))
+    motion, source_motion, scene = (
+        random_motion(rng),
+        random_motion(rng),
+        random_scene(rng, 256, 256),
+    )
+    frame, landmarks = compose(target, motion, scene, 1, np.random.default_rng(0))
+    style = SwapStyle(tone=0.1)
+    gains = np.array([tone_gain(style, np.random.default_rng(seed)) for seed in range(40)])
+    brighter = gains.mean(axis=1) > 1
+    assert 0 < brighter.sum() < len(gains)  # both signs occur
+    assert np.allclose(np.abs(gains.mean(axis=1) - 1), 0.1, atol=0.06)
+    assert np.array_equal(tone_gain(SwapStyle(), rng), np.ones(3))
+    args = (frame, landmarks, target, source, motion, source_motion, scene, 1, style)
+    plain, mask = swap_frame(*args, np.random.default_rng(1))
+    gain = np.array([1.1, 1.05, 1.15], np.float32)
+    toned, toned_mask = swap_frame(*args, np.random.default_rng(1), gain)
+    assert np.array_equal(mask, toned_mask)
+    assert np.array_equal(toned[mask == 0], plain[mask == 0])
+    core = (mask > 0.99) & (plain < 200).all(axis=-1)  # pasted in full, not clipped by the gain
+    assert core.sum() > 100
+    ratio = toned[core].astype(float).mean(axis=0) / plain[core].astype(float).mean(axis=0)
+    assert np.allclose(ratio, gain, atol=0.01)
 
 
 def test_same_seed_gives_identical_files(tiny, tmp_path):
