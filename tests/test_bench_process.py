@@ -97,38 +97,6 @@ def status(root: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_run_child_stops_the_child_group_on_sigterm(tmp_path: Path) -> None:
-    """SIGTERM to this process while a child runs: the child and its own child are stopped."""
-    script = (
-        "import subprocess, sys, time;"
-        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
-        "print(g.pid, flush=True); time.sleep(60)"
-    )
-    log = tmp_path / "child.log"
-    watched = []
-
-    def watch() -> None:
-        watched.append(time.monotonic())
-        if log.read_text().strip() and len(watched) == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    with handle_stop_signals() as state, pytest.raises(Interrupted) as stopped:
-        run_child(
-            [sys.executable, "-c", script],
-            log,
-            cwd=tmp_path,
-            env=dict(os.environ),
-            watch=watch,
-            state=state,
-            grace_s=10,
-            poll_s=0.5,
-        )
-    assert stopped.value.signum == signal.SIGTERM and stopped.value.exit_code == 143
-    grandchild = int(log.read_text())
-    wait_for(lambda: gone(grandchild), timeout=5)  # the whole group was stopped
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
-
-
 def forked_main(args: list[str]) -> int:
     """A stand-in for dfbench's main, run in a fork by run_child(fork_main=...)."""
     print("out", " ".join(args), os.environ.get("FORK_TEST"), Path.cwd().name)
@@ -142,6 +110,43 @@ def forked_main(args: list[str]) -> int:
         print(grandchild.pid, flush=True)
         time.sleep(60)
     return int(args[1])
+
+
+@pytest.mark.parametrize("forked", [False, True], ids=["program", "fork"])
+def test_run_child_stops_the_child_group_on_sigterm(tmp_path: Path, forked: bool) -> None:
+    """SIGTERM to this process while a child runs: the child and its own child are stopped."""
+    script = (
+        "import subprocess, sys, time;"
+        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        "print(g.pid, flush=True); time.sleep(60)"
+    )
+    log = tmp_path / "child.log"
+    watched = []
+
+    def grandchild() -> int | None:
+        words = log.read_text().split()
+        return int(words[-1]) if words and words[-1].isdigit() else None
+
+    def watch() -> None:
+        watched.append(time.monotonic())
+        if grandchild() is not None and len(watched) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with handle_stop_signals() as state, pytest.raises(Interrupted) as stopped:
+        run_child(
+            ["sleep", "0"] if forked else [sys.executable, "-c", script],
+            log,
+            cwd=tmp_path,
+            env=dict(os.environ),
+            watch=watch,
+            state=state,
+            grace_s=10,
+            poll_s=0.5,
+            fork_main=forked_main if forked else None,
+        )
+    assert stopped.value.signum == signal.SIGTERM and stopped.value.exit_code == 143
+    wait_for(lambda: gone(grandchild()), timeout=5)  # the whole group was stopped
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 
 @pytest.mark.parametrize(
@@ -174,31 +179,6 @@ def test_forked_child_runs_main_with_its_log_folder_and_environment(
     assert "err True" in text  # SIGTERM is the default action in the child
     assert "bench's own output" not in text
     assert Path.cwd() != tmp_path / "work" and os.environ.get("FORK_TEST") is None
-
-
-def test_forked_child_and_its_group_are_stopped_on_sigterm(tmp_path: Path) -> None:
-    log = tmp_path / "child.log"
-    watched = []
-
-    def watch() -> None:
-        watched.append(time.monotonic())
-        if len(log.read_text().split()) > 6 and len(watched) >= 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    with handle_stop_signals() as state, pytest.raises(Interrupted):
-        run_child(
-            ["sleep", "0"],
-            log,
-            cwd=tmp_path,
-            env=dict(os.environ),
-            watch=watch,
-            state=state,
-            grace_s=10,
-            poll_s=0.2,
-            fork_main=forked_main,
-        )
-    grandchild = int(log.read_text().split()[-1])
-    wait_for(lambda: gone(grandchild), timeout=5)
 
 
 @pytest.mark.slow
