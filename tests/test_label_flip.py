@@ -14,36 +14,15 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import xception_learning_args
 
 from src.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _configs() -> list[str]:
-    configs = []
-    for config in (
-        "detectors/xception.yaml",
-        "data/synthetic.yaml",
-        "trainer/cpu.yaml",
-        "profiles/demo.yaml",
-    ):
-        configs += ["-c", str(ROOT / "configs" / config)]
-    # test_learning.py's recipe, under which Xception learns these faces (AUC > 0.9).
-    return configs + [
-        "--data.init_args.test_sets=[blend]",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.max_epochs=8",
-        "--model.init_args.optimizer.init_args.lr=5e-4",
-        "--model.init_args.lr_scheduler.class_path=torch.optim.lr_scheduler.CosineAnnealingLR",
-        "--model.init_args.lr_scheduler.init_args.T_max=8",
-    ]
 
 
 def _fit_and_test(flip_training: bool) -> dict[bool, float]:
     """Frame AUC on the honest and the flipped test set of one fitted model (cwd: a tmp dir)."""
     name = f"flip_{flip_training}"
-    configs = [*_configs(), f"--run_name={name}"]
+    configs = [*xception_learning_args(), f"--run_name={name}"]
     assert main(["fit", *configs, f"--data.init_args.flip_labels={flip_training}"]) == 0
     (run,) = Path("runs").glob(f"xception/*/{name}")
     aucs = {}
