@@ -5,7 +5,8 @@ every static import counts, including those inside functions. The parts are the
 top-level packages and modules of ``src``, in layers::
 
     cli  ->  bench, tools  ->  detectors, data, augment, synthetic  ->  contracts, metrics,
-                                                                     files, registry
+                                                                     files, registry,
+                                                                     progress_bars
 
 A failure lists every offending ``file:line``.
 """
@@ -20,7 +21,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-BOTTOM = ("contracts", "metrics", "files", "registry")
+BOTTOM = ("contracts", "metrics", "files", "registry", "progress_bars")
 MIDDLE = ("detectors", "data", "augment", "synthetic")
 TOP = ("bench", "tools", "cli")
 PARTS = (*BOTTOM, *MIDDLE, *TOP)

@@ -49,7 +49,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from src.data.paths import check_name
 from src.data.settings import DEFAULT_FRAMES, PreprocessConfig
@@ -57,6 +56,7 @@ from src.data.tables import FRAME_COLUMNS, TableError, video_table
 from src.data.video_io import VideoReadError, read_frames, sample_indices, write_png
 from src.data.worker import FAILURE_COLUMNS, VideoPreprocessor
 from src.files import atomic_write, atomic_write_csv
+from src.progress_bars import progress_bar
 
 __all__ = [
     "DEFAULT_FRAMES",
@@ -120,7 +120,7 @@ def preprocess(
     worker = VideoPreprocessor(cache_root, config, content_hash)
     frame_parts, failures = [], []
     processed = skipped = updated = 0
-    bar = tqdm(
+    bar = progress_bar(
         videos.to_dict("records"),
         total=len(videos),
         desc=f"preprocess {name}",

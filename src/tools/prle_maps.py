@@ -55,11 +55,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from src.augment.prle import FUSIONS, LAMBDA, TAU1, encode_map, fuse_maps
 from src.detectors.base import Detector
 from src.files import atomic_write, atomic_write_csv, atomic_write_json
+from src.progress_bars import progress_bar
 
 CamTarget = Literal["fake", "label"]
 INDEX_COLUMNS = ("crop_path", "path", "video_key", "frame_idx", "face_idx")
@@ -257,7 +257,7 @@ def build_prle_maps(
     seconds = dict.fromkeys(members, 0.0)
     built = skipped = 0
     chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    for chunk in tqdm(chunks, desc="PRLE maps", unit="batch", disable=not progress):
+    for chunk in progress_bar(chunks, desc="PRLE maps", unit="batch", disable=not progress):
         if all((out_dir / map_path(row["crop_path"])).is_file() for row in chunk):
             skipped += len(chunk)
             continue
