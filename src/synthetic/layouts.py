@@ -100,7 +100,7 @@ FFPP_METHODS: tuple[str, ...] = (
 )
 FFPP_MASKED: tuple[str, ...] = FFPP_METHODS[:4]
 #: Bump when the generator changes, so markers of older trees no longer match.
-VERSION = 3
+VERSION = 4
 
 STYLES: dict[str, SwapStyle] = {
     "Deepfakes": SwapStyle(
