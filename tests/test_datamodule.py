@@ -263,8 +263,14 @@ def test_side_data_reaches_generators_and_augmentations(toy_cache, tmp_path) -> 
     assert (item["mask"][1] == 10 + int(row["frame_idx"])).all()
     with pytest.raises(TypeError):
         train.side(train.rows[0])["label"] = 1  # read-only
-    (maps / table["crop_path"].iloc[0]).unlink()
-    missing = make_dm(cache, side_data={"prle_map": str(maps)}).sets["test"][0][1]
+    # Validation and test frames carry no side data: they need no maps at all.
+    dm = make_dm(cache, side_data={"prle_map": str(tmp_path / "no_maps")})
+    for stage in ("validate", "test"):
+        evaluated = dm.sets[stage][0][1]
+        assert "prle_map" not in evaluated.side(evaluated.rows[0])
+        assert len([evaluated[i] for i in range(len(evaluated))]) == len(evaluated)
+    missing = make_dm(cache, side_data={"prle_map": str(maps)}).sets["fit"][0][1]
+    (maps / missing.rows[0]["crop_path"]).unlink()
     with pytest.raises(FileNotFoundError, match="side_data 'prle_map'"):
         [missing[i] for i in range(len(missing))]
 

@@ -10,10 +10,9 @@ maps are built once and shared.
 
 The build is a step of its own: ``prle-maps`` keeps finished frames, so a
 killed build resumes where it stopped, and ``done.json`` is written only once
-every split is mapped; a folder without it is built (finished) again. The
-DataModule reads side data for every set it builds while fitting, the
-validation set included, so the validation frames are mapped too (they are
-never augmented: their maps are read and unused). Tests get no side data.
+the training split is mapped; a folder without it is built (finished) again.
+Only the training frames are mapped: the DataModule gives side data to the
+training set alone (validation and test frames are never augmented).
 
 A partly built folder found at another place (a moved results folder)
 resumes too: the checkpoint paths ``prle-maps`` recorded are updated first.
@@ -36,8 +35,8 @@ import yaml
 from src.bench.grid import REPO, Cell, cli_value
 from src.files import atomic_write_json
 
-#: The splits mapped, in build order (the DataModule reads maps for both while fitting).
-SPLITS = ("val", "train")
+#: The splits mapped (the DataModule reads maps for its training set only).
+SPLITS = ("train",)
 DONE = "done.json"
 
 

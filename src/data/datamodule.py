@@ -43,8 +43,9 @@ Options for the papers' protocols:
   test face before resizing (``src.augment.perturb.Perturbation``), with a
   generator seeded by the frame's ``crop_path``, so every run, worker and rank
   perturbs a face the same way.
-* ``side_data``: named per-frame arrays added to the side data every step
-  receives, ``{name: folder}``. A frame's array is the 8-bit PNG
+* ``side_data``: named per-frame arrays added to the side data every training
+  step receives, ``{name: folder}``: only the training generators and
+  augmentations read side data, so validation and test frames need none. A frame's array is the 8-bit PNG
   ``<folder>/<crop_path>`` (the same relative path as its face crop under the
   cache), read unchanged (``cv2.IMREAD_UNCHANGED``: H x W for a grey-level
   map); e.g. ``side_data: {prle_map: data/prle_maps/ffpp_c23}`` gives PRLE's
@@ -136,8 +137,8 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
             pair, after ``train_augment`` (e.g. ``src.augment.recipes.PairTransform``).
         test_perturbation: a robustness perturbation of every test face (e.g.
             ``src.augment.perturb.Perturbation``), None for clean faces.
-        side_data: ``{name: folder}``: per-frame arrays for the side data
-            (see the module docstring for the layout).
+        side_data: ``{name: folder}``: per-frame arrays for the side data of
+            the training frames (see the module docstring for the layout).
         deepfakebench_root: where the relative frame paths of DeepfakeBench JSON
             indexes (tables given as ``.json`` files) start.
         balance: draw real and fake training items equally every epoch
@@ -240,7 +241,6 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
             frames,
             self.cache_dir,
             self.contract.input_size,
-            side_data=self.side_data,
             **options,
         )
         return name, dataset, dataset.video_keys
@@ -260,6 +260,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
                     augment=self.train_augment,
                     pair_transform=self.pair_transform if self.pseudo_fake is not None else None,
                     pseudo_fake=self.pseudo_fake,
+                    side_data=self.side_data,
                 )
             ]
         if stage in (None, "fit", "validate"):
