@@ -44,11 +44,11 @@ Options for the papers' protocols:
   generator seeded by the frame's ``crop_path``, so every run, worker and rank
   perturbs a face the same way.
 * ``side_data``: named per-frame arrays added to the side data every training
-  step receives, ``{name: folder}``: only the training generators and
-  augmentations read side data, so validation and test frames need none. A frame's array is the 8-bit PNG
-  ``<folder>/<crop_path>`` (the same relative path as its face crop under the
-  cache), read unchanged (``cv2.IMREAD_UNCHANGED``: H x W for a grey-level
-  map); e.g. ``side_data: {prle_map: data/prle_maps/ffpp_c23}`` gives PRLE's
+  step receives, ``{name: folder}`` (only training generators and augmentations
+  read side data, so validation and test frames need none). A frame's array is
+  the 8-bit PNG ``<folder>/<crop_path>`` (the same relative path as its face
+  crop under the cache), read unchanged (``cv2.IMREAD_UNCHANGED``: H x W for a
+  grey-level map); e.g. ``side_data: {prle_map: data/prle_maps/ffpp_c23}`` gives PRLE's
   attention maps as ``side["prle_map"]``. Loaded in ``__getitem__`` only when
   configured; a missing file is an error that names it.
 
