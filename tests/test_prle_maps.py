@@ -85,6 +85,32 @@ def test_zoo_members_give_maps_at_the_image_size() -> None:
     assert maps.min() >= 0 and maps.max() <= 1 and maps.amax(dim=(1, 2)).min() > 0.99
 
 
+def test_gradcam_backward_stops_at_the_cam_layers() -> None:
+    """Same maps as the package's own full backward, without the layers before conv3."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
+
+    torch.manual_seed(0)
+    detector = build_detector("xception", pretrained=False, input_size=TINY_SIZE).eval()
+    detector.backbone.conv2.weight.requires_grad_(False)  # a user's frozen layer stays frozen
+    images = torch.randn(3, 3, TINY_SIZE, TINY_SIZE)
+    early_outputs: list[Tensor] = []
+    hook = detector.backbone.block1.register_forward_hook(
+        lambda _module, _inputs, output: early_outputs.append(output)
+    )
+    maps = gradcam_maps(detector, images)
+    hook.remove()
+    assert not early_outputs[0].requires_grad  # nothing before the CAM layers is differentiated
+    assert [n for n, p in detector.named_parameters() if not p.requires_grad] == [
+        "backbone.conv2.weight"
+    ]
+    cam = GradCAM(model=detector.as_classifier(), target_layers=detector.cam_target_layers())
+    with torch.enable_grad():
+        reference = cam(images, targets=[BinaryClassifierOutputTarget(1)] * 3)
+    cam.activations_and_grads.release()
+    np.testing.assert_allclose(maps.numpy(), reference, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_cam_layers_of_the_other_backbones() -> None:
     expected = {

@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -54,7 +55,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from src.augment.prle import FUSIONS, LAMBDA, TAU1, encode_map, fuse_maps
 from src.detectors.base import Detector
@@ -95,9 +96,10 @@ def gradcam_maps(
     else:
         raise ValueError(f"unknown Grad-CAM target {target!r}; choose 'fake' or 'label'")
     was_training = detector.training
-    cam = GradCAM(model=detector.as_classifier(), target_layers=detector.cam_target_layers())
+    layers = detector.cam_target_layers()
+    cam = GradCAM(model=detector.as_classifier(), target_layers=layers)
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), _gradients_stop_at(detector, layers):
             maps = cam(
                 input_tensor=images,
                 targets=[BinaryClassifierOutputTarget(c) for c in categories],
@@ -108,6 +110,29 @@ def gradcam_maps(
         detector.zero_grad(set_to_none=True)
         detector.train(was_training)
     return torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
+
+
+@contextmanager
+def _gradients_stop_at(detector: Detector, layers: Sequence[nn.Module]) -> Iterator[None]:
+    """Only the CAM layers' own weights require gradients while Grad-CAM runs.
+
+    Grad-CAM reads the gradient at the CAM layers' outputs and nothing else. With
+    every weight requiring it, the backward pass runs on through all earlier layers
+    and computes weight gradients nobody reads; with only the CAM layers' weights,
+    it stops there, and costs about one forward pass for the last-layer CAMs the
+    zoo uses. The gradients at the CAM layers are the same either way. CAM layers
+    without weights keep the detector's own settings (their outputs need them).
+    """
+    own = {id(p) for layer in layers for p in layer.parameters()}
+    saved = [(p, p.requires_grad) for p in detector.parameters()]
+    if own:
+        for p, _ in saved:
+            p.requires_grad_(id(p) in own)
+    try:
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
 
 
 @dataclass(frozen=True)
