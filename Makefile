@@ -23,8 +23,9 @@ help: ## Show this help
 # torch 2.14.1 + torchvision 0.29.1 first, then the project with its pinned
 # dependencies, then facenet-pytorch without its stale pins (torch<2.3, numpy<2).
 # pip compiles every installed module one by one (about 60 s on 2 cores); compileall
-# does the same on all cores afterwards (about 30 s). It reports the few files that
-# are not Python 3.11 (torch ships a 3.12-only test helper), which pip skips silently.
+# does the same on all cores afterwards, skipping the packages' own test suites, which
+# nothing imports (about 28 s; 35 s with them). It reports the few files that are not
+# Python 3.11, which pip skips silently.
 PIP_INSTALL := $(BIN)/pip install --quiet --no-compile
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml
 	$(PIP_INSTALL) torch==2.14.1 torchvision==0.29.1
 	$(PIP_INSTALL) -e '.[dev]'
 	$(PIP_INSTALL) --no-deps facenet-pytorch==2.6.0
-	-@$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
+	-@$(BIN)/python -m compileall -q -j 0 -x '/tests?/' $(VENV)/lib > /dev/null
 	@touch $@
 
 venv: $(STAMP) ## Build the virtual environment (.venv) with the pinned stack
