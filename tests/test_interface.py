@@ -86,6 +86,60 @@ def test_classifier_view_shares_weights_and_cam_layers_see_activations(name: str
     assert {id(p) for p in view.parameters()} == {id(p) for p in model.parameters()}
 
 
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_evaluation_layout_gives_the_same_outputs_and_is_undone(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_detector(name, pretrained=False, input_size=TINY_SIZE).eval()
+    images = torch.randn(2, 3, TINY_SIZE, TINY_SIZE)
+    with torch.no_grad():
+        default = model(images).maps() | {"logit": model(images).logit}
+        model.evaluation_layout(True)
+        convs = [p for p in model.parameters() if p.dim() == 4]
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+        evaluated = model(images).maps() | {"logit": model(images).logit}
+        model.evaluation_layout(False)
+    assert all(p.is_contiguous() for p in model.parameters())
+    assert default.keys() == evaluated.keys()
+    for key, value in default.items():
+        torch.testing.assert_close(evaluated[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_lightning_evaluates_in_the_evaluation_layout_and_trains_in_the_default() -> None:
+    import pytorch_lightning as pl
+
+    from src.synthetic import SyntheticFaceDataModule
+
+    model = build_detector("xception", pretrained=False, input_size=32)
+    layouts: dict[str, set[bool]] = {}
+
+    def record(_module: torch.nn.Module, _inputs: object) -> None:
+        weight = model.backbone.conv1.weight
+        stage = model.trainer.state.stage.value
+        layouts.setdefault(stage, set()).add(
+            weight.is_contiguous(memory_format=torch.channels_last)
+        )
+
+    hook = model.backbone.register_forward_pre_hook(record)
+    data = SyntheticFaceDataModule(
+        train_videos=4, val_videos=2, test_videos=2, frames_per_video=2, batch_size=4
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, data)
+    trainer.test(model, data)
+    hook.remove()
+    # Two epochs: training after a validation runs in the default layout again.
+    assert layouts == {"train": {False}, "validate": {True}, "test": {True}}
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
 @pytest.mark.parametrize(
     ("name", "size", "taps"),
     [

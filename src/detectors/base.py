@@ -348,6 +348,38 @@ class Detector(pl.LightningModule):
         self.pixel_metrics[key].reset()
         return results
 
+    # ------------------------------------------ evaluation's memory layout on a CPU
+    def evaluation_layout(self, evaluating: bool) -> None:
+        """Weights in channels-last layout while a CPU evaluates, the default one otherwise.
+
+        On a CPU, oneDNN's convolutions then run in that layout: evaluation (validation,
+        test, predict) takes 10-35 % less time for every shipped detector at demo size
+        (a third for the Xception-based ones), and logits change only at float rounding
+        (``benchmarks/eval_layout.py``). Training keeps the default layout, where it was
+        not consistently faster on 2 cores; GPUs keep it too (not measured here).
+        """
+        if self.device.type == "cpu":
+            layout = torch.channels_last if evaluating else torch.contiguous_format
+            self.to(memory_format=layout)
+
+    def on_validation_start(self) -> None:
+        self.evaluation_layout(True)
+
+    def on_validation_end(self) -> None:
+        self.evaluation_layout(False)
+
+    def on_test_start(self) -> None:
+        self.evaluation_layout(True)
+
+    def on_test_end(self) -> None:
+        self.evaluation_layout(False)
+
+    def on_predict_start(self) -> None:
+        self.evaluation_layout(True)
+
+    def on_predict_end(self) -> None:
+        self.evaluation_layout(False)
+
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         output = self.step_forward(batch)
         self._log_losses("val", self.loss(output, batch), batch["image"].shape[0])

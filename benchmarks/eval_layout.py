@@ -1,0 +1,89 @@
+"""What evaluation costs on a CPU with the weights in the default or the channels-last layout.
+
+    .venv/bin/python benchmarks/eval_layout.py [--detectors xception resnet50] [--size 64]
+        [--batch 64] [--repeats 3]
+
+Each detector is built as the demo profile builds it (no pretrained weights, ``--size`` px)
+and scores ``--batch`` random faces in eval mode, ``--repeats`` times after one warm-up,
+once in the default layout and once after ``evaluation_layout(True)``, as validation, test
+and predict run (``Detector.evaluation_layout``). Medians in ms per batch, and the largest
+difference between the two logits, go to ``benchmarks/results/eval_layout.json`` and the
+terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from src.detectors.base import Detector
+from src.detectors.registry import build_detector
+from src.files import atomic_write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEMO_DETECTORS = (
+    "xception",
+    "efficientnet_b4",
+    "resnet50",
+    "vgg16",
+    "recce",
+    "panet",
+    "laa_net",
+    "ynet",
+    "f3net",
+)
+# The demo's VGG-16 head (configs/profiles/vgg16_demo.yaml).
+DEMO_KWARGS = {"vgg16": {"backbone_kwargs": {"mlp_ratio": 0.125}}}
+
+
+def time_logits(
+    detector: Detector, images: torch.Tensor, repeats: int
+) -> tuple[float, torch.Tensor]:
+    with torch.inference_mode():
+        logits = detector(images).logit
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            logits = detector(images).logit
+            times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times), logits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detectors", nargs="+", default=list(DEMO_DETECTORS))
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    print(f"ms per batch of {args.batch}, {args.size} px, {torch.get_num_threads()} threads")
+    print(f"{'detector':<16}{'default':>9}{'channels-last':>15}{'max |diff|':>12}")
+    for name in args.detectors:
+        torch.manual_seed(0)
+        kwargs = DEMO_KWARGS.get(name, {})
+        detector = build_detector(name, pretrained=False, input_size=args.size, **kwargs).eval()
+        images = torch.randn(args.batch, 3, args.size, args.size)
+        default, reference = time_logits(detector, images, args.repeats)
+        detector.evaluation_layout(True)
+        channels_last, logits = time_logits(detector, images, args.repeats)
+        diff = float((logits - reference).abs().max())
+        rows.append(
+            {
+                "detector": name,
+                "default_ms": default,
+                "channels_last_ms": channels_last,
+                "max_diff": diff,
+            }
+        )
+        print(f"{name:<16}{default:>9.0f}{channels_last:>15.0f}{diff:>12.1e}")
+    setup = {"size": args.size, "batch": args.batch, "threads": torch.get_num_threads()}
+    atomic_write_json(RESULTS / "eval_layout.json", {"setup": setup, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
