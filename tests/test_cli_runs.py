@@ -21,6 +21,7 @@ from src.cli.runs import (
 )
 from src.data import DeepfakeDataModule
 from src.detectors import BackboneClassifier, LAANet
+from src.files import atomic_write
 from src.synthetic import SyntheticFaceDataModule
 
 GROUP = "runs/scripted_detector/synthetic_face"
@@ -208,6 +209,32 @@ def test_resumed_run_keeps_its_best_checkpoint(
         "blend": 1.0,
         "matched": 1.0,
     }
+
+
+def test_checkpoints_are_written_straight_and_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import src.cli.checkpoints as checkpoints
+
+    written: list[str] = []
+
+    def spy(path, write, durable=True):  # noqa: ANN001, ANN202
+        written.append(Path(path).name)
+        return atomic_write(path, write, durable)
+
+    monkeypatch.setattr(checkpoints, "atomic_write", spy)
+    saved = os.umask(0o027)
+    try:
+        assert main(["fit", *scripted_args(tmp_path / "runs", epochs=2)]) == 0
+    finally:
+        os.umask(saved)
+    (run,) = (tmp_path / GROUP).iterdir()
+    files = sorted((run / "checkpoints").iterdir())
+    assert [f.name for f in files] == ["best-epoch000.ckpt", "last.ckpt"]
+    assert sorted(set(written)) == ["best-epoch000.ckpt", "last.ckpt"]
+    for file in files:
+        assert file.stat().st_mode & 0o777 == 0o640
+        assert "state_dict" in torch.load(file, weights_only=True)
 
 
 def test_named_run_is_created_once_then_continued(

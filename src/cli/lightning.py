@@ -33,11 +33,18 @@ from typing import Any
 
 import yaml
 from jsonargparse import DefaultHelpFormatter, Namespace
+from lightning_fabric.plugins import CheckpointIO
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
 from src.cli import VERBS, UsageError, quiet
-from src.cli.checkpoints import RunCheckpoint, checkpoint_mismatch, load_matching, read_checkpoint
+from src.cli.checkpoints import (
+    AtomicCheckpointIO,
+    RunCheckpoint,
+    checkpoint_mismatch,
+    load_matching,
+    read_checkpoint,
+)
 from src.cli.options import plain_text
 from src.cli.parse_errors import parse_error_line, unwrap_instantiation
 from src.cli.predictions import (
@@ -214,6 +221,14 @@ class DFBenchCLI(LightningCLI):
             if isinstance(unwrapped, UsageError):
                 raise unwrapped from None
             raise unwrapped from error  # the constructor's own error, with its traceback
+
+    def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 (pl.Trainer)
+        # Checkpoints go through AtomicCheckpointIO unless the config names its own writer.
+        given = self._get(self.config_init, "trainer", default={}).get("plugins") or []
+        plugins = list(given) if isinstance(given, list | tuple) else [given]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
 
     # ------------------------------------------------------------------ the run
     def _parse_ckpt_path(self) -> None:
