@@ -20,18 +20,17 @@ import time
 from pathlib import Path
 
 import torch
+from demo_models import demo_detector
 from lightning_fabric.plugins import CheckpointIO, TorchCheckpointIO
 
 from src.cli.checkpoints import AtomicCheckpointIO
-from src.detectors.registry import build_detector
 from src.files import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def demo_checkpoint(name: str) -> dict:
-    torch.manual_seed(0)
-    model = build_detector(name, pretrained=False, input_size=64)
+    model = demo_detector(name)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model(torch.randn(2, 3, 64, 64)).logit.sum().backward()
     optimizer.step()

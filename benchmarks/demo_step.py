@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from demo_models import demo_detector
 
-from src.detectors.registry import build_detector
 from src.files import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -28,8 +28,7 @@ DEMO_DETECTORS = ("xception", "efficientnet_b4", "resnet50", "recce", "panet", "
 
 
 def time_steps(name: str, size: int, batch: int, steps: int, fused: bool) -> dict[str, float]:
-    torch.manual_seed(0)
-    model = build_detector(name, pretrained=False, input_size=size).train()
+    model = demo_detector(name, size).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-3, weight_decay=1e-5, fused=fused or None)
     images = torch.randn(batch, 3, size, size)

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import torch
+from demo_models import demo_detector
 
 from src.detectors.base import Detector
-from src.detectors.registry import build_detector
 from src.files import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,8 +36,6 @@ DEMO_DETECTORS = (
     "ynet",
     "f3net",
 )
-# The demo's VGG-16 head (configs/profiles/vgg16_demo.yaml).
-DEMO_KWARGS = {"vgg16": {"backbone_kwargs": {"mlp_ratio": 0.125}}}
 
 
 def time_logits(
@@ -64,9 +62,7 @@ def main() -> None:
     print(f"ms per batch of {args.batch}, {args.size} px, {torch.get_num_threads()} threads")
     print(f"{'detector':<16}{'default':>9}{'channels-last':>15}{'max |diff|':>12}")
     for name in args.detectors:
-        torch.manual_seed(0)
-        kwargs = DEMO_KWARGS.get(name, {})
-        detector = build_detector(name, pretrained=False, input_size=args.size, **kwargs).eval()
+        detector = demo_detector(name, args.size).eval()
         images = torch.randn(args.batch, 3, args.size, args.size)
         default, reference = time_logits(detector, images, args.repeats)
         detector.evaluation_layout(True)

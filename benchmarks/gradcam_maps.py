@@ -21,15 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from demo_models import demo_detector
 
-from src.detectors.registry import build_detector
 from src.files import atomic_write_json
 from src.tools.prle_maps import gradcam_maps
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEMO_ZOO = ("xception", "efficientnet_b4", "vgg16")
-# The demo's VGG-16 head (configs/profiles/vgg16_demo.yaml).
-DEMO_KWARGS = {"vgg16": {"backbone_kwargs": {"mlp_ratio": 0.125}}}
 
 
 def full_backward_maps(detector: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -72,9 +70,7 @@ def main() -> None:
     print(f"ms per batch of {args.batch}, {args.size} px, {torch.get_num_threads()} threads")
     print(f"{'member':<16}{'stopped':>9}{'full':>8}{'max |diff|':>12}")
     for name in args.detectors:
-        torch.manual_seed(0)
-        kwargs = DEMO_KWARGS.get(name, {})
-        detector = build_detector(name, pretrained=False, input_size=args.size, **kwargs).eval()
+        detector = demo_detector(name, args.size).eval()
         images = torch.randn(args.batch, 3, args.size, args.size)
         stopped, maps = median_ms(gradcam_maps, detector, images, args.repeats)
         full, reference = median_ms(full_backward_maps, detector, images, args.repeats)
