@@ -14,12 +14,11 @@ terminal.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
-from demo_models import demo_detector
+from demo_models import demo_detector, median_ms
 
 from src.detectors.base import Detector
 from src.files import atomic_write_json
@@ -38,17 +37,9 @@ DEMO_DETECTORS = (
 )
 
 
-def time_logits(
-    detector: Detector, images: torch.Tensor, repeats: int
-) -> tuple[float, torch.Tensor]:
+def logits(detector: Detector, images: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
-        logits = detector(images).logit
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            logits = detector(images).logit
-            times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times), logits
+        return detector(images).logit
 
 
 def main() -> None:
@@ -64,10 +55,10 @@ def main() -> None:
     for name in args.detectors:
         detector = demo_detector(name, args.size).eval()
         images = torch.randn(args.batch, 3, args.size, args.size)
-        default, reference = time_logits(detector, images, args.repeats)
+        default, reference = median_ms(partial(logits, detector, images), args.repeats)
         detector.evaluation_layout(True)
-        channels_last, logits = time_logits(detector, images, args.repeats)
-        diff = float((logits - reference).abs().max())
+        channels_last, evaluated = median_ms(partial(logits, detector, images), args.repeats)
+        diff = float((evaluated - reference).abs().max())
         rows.append(
             {
                 "detector": name,

@@ -15,13 +15,11 @@ batch, and the largest difference between the two maps, go to
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
-from demo_models import demo_detector
+from demo_models import demo_detector, median_ms
 
 from src.files import atomic_write_json
 from src.tools.prle_maps import gradcam_maps
@@ -44,21 +42,6 @@ def full_backward_maps(detector: torch.nn.Module, images: torch.Tensor) -> torch
         detector.zero_grad(set_to_none=True)
 
 
-def median_ms(
-    make_maps: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
-    detector: torch.nn.Module,
-    images: torch.Tensor,
-    repeats: int,
-) -> tuple[float, torch.Tensor]:
-    maps = make_maps(detector, images)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        maps = make_maps(detector, images)
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times), maps
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detectors", nargs="+", default=list(DEMO_ZOO))
@@ -72,8 +55,8 @@ def main() -> None:
     for name in args.detectors:
         detector = demo_detector(name, args.size).eval()
         images = torch.randn(args.batch, 3, args.size, args.size)
-        stopped, maps = median_ms(gradcam_maps, detector, images, args.repeats)
-        full, reference = median_ms(full_backward_maps, detector, images, args.repeats)
+        stopped, maps = median_ms(partial(gradcam_maps, detector, images), args.repeats)
+        full, reference = median_ms(partial(full_backward_maps, detector, images), args.repeats)
         diff = float((maps - reference).abs().max())
         rows.append({"member": name, "stopped_ms": stopped, "full_ms": full, "max_diff": diff})
         print(f"{name:<16}{stopped:>9.0f}{full:>8.0f}{diff:>12.1e}")
