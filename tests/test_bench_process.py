@@ -190,7 +190,7 @@ def test_sigterm_stops_the_child_and_leaves_the_cell_resumable(tmp_path: Path) -
     assert bench.returncode == 128 + signal.SIGTERM, output
     assert gone(pid)
     assert status(root)["status"] == "interrupted" and status(root)["signal"] == "SIGTERM"
-    assert "interrupted by SIGTERM; a re-run redoes this cell" in output
+    assert "interrupted by SIGTERM; a re-run continues this cell" in output
     assert "stopped by SIGTERM; re-run the same command to resume" in output
     BenchLock(root, orphan_wait_s=0).acquire().release()  # released
 

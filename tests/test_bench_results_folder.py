@@ -280,3 +280,68 @@ def test_interrupted_cell_is_marked_and_redone(tmp_path: Path, cells, monkeypatc
     CALLS.clear()
     assert Runner(cells, tmp_path / "results", []).run() == 0
     assert [args[0] for args, _ in CALLS] == ["test"]  # the finished fit is kept
+
+
+def _lightning_checkpoint(path: Path, epoch: int, callbacks: dict | None = None) -> None:
+    torch.save(
+        {"state_dict": {"layer.weight": torch.ones(2)}, "epoch": epoch, "callbacks": callbacks},
+        path,
+    )
+
+
+def _fit_sees_checkpoints(folder: Path, seen: dict):
+    """A stand-in fit that first records the checkpoints it finds and its --ckpt_path."""
+
+    def fit(args: list[str], log: Path, shown_log: str, **child) -> float:
+        if args[0] == "fit":
+            seen["files"] = sorted(p.name for p in folder.glob("*.ckpt"))
+            seen["ckpt_path"] = [a for a in args if a.startswith("--ckpt_path=")]
+            shutil.rmtree(folder, ignore_errors=True)  # the stand-in writes a whole fit's files
+        return fake_dfbench(args, log, shown_log, **child)
+
+    return fit
+
+
+def test_unfinished_fit_resumes_from_its_last_epoch(tmp_path: Path, cells, monkeypatch) -> None:
+    runner = Runner(cells, tmp_path / "results", [])
+    folder = runner.cell_dir(cells[0]) / "checkpoints"
+    folder.mkdir(parents=True)
+    # Killed in its third epoch (2), after that epoch's best file, before its last.ckpt. The
+    # record names the best by the path it had when written (the folder has moved since).
+    record = {
+        "ModelCheckpoint{'monitor': 'val/frame_auc'}": {
+            "best_model_path": "/elsewhere/checkpoints/best-epoch000.ckpt",
+        },
+        "ProgressFile": {"fit_seconds": 30.0},
+    }
+    _lightning_checkpoint(folder / "best-epoch000.ckpt", 0)
+    _lightning_checkpoint(folder / "last.ckpt", 1, record)
+    _lightning_checkpoint(folder / "best-epoch002.ckpt", 2)
+    seen: dict = {}
+    monkeypatch.setattr(runner_module, "_dfbench", _fit_sees_checkpoints(folder, seen))
+    assert runner.run() == 0
+    assert seen == {
+        "files": ["best-epoch000.ckpt", "last.ckpt"],  # the unrecorded best is gone
+        "ckpt_path": [f"--ckpt_path={folder / 'last.ckpt'}"],
+    }
+    fit = json.loads((runner.cell_dir(cells[0]) / "fit.json").read_text())
+    # The stand-in's 1 s plus the 30 s the interrupted attempt trained before last.ckpt.
+    assert fit["train_time_s"] == 31.0 and fit["resumed_after_epoch"] == 1
+
+
+@pytest.mark.parametrize("last", [None, b"half a checkpoint"])
+def test_fit_without_a_readable_last_checkpoint_starts_afresh(
+    tmp_path: Path, cells, monkeypatch, last: bytes | None
+) -> None:
+    runner = Runner(cells, tmp_path / "results", [])
+    folder = runner.cell_dir(cells[0]) / "checkpoints"
+    folder.mkdir(parents=True)
+    _lightning_checkpoint(folder / "best-epoch000.ckpt", 0)
+    if last is not None:
+        (folder / "last.ckpt").write_bytes(last)
+    seen: dict = {}
+    monkeypatch.setattr(runner_module, "_dfbench", _fit_sees_checkpoints(folder, seen))
+    assert runner.run() == 0
+    assert seen == {"files": [], "ckpt_path": []}
+    fit = json.loads((runner.cell_dir(cells[0]) / "fit.json").read_text())
+    assert fit["train_time_s"] == 1.0 and fit["resumed_after_epoch"] is None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from src.bench.grid import REPO, GridError, config_chain, load_grid
@@ -292,3 +294,33 @@ def test_same_seed_same_machine_gives_the_same_table(tmp_path: Path) -> None:
     assert json.loads((cell / "progress.json").read_text())["epoch"] == 0
     for log in ("fit.log", "test_0.log"):
         assert "\r" not in (cell / log).read_text()
+
+
+@pytest.mark.slow
+def test_interrupted_fit_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    """A two-epoch cell left with the checkpoints of its first epoch trains only the second."""
+    good = {"name": "xception", "configs": ["configs/detectors/xception.yaml"], "overrides": TINY}
+    grids = {}
+    for epochs in (1, 2):
+        (tmp_path / str(epochs)).mkdir()
+        trainer = {"max_epochs": epochs, "limit_train_batches": 1}
+        path = write_grid(tmp_path / str(epochs), [good], seeds=[0], trainer=trainer)
+        (grids[epochs],) = load_grid(path, "demo")
+    first = Runner([grids[1]], tmp_path / "first", [], keep_checkpoints=True)
+    assert first.run() == 0
+    left = first.cell_dir(grids[1]) / "checkpoints"
+    trained_s = torch.load(left / "last.ckpt", weights_only=False)["callbacks"]["ProgressFile"]
+    assert trained_s["fit_seconds"] > 0
+
+    resumed = Runner([grids[2]], tmp_path / "resumed", [])
+    shutil.copytree(left, resumed.cell_dir(grids[2]) / "checkpoints")
+    assert resumed.run() == 0
+    folder = resumed.cell_dir(grids[2])
+    fit = json.loads((folder / "fit.json").read_text())
+    assert fit["resumed_after_epoch"] == 0 and fit["best_epoch"] in (0, 1)
+    assert fit["train_time_s"] > trained_s["fit_seconds"]
+    log = (folder / "fit.log").read_text()
+    assert "Restoring states from the checkpoint path" in log and "not empty" not in log
+    (metrics,) = (folder / "fit").rglob("metrics.csv")
+    assert set(pd.read_csv(metrics)["epoch"].dropna()) == {1}  # the first epoch was not redone
+    assert resumed.status(grids[2])["status"] == "done"

@@ -8,11 +8,17 @@ resumes training: testing and ``Detector.load_from_checkpoint`` need only the
 weights and the hyper-parameters that rebuild the network. Once a cell's
 tests pass, the runner keeps the selected (best-on-validation) checkpoint
 reduced to those, and deletes the others (``last.ckpt`` ...).
+
+An unfinished fit (killed, stopped, or failed) resumes from the ``last.ckpt``
+it left (:func:`resume_point`): the last epoch it completed, with its
+optimiser, schedule, best-checkpoint record and training time so far.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +104,41 @@ def selection(path: str | Path) -> dict[str, Any]:
             facts["val_score"] = float(score)
             break
     return facts
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where an unfinished fit continues."""
+
+    path: Path  # its last.ckpt
+    epoch: int  # the last epoch it completed (0-based)
+    fit_seconds: float  # training time up to that checkpoint (ProgressFile's record; 0 if none)
+
+
+def resume_point(folder: str | Path) -> ResumePoint | None:
+    """The ``last.ckpt`` an unfinished fit left in ``folder``, readied for resuming.
+
+    Best checkpoints that its record does not name are deleted: an epoch that
+    was interrupted after saving its best file but before ``last.ckpt`` would
+    otherwise leave a file the resumed fit knows nothing of (neither replaces
+    nor selects it). None, and nothing deleted, when there is no readable
+    ``last.ckpt``: the fit then starts afresh.
+    """
+    last = Path(folder) / "last.ckpt"
+    if not last.is_file():
+        return None
+    try:
+        checkpoint = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+        epoch = int(checkpoint["epoch"])
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError):
+        return None
+    best, seconds = None, 0.0
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if key.startswith("ModelCheckpoint") and state.get("best_model_path"):
+            best = Path(state["best_model_path"]).name
+        elif key.startswith("ProgressFile"):
+            seconds = float(state.get("fit_seconds", 0.0))
+    for other in last.parent.glob("*.ckpt"):
+        if other.name not in (last.name, best):
+            other.unlink()
+    return ResumePoint(last, epoch, seconds)

@@ -11,7 +11,7 @@ signal skips the wait.
 
 If ``bench`` dies without a chance to react (SIGKILL, a crashed node), Linux
 sends the child SIGTERM (``PR_SET_PDEATHSIG``), so no fit goes on writing into
-a cell that the next run redoes.
+a cell that the next run continues.
 
 A child is either a new program (``command``) or, with ``fork_main``, a fork of
 ``bench`` that calls ``fork_main(command)``: ``bench`` imports torch, Lightning

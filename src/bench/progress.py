@@ -5,7 +5,9 @@ Lightning callback the runner adds to every fit (``--trainer.callbacks+=``):
 it rewrites a small JSON file (``<cell>/progress.json``) at each epoch start
 and at most every few seconds within one. Reading that file is more reliable
 than parsing the fit's log, which holds no per-epoch line once the progress
-bar is off (as it is in every cell, so that logs stay readable).
+bar is off (as it is in every cell, so that logs stay readable). It also keeps
+the fit's training time in every checkpoint, so that a fit resumed from one
+reports the time of all its attempts (:func:`src.bench.checkpoints.resume_point`).
 
 :class:`ProgressLine` shows it in ``bench``'s output. On a terminal it is one
 line redrawn in place; when the output goes to a file (a cluster job's log)
@@ -39,6 +41,22 @@ class ProgressFile(Callback):
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self._written = 0.0
+        self._started: float | None = None
+        self._before = 0.0  # training time of the attempts this fit resumed, from its checkpoint
+
+    def fit_seconds(self) -> float:
+        """Training time so far: earlier attempts' (to the resumed checkpoint) and this one's."""
+        running = time.monotonic() - self._started if self._started is not None else 0.0
+        return self._before + running
+
+    def state_dict(self) -> dict[str, float]:
+        return {"fit_seconds": self.fit_seconds()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._before = float(state_dict.get("fit_seconds", 0.0))
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._started = time.monotonic()
 
     def _write(self, trainer: Trainer, batch: int) -> None:
         if not trainer.is_global_zero:

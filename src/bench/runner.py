@@ -10,8 +10,8 @@ Everything lands in ``<out>/<benchmark>/<profile>/``:
 
 * ``cells/<cell id>/``: the cell's runs and logs, ``status.json`` (running /
   done / failed with the error / interrupted), ``fit.json`` (the selected
-  checkpoint and the validation score it was chosen by), ``progress.json``
-  (the fit's epoch) and ``results.csv``;
+  checkpoint, the validation score it was chosen by, the training time),
+  ``progress.json`` (the fit's epoch) and ``results.csv``;
 * ``results.csv``: every finished cell's rows (:mod:`src.bench.schema`),
   rewritten atomically after each cell;
 * ``tables/``: the rendered tables (Markdown, CSV, LaTeX) and ROC curves;
@@ -22,8 +22,11 @@ added to a ``--cell`` run when not done yet; between them, the zoo's maps are
 built once into ``prle_maps/<key>/`` (:mod:`src.bench.prle_maps`), a step with
 its own done marker that every PRLE cell of the same zoo and data reuses.
 
-A re-run skips finished cells and redoes failed or interrupted ones (a fit
-that finished is kept). One failing cell does not stop the others; the
+A re-run skips finished cells and continues failed or interrupted ones: a
+fit that finished is kept, and one that did not resumes from the last epoch
+it completed (its ``last.ckpt``; ``fit.json`` records ``resumed_after_epoch``,
+and its ``train_time_s`` adds the earlier attempts' training time up to that
+checkpoint). One failing cell does not stop the others; the
 command exits 1 if any failed. ``--cell N`` runs one cell, for a cluster
 array job; ``--list`` shows the cells.
 
@@ -57,7 +60,7 @@ import pandas as pd
 
 from src.bench import prle_maps as maps
 from src.bench import process
-from src.bench.checkpoints import keep_only, selection
+from src.bench.checkpoints import keep_only, resume_point, selection
 from src.bench.grid import REPO, Cell, GridError, cli_value, with_dependencies
 from src.bench.process import Interrupted, StopSignals, handle_stop_signals, run_child
 from src.bench.progress import ProgressLine, read_progress
@@ -222,7 +225,7 @@ class Runner:
 
         Raises:
             Interrupted: on SIGINT/SIGTERM, once the running cell's subprocess
-                has stopped and the cell is marked ``interrupted`` (a re-run redoes it).
+                has stopped and the cell is marked ``interrupted`` (a re-run continues it).
         """
         chosen = with_dependencies(
             [cell for cell in self.cells if only is None or cell.index == only]
@@ -250,7 +253,9 @@ class Runner:
                 except Interrupted as stop:
                     progress.finish()
                     self._set_status(cell, "interrupted", signal=stop.name)
-                    progress.say(f"{label}: interrupted by {stop.name}; a re-run redoes this cell")
+                    progress.say(
+                        f"{label}: interrupted by {stop.name}; a re-run continues this cell"
+                    )
                     self.collect()
                     raise
                 except Exception as error:  # one cell's failure never stops the grid
@@ -317,9 +322,14 @@ class Runner:
         folder = self.cell_dir(cell)
         fit_marker = folder / "fit.json"
         if not fit_marker.is_file():
-            # An interrupted fit may have left checkpoints that are not this run's best.
-            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-            shutil.rmtree(folder / "fit", ignore_errors=True)
+            resume = resume_point(folder / "checkpoints")
+            if resume is None:
+                shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+                shutil.rmtree(folder / "fit", ignore_errors=True)
+            else:
+                self.progress.say(
+                    f"[{cell.index}] {cell.id}: resuming its fit after epoch {resume.epoch + 1}"
+                )
             progress_file = folder / "progress.json"
             progress_file.unlink(missing_ok=True)
             fit_time = self._run(
@@ -331,6 +341,7 @@ class Runner:
                     f"--checkpoint.dirpath={folder / 'checkpoints'}",
                     progress_callback(progress_file),
                     *([maps.side_data_arg(self.root, cell)] if cell.zoo else []),
+                    *([f"--ckpt_path={resume.path}"] if resume else []),
                 ],
                 folder / "fit.log",
                 lambda: self.progress.update(read_progress(progress_file)),
@@ -344,7 +355,8 @@ class Runner:
             atomic_write_json(
                 fit_marker,
                 {
-                    "train_time_s": fit_time,
+                    "train_time_s": fit_time + (resume.fit_seconds if resume else 0.0),
+                    "resumed_after_epoch": resume.epoch if resume else None,
                     "checkpoint": self._stored(best[-1]),
                     "params": facts["params"],
                     "best_epoch": facts["epoch"],

@@ -276,6 +276,10 @@ class DFBenchCLI(LightningCLI):
                 config["ckpt_path"] = None  # loaded by load_matching, not by Lightning
         if verb == "fit" and config.checkpoint.get("dirpath") is None:
             config.checkpoint["dirpath"] = str(self.layout.checkpoint_dir)
+        elif verb == "fit" and checkpoint is not None:
+            # A fit resumed from its own checkpoint folder (an interrupted bench cell's) continues.
+            own = Path(config.checkpoint["dirpath"]).resolve() == checkpoint.resolve().parent
+            self.continues_run = self.continues_run or own
         config.trainer["default_root_dir"] = str(self.layout.run_dir)
         _point_loggers(config.trainer, self.layout, verb, self.meta)
         self.names = {
