@@ -18,6 +18,7 @@ from src.bench.progress import (
     estimate_left,
     fit_fraction,
     read_progress,
+    resumed_fraction,
 )
 
 
@@ -30,6 +31,9 @@ def test_estimate_left() -> None:
     assert estimate_left([], 4, 50.0, 0.25) == pytest.approx(150.0 + 3 * 200.0)
     assert estimate_left([], 4, 50.0, None) is None
     assert estimate_left([], 4, 50.0, 0.0) is None
+    # A fit resumed at half way, now 60 % done 50 s later: 10 % per 50 s, a cell takes 500 s.
+    assert estimate_left([], 2, 50.0, 0.6, resumed_at=0.5) == pytest.approx(200.0 + 500.0)
+    assert estimate_left([], 2, 50.0, 0.5, resumed_at=0.5) is None
     assert estimate_left([10.0], 0, 0.0, None) == 0.0
 
 
@@ -38,6 +42,8 @@ def test_fit_fraction_and_words() -> None:
     assert fit_fraction(state) == pytest.approx((1 + 0.25) / 4)
     assert fit_fraction(state | {"max_epochs": None}) is None
     assert fit_fraction(None) is None
+    assert resumed_fraction(state) == 0.0 and resumed_fraction(None) == 0.0
+    assert resumed_fraction(state | {"first_epoch": 1}) == pytest.approx(0.25)
     assert describe(state) == "fit epoch 2/4 (batch 30/120)"
     assert describe(state | {"batch": 0}) == "fit epoch 2/4"
     assert describe(state | {"max_epochs": None, "batch": 0}) == "fit epoch 2"
@@ -118,10 +124,12 @@ def test_progress_file_callback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     callback = ProgressFile(str(path))
     times = iter([0.0, 1.0, 6.0, 6.0, 7.0, 7.0])
     monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(times))
+    callback.on_train_start(trainer(1), None)  # a fit resumed after its first epoch
     callback.on_train_epoch_start(trainer(1), None)  # writes at 0 s
     assert json.loads(path.read_text()) == {
         "stage": "fit",
         "epoch": 1,
+        "first_epoch": 1,
         "max_epochs": 3,
         "batch": 0,
         "batches": 7,
@@ -134,3 +142,16 @@ def test_progress_file_callback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert read_progress(path)["epoch"] == 1
     path.write_text("{half")
     assert read_progress(path) is None
+
+
+def test_progress_file_keeps_training_time_across_a_resume(monkeypatch) -> None:
+    times = iter([100.0, 130.0, 500.0, 520.0])
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(times))
+    first = ProgressFile("progress.json")
+    first.on_fit_start(None, None)  # at 100 s
+    saved = first.state_dict()  # in the checkpoint written at 130 s
+    assert saved == {"fit_seconds": 30.0}
+    resumed = ProgressFile("progress.json")
+    resumed.load_state_dict(saved)
+    resumed.on_fit_start(None, None)  # at 500 s
+    assert resumed.state_dict() == {"fit_seconds": 50.0}  # at 520 s: 30 + 20

@@ -42,6 +42,7 @@ class ProgressFile(Callback):
         self.path = Path(path)
         self._written = 0.0
         self._started: float | None = None
+        self._first_epoch = 0  # where this attempt started: not 0 when resumed
         self._before = 0.0  # training time of the attempts this fit resumed, from its checkpoint
 
     def fit_seconds(self) -> float:
@@ -58,6 +59,9 @@ class ProgressFile(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._started = time.monotonic()
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._first_epoch = trainer.current_epoch  # after a resume's restore
+
     def _write(self, trainer: Trainer, batch: int) -> None:
         if not trainer.is_global_zero:
             return
@@ -66,6 +70,7 @@ class ProgressFile(Callback):
         state = {
             "stage": "fit",
             "epoch": trainer.current_epoch,
+            "first_epoch": self._first_epoch,
             "max_epochs": max_epochs,
             "batch": batch,
             "batches": batches if isinstance(batches, int) else None,
@@ -105,24 +110,36 @@ def fit_fraction(progress: dict[str, Any] | None) -> float | None:
     return min((progress["epoch"] + within) / progress["max_epochs"], 1.0)
 
 
+def resumed_fraction(progress: dict[str, Any] | None) -> float:
+    """The share of the fit an earlier attempt had done when this one resumed it (0 if none)."""
+    if not progress or not progress.get("max_epochs"):
+        return 0.0
+    return progress.get("first_epoch", 0) / progress["max_epochs"]
+
+
 def estimate_left(
-    finished_s: list[float], remaining: int, current_s: float, current_fraction: float | None
+    finished_s: list[float],
+    remaining: int,
+    current_s: float,
+    current_fraction: float | None,
+    resumed_at: float = 0.0,
 ) -> float | None:
     """Seconds left for ``remaining`` cells (the running one included).
 
     A cell is expected to take as long as the mean of those finished in this
     run; before any has finished, the running cell's fit extrapolated from
-    the share it has done. None when neither is known yet.
+    the share it has done in ``current_s`` (from ``resumed_at`` to
+    ``current_fraction``). None when neither is known yet.
     """
     if remaining <= 0:
         return 0.0
     if finished_s:
         per_cell = sum(finished_s) / len(finished_s)
-    elif current_fraction:
-        per_cell = current_s / current_fraction
-    else:
+        return max(per_cell - current_s, 0.0) + per_cell * (remaining - 1)
+    if current_fraction is None or current_fraction <= resumed_at:
         return None
-    return max(per_cell - current_s, 0.0) + per_cell * (remaining - 1)
+    per_cell = current_s / (current_fraction - resumed_at)
+    return per_cell * (1 - current_fraction) + per_cell * (remaining - 1)
 
 
 def duration(seconds: float) -> str:
@@ -216,7 +233,13 @@ class ProgressLine:
         stage = (self.state or {}).get("stage")
         # Once testing, the fit is done: its time stands for the cell's (tests are short).
         fraction = 1.0 if stage == "test" else fit_fraction(self.state)
-        left = estimate_left(self.finished_s, self.total - self.done, current_s, fraction)
+        left = estimate_left(
+            self.finished_s,
+            self.total - self.done,
+            current_s,
+            fraction,
+            resumed_fraction(self.state),
+        )
         eta = f"~{duration(left)} left" if left is not None else "time left: after the first cell"
         head = f"[cells {self.done}/{self.total} done | {duration(now - self.started)} | {eta}]"
         return f"{head} {self.cell}: {describe(self.state)}" if self.cell else head
