@@ -329,16 +329,19 @@ def test_unfinished_fit_resumes_from_its_last_epoch(tmp_path: Path, cells, monke
     assert fit["train_time_s"] == 31.0 and fit["resumed_after_epoch"] == 1
 
 
-@pytest.mark.parametrize("last", [None, b"half a checkpoint"])
-def test_fit_without_a_readable_last_checkpoint_starts_afresh(
-    tmp_path: Path, cells, monkeypatch, last: bytes | None
+@pytest.mark.parametrize("last", ["missing", "half written", "names a deleted best"])
+def test_fit_without_a_usable_last_checkpoint_starts_afresh(
+    tmp_path: Path, cells, monkeypatch, last: str
 ) -> None:
     runner = Runner(cells, tmp_path / "results", [])
     folder = runner.cell_dir(cells[0]) / "checkpoints"
     folder.mkdir(parents=True)
     _lightning_checkpoint(folder / "best-epoch000.ckpt", 0)
-    if last is not None:
-        (folder / "last.ckpt").write_bytes(last)
+    if last == "half written":
+        (folder / "last.ckpt").write_bytes(b"half a checkpoint")
+    elif last == "names a deleted best":
+        record = {"ModelCheckpoint{}": {"best_model_path": str(folder / "best-epoch001.ckpt")}}
+        _lightning_checkpoint(folder / "last.ckpt", 1, record)
     seen: dict = {}
     monkeypatch.setattr(runner_module, "_dfbench", _fit_sees_checkpoints(folder, seen))
     assert runner.run() == 0

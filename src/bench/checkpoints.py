@@ -122,7 +122,8 @@ def resume_point(folder: str | Path) -> ResumePoint | None:
     was interrupted after saving its best file but before ``last.ckpt`` would
     otherwise leave a file the resumed fit knows nothing of (neither replaces
     nor selects it). None, and nothing deleted, when there is no readable
-    ``last.ckpt``: the fit then starts afresh.
+    ``last.ckpt`` or the best checkpoint it names is gone: the fit then starts
+    afresh.
     """
     last = Path(folder) / "last.ckpt"
     if not last.is_file():
@@ -138,6 +139,8 @@ def resume_point(folder: str | Path) -> ResumePoint | None:
             best = Path(state["best_model_path"]).name
         elif key.startswith("ProgressFile"):
             seconds = float(state.get("fit_seconds", 0.0))
+    if best is not None and not (last.parent / best).is_file():
+        return None
     for other in last.parent.glob("*.ckpt"):
         if other.name not in (last.name, best):
             other.unlink()
