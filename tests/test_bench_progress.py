@@ -11,6 +11,7 @@ import pytest
 
 import src.bench.progress as progress_module
 from src.bench.progress import (
+    FIT_SECONDS_KEY,
     ProgressFile,
     ProgressLine,
     describe,
@@ -149,9 +150,11 @@ def test_progress_file_keeps_training_time_across_a_resume(monkeypatch) -> None:
     monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(times))
     first = ProgressFile("progress.json")
     first.on_fit_start(None, None)  # at 100 s
-    saved = first.state_dict()  # in the checkpoint written at 130 s
-    assert saved == {"fit_seconds": 30.0}
+    checkpoint: dict = {}
+    first.on_save_checkpoint(None, None, checkpoint)  # written at 130 s
+    assert checkpoint == {FIT_SECONDS_KEY: 30.0}
     resumed = ProgressFile("progress.json")
-    resumed.load_state_dict(saved)
+    resumed.on_load_checkpoint(None, None, checkpoint)
     resumed.on_fit_start(None, None)  # at 500 s
-    assert resumed.state_dict() == {"fit_seconds": 50.0}  # at 520 s: 30 + 20
+    resumed.on_save_checkpoint(None, None, checkpoint)  # at 520 s: 30 + 20
+    assert checkpoint == {FIT_SECONDS_KEY: 50.0}

@@ -23,6 +23,7 @@ from bench_data import make_predictions
 
 import src.bench.runner as runner_module
 from src.bench.grid import load_grid
+from src.bench.progress import FIT_SECONDS_KEY
 from src.bench.report import report
 from src.bench.runner import Runner
 from src.metrics import compute_metrics
@@ -282,9 +283,10 @@ def test_interrupted_cell_is_marked_and_redone(tmp_path: Path, cells, monkeypatc
     assert [args[0] for args, _ in CALLS] == ["test"]  # the finished fit is kept
 
 
-def _lightning_checkpoint(path: Path, epoch: int, callbacks: dict | None = None) -> None:
+def _lightning_checkpoint(path: Path, epoch: int, callbacks: dict | None = None, **keys) -> None:
     torch.save(
-        {"state_dict": {"layer.weight": torch.ones(2)}, "epoch": epoch, "callbacks": callbacks},
+        {"state_dict": {"layer.weight": torch.ones(2)}, "epoch": epoch, "callbacks": callbacks}
+        | keys,
         path,
     )
 
@@ -312,10 +314,9 @@ def test_unfinished_fit_resumes_from_its_last_epoch(tmp_path: Path, cells, monke
         "ModelCheckpoint{'monitor': 'val/frame_auc'}": {
             "best_model_path": "/elsewhere/checkpoints/best-epoch000.ckpt",
         },
-        "ProgressFile": {"fit_seconds": 30.0},
     }
     _lightning_checkpoint(folder / "best-epoch000.ckpt", 0)
-    _lightning_checkpoint(folder / "last.ckpt", 1, record)
+    _lightning_checkpoint(folder / "last.ckpt", 1, record, **{FIT_SECONDS_KEY: 30.0})
     _lightning_checkpoint(folder / "best-epoch002.ckpt", 2)
     seen: dict = {}
     monkeypatch.setattr(runner_module, "_dfbench", _fit_sees_checkpoints(folder, seen))

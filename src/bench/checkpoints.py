@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from src.bench.progress import FIT_SECONDS_KEY
 from src.files import atomic_write
 
 #: What a weights-only checkpoint keeps. The Lightning version lets Lightning
@@ -112,7 +113,7 @@ class ResumePoint:
 
     path: Path  # its last.ckpt
     epoch: int  # the last epoch it completed (0-based)
-    fit_seconds: float  # training time up to that checkpoint (ProgressFile's record; 0 if none)
+    fit_seconds: float  # training time up to that checkpoint (ProgressFile's; 0 if not recorded)
 
 
 def resume_point(folder: str | Path) -> ResumePoint | None:
@@ -133,15 +134,13 @@ def resume_point(folder: str | Path) -> ResumePoint | None:
         epoch = int(checkpoint["epoch"])
     except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError):
         return None
-    best, seconds = None, 0.0
+    best = None
     for key, state in (checkpoint.get("callbacks") or {}).items():
         if key.startswith("ModelCheckpoint") and state.get("best_model_path"):
             best = Path(state["best_model_path"]).name
-        elif key.startswith("ProgressFile"):
-            seconds = float(state.get("fit_seconds", 0.0))
     if best is not None and not (last.parent / best).is_file():
         return None
     for other in last.parent.glob("*.ckpt"):
         if other.name not in (last.name, best):
             other.unlink()
-    return ResumePoint(last, epoch, seconds)
+    return ResumePoint(last, epoch, float(checkpoint.get(FIT_SECONDS_KEY, 0.0)))

@@ -29,6 +29,8 @@ from src.files import atomic_write
 
 #: Seconds between two progress-file updates within an epoch.
 WRITE_EVERY_S = 5.0
+#: The checkpoint key of the training time up to that checkpoint (:class:`ProgressFile`).
+FIT_SECONDS_KEY = "dfbench_fit_seconds"
 
 
 class ProgressFile(Callback):
@@ -50,11 +52,17 @@ class ProgressFile(Callback):
         running = time.monotonic() - self._started if self._started is not None else 0.0
         return self._before + running
 
-    def state_dict(self) -> dict[str, float]:
-        return {"fit_seconds": self.fit_seconds()}
+    # A key of the checkpoint, not callback state: Lightning warns about a callback state that
+    # a later `test` of the checkpoint (without this callback) would not restore.
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[FIT_SECONDS_KEY] = self.fit_seconds()
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._before = float(state_dict.get("fit_seconds", 0.0))
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._before = float(checkpoint.get(FIT_SECONDS_KEY, 0.0))
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._started = time.monotonic()
