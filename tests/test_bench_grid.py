@@ -336,7 +336,8 @@ def test_bench_list_shows_the_checks_per_cell(
     grid = frame_table_grid(tmp_path)
     args = [str(grid), "--profile", "paper", "--out", str(tmp_path / "out"), "--no-wandb"]
     weights = "/nowhere/xception.pth"
-    assert run([*args, "--list", "--set", f"xception:model.init_args.pretrained={weights}"]) == 0
+    listing = [*args, "--list", "--set", f"xception:model.init_args.pretrained={weights}"]
+    assert run(listing) == 0
     lines = capsys.readouterr().out.splitlines()
     assert (
         lines[0] == f"cells of tiny, profile paper (results: {tmp_path / 'out' / 'tiny' / 'paper'})"
@@ -354,3 +355,12 @@ def test_bench_list_shows_the_checks_per_cell(
     assert not (tmp_path / "out" / "tiny" / "paper" / "cells").exists()
     with pytest.raises(GridError, match=r"--cell 2 is out of range: .* has cells 0 to 1"):
         run([*args, "--cell", "2"])
+    # A cell whose fit was interrupted after an epoch says where it will resume.
+    last = tmp_path / "out" / "tiny" / "paper" / "cells" / lines[1].split()[-1] / "checkpoints"
+    last.mkdir(parents=True)
+    (last / "last.ckpt").touch()
+    capsys.readouterr()
+    assert run(listing) == 0
+    assert capsys.readouterr().out.splitlines()[2] == (
+        f"{'':19s}its fit resumes from cells/{lines[1].split()[-1]}/checkpoints/last.ckpt"
+    )

@@ -82,6 +82,9 @@ def _list(runner, chosen, cache_dir: str | None) -> int:  # noqa: ANN001 (lazy i
             print(f"{'':19s}needs PRLE maps {folder} ({maps_state(runner.root, cell)})")
         if status["status"] == "done":
             continue
+        last = runner.cell_dir(cell) / "checkpoints" / "last.ckpt"
+        if last.is_file() and not (runner.cell_dir(cell) / "fit.json").is_file():
+            print(f"{'':19s}its fit resumes from {last.relative_to(runner.root)}")
         for item in missing_files(cell, cache_dir):
             print(f"{'':19s}missing {item}")
             problems += 1
