@@ -4,23 +4,23 @@
 
 Each detector is built as the demo profile builds it (no pretrained weights, 64 px) and
 given Adam's state after one step, so the checkpoint holds what a demo fit writes each
-epoch (weights and two Adam moments). It is written ``--repeats`` times into a
-temporary folder by Lightning's ``TorchCheckpointIO`` (serialised into memory, then
-copied into the file) and by the suite's ``AtomicCheckpointIO`` (straight into a
-temporary file beside the target, synced and renamed). Medians in seconds per
-checkpoint go to ``benchmarks/results/checkpoint_write.json`` and the terminal.
+epoch (weights and two Adam moments). It is written over the same file, as
+``last.ckpt`` is every epoch, once to warm up and then ``--repeats`` times, by
+Lightning's ``TorchCheckpointIO`` (serialised into memory, then copied into the file)
+and by the suite's ``AtomicCheckpointIO`` (straight into a temporary file beside the
+target, synced and renamed). Medians in seconds per checkpoint go to
+``benchmarks/results/checkpoint_write.json`` and the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
-from demo_models import demo_detector
+from demo_models import demo_detector, median_ms
 from lightning_fabric.plugins import CheckpointIO, TorchCheckpointIO
 
 from src.cli.checkpoints import AtomicCheckpointIO
@@ -37,13 +37,9 @@ def demo_checkpoint(name: str) -> dict:
     return {"state_dict": model.state_dict(), "optimizer_states": [optimizer.state_dict()]}
 
 
-def median_seconds(writer: CheckpointIO, checkpoint: dict, folder: Path, repeats: int) -> float:
-    times = []
-    for index in range(repeats):
-        start = time.perf_counter()
-        writer.save_checkpoint(checkpoint, folder / f"{index}.ckpt")
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_seconds(writer: CheckpointIO, checkpoint: dict, path: Path, repeats: int) -> float:
+    milliseconds, _ = median_ms(partial(writer.save_checkpoint, checkpoint, path), repeats)
+    return milliseconds / 1e3
 
 
 def main() -> None:
@@ -56,9 +52,10 @@ def main() -> None:
     for name in args.detectors:
         checkpoint = demo_checkpoint(name)
         with tempfile.TemporaryDirectory(prefix="dfbench-ckpt-") as tmp:
-            lightning = median_seconds(TorchCheckpointIO(), checkpoint, Path(tmp), args.repeats)
-            suite = median_seconds(AtomicCheckpointIO(), checkpoint, Path(tmp), args.repeats)
-            size = (Path(tmp) / "0.ckpt").stat().st_size / 1e6
+            path = Path(tmp) / "last.ckpt"
+            lightning = median_seconds(TorchCheckpointIO(), checkpoint, path, args.repeats)
+            suite = median_seconds(AtomicCheckpointIO(), checkpoint, path, args.repeats)
+            size = path.stat().st_size / 1e6
         rows.append({"detector": name, "mb": size, "lightning_s": lightning, "suite_s": suite})
         print(f"{name:<12}{size:>6.0f}{lightning:>13.2f}{suite:>9.2f}")
     atomic_write_json(RESULTS / "checkpoint_write.json", {"rows": rows})

@@ -250,8 +250,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer without its copy in memory, for local paths.
 
     Lightning serialises a checkpoint into memory and then copies that into the
-    file; for a demo checkpoint with its Adam state (250-290 MB) that costs 0.8-1.2 s,
-    against 0.3-0.4 s written straight into a temporary file beside the target and
+    file; for a demo checkpoint with its Adam state (250-290 MB) that costs 0.5-1.2 s,
+    against 0.4-0.5 s written straight into a temporary file beside the target and
     renamed into place (:func:`src.files.atomic_write`: as atomic, synced, with the
     user's umask; ``benchmarks/checkpoint_write.py``). A demo cell writes four to six
     of them. Remote paths (``s3://...``) keep Lightning's writer.
