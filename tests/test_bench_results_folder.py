@@ -110,7 +110,7 @@ def stored_text(root: Path) -> list[tuple[Path, str]]:
 
 
 def test_moved_results_folder_is_found_again(tmp_path: Path, cells) -> None:
-    first = Runner(cells, tmp_path / "results", [])
+    first = Runner(cells, tmp_path / "results")
     assert first.run() == 0
     report(first.collect(), first.root, wandb=False)
     for path, text in stored_text(first.root):
@@ -120,7 +120,7 @@ def test_moved_results_folder_is_found_again(tmp_path: Path, cells) -> None:
 
     shutil.move(tmp_path / "results", tmp_path / "moved")
     calls = []
-    moved = Runner(cells, tmp_path / "moved", [])
+    moved = Runner(cells, tmp_path / "moved")
     moved.run_cell = lambda cell: calls.append(cell)  # a re-run must not run anything
     assert moved.run() == 0 and calls == []
     (moved.root / "tables").rename(moved.root / "old_tables")
@@ -132,7 +132,7 @@ def test_moved_results_folder_is_found_again(tmp_path: Path, cells) -> None:
 
 
 def test_finished_cell_keeps_one_weights_only_checkpoint(tmp_path: Path, cells) -> None:
-    runner = Runner(cells, tmp_path / "results", [])
+    runner = Runner(cells, tmp_path / "results")
     assert runner.run() == 0
     folder = runner.cell_dir(cells[0]) / "checkpoints"
     assert [p.name for p in folder.iterdir()] == ["best-epoch001.ckpt"]
@@ -143,7 +143,7 @@ def test_finished_cell_keeps_one_weights_only_checkpoint(tmp_path: Path, cells) 
 
 
 def test_keep_checkpoints_leaves_them_untouched(tmp_path: Path, cells) -> None:
-    runner = Runner(cells, tmp_path / "results", [], keep_checkpoints=True)
+    runner = Runner(cells, tmp_path / "results", keep_checkpoints=True)
     assert runner.run() == 0
     folder = runner.cell_dir(cells[0]) / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["best-epoch001.ckpt", "last.ckpt"]
@@ -154,7 +154,7 @@ def test_keep_checkpoints_leaves_them_untouched(tmp_path: Path, cells) -> None:
 def test_results_follow_the_umask(tmp_path: Path, cells) -> None:
     saved = os.umask(0o022)
     try:
-        runner = Runner(cells, tmp_path / "results", [])
+        runner = Runner(cells, tmp_path / "results")
         runner.run()
         report(runner.collect(), runner.root, wandb=False)
     finally:
@@ -169,7 +169,7 @@ def test_results_follow_the_umask(tmp_path: Path, cells) -> None:
 
 
 def test_cells_carry_run_meta_progress_and_selection_score(tmp_path: Path, cells) -> None:
-    runner = Runner(cells, tmp_path / "results", [], wandb_group="tiny/demo")
+    runner = Runner(cells, tmp_path / "results", wandb_group="tiny/demo")
     assert runner.run() == 0
     (fit_args, fit_child), (test_args, test_child) = CALLS
     assert fit_args[0] == "fit" and test_args[0] == "test"
@@ -182,8 +182,6 @@ def test_cells_carry_run_meta_progress_and_selection_score(tmp_path: Path, cells
             "detector": "xception",
             "train_set": "synthetic",
             "seed": 0,
-            "config_hash": cell.config_hash,
-            "code_version": runner.version,
             "wandb_group": "tiny/demo",
         }
     # The fit reports its epoch to the cell's progress file; the test has no such callback.
@@ -207,7 +205,7 @@ def test_cells_carry_run_meta_progress_and_selection_score(tmp_path: Path, cells
 
 def test_pixel_metrics_reach_rows_and_their_own_table(tmp_path: Path, cells) -> None:
     PIXEL["blend"] = {"pixel_auc": 0.9, "pixel_iou": 0.5, "pixel_f1": 0.625, "n_pixel_frames": 7}
-    runner = Runner(cells, tmp_path / "results", [])
+    runner = Runner(cells, tmp_path / "results")
     assert runner.run() == 0
     results = runner.collect()
     blend = results[results["test_set"] == "blend"].set_index("level")
@@ -243,7 +241,7 @@ def test_pixel_metrics_reach_rows_and_their_own_table(tmp_path: Path, cells) -> 
 
 
 def test_report_prints_legend_and_sanity_line(tmp_path: Path, cells) -> None:
-    runner = Runner(cells, tmp_path / "results", [])
+    runner = Runner(cells, tmp_path / "results")
     assert runner.run() == 0
     out = io.StringIO()
     report(runner.collect(), runner.root, wandb=False, style="plain", stream=out)
@@ -268,7 +266,7 @@ def test_interrupted_cell_is_marked_and_redone(tmp_path: Path, cells, monkeypatc
         return fake_dfbench(args, log, shown_log, **child)
 
     monkeypatch.setattr(runner_module, "_dfbench", interrupted_test)
-    runner = Runner(cells, tmp_path / "results", [])
+    runner = Runner(cells, tmp_path / "results")
     with pytest.raises(Interrupted) as stopped:
         runner.run()
     assert stopped.value.exit_code == 128 + signal.SIGTERM
@@ -279,7 +277,7 @@ def test_interrupted_cell_is_marked_and_redone(tmp_path: Path, cells, monkeypatc
     }
     monkeypatch.setattr(runner_module, "_dfbench", fake_dfbench)
     CALLS.clear()
-    assert Runner(cells, tmp_path / "results", []).run() == 0
+    assert Runner(cells, tmp_path / "results").run() == 0
     assert [args[0] for args, _ in CALLS] == ["test"]  # the finished fit is kept
 
 
@@ -305,7 +303,7 @@ def _fit_sees_checkpoints(folder: Path, seen: dict):
 
 
 def test_unfinished_fit_resumes_from_its_last_epoch(tmp_path: Path, cells, monkeypatch) -> None:
-    runner = Runner(cells, tmp_path / "results", [])
+    runner = Runner(cells, tmp_path / "results")
     folder = runner.cell_dir(cells[0]) / "checkpoints"
     folder.mkdir(parents=True)
     # Killed in its third epoch (2), after that epoch's best file, before its last.ckpt. The
@@ -334,7 +332,7 @@ def test_unfinished_fit_resumes_from_its_last_epoch(tmp_path: Path, cells, monke
 def test_fit_without_a_usable_last_checkpoint_starts_afresh(
     tmp_path: Path, cells, monkeypatch, last: str
 ) -> None:
-    runner = Runner(cells, tmp_path / "results", [])
+    runner = Runner(cells, tmp_path / "results")
     folder = runner.cell_dir(cells[0]) / "checkpoints"
     folder.mkdir(parents=True)
     _lightning_checkpoint(folder / "best-epoch000.ckpt", 0)

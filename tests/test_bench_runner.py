@@ -12,10 +12,11 @@ import pytest
 import torch
 import yaml
 
-from src.bench.grid import REPO, GridError, config_chain, load_grid
+from src.bench.grid import GridError, load_grid
 from src.bench.progress import FIT_SECONDS_KEY
 from src.bench.runner import Runner
 from src.bench.schema import RESULT_COLUMNS
+from src.configs import REPO
 
 TINY = {
     "model.init_args.input_size": 32,
@@ -81,18 +82,6 @@ def test_grid_expansion(tmp_path: Path) -> None:
         load_grid(tmp_path / "nope.yaml", "demo")
 
 
-def test_cell_hash_covers_included_configs(tmp_path: Path) -> None:
-    """A baseline's file reads baseline.yaml: editing the shared file must make a new cell."""
-    assert config_chain(REPO / "configs/detectors/vgg16.yaml") == [
-        REPO / "configs/detectors/baseline.yaml",
-        REPO / "configs/detectors/vgg16.yaml",
-    ]
-    (tmp_path / "a.yaml").write_text("config: b.yaml\nx: 1\n")
-    (tmp_path / "b.yaml").write_text("config: a.yaml\ny: 2\n")  # a cycle still ends
-    assert config_chain(tmp_path / "a.yaml") == [tmp_path / "b.yaml", tmp_path / "a.yaml"]
-    assert config_chain(tmp_path / "missing.yaml") == []
-
-
 def test_every_shipped_grid_expands() -> None:
     root = Path(__file__).resolve().parents[1] / "benchmarks"
     for grid in sorted(root.glob("*.yaml")):
@@ -112,11 +101,11 @@ def test_runner_resumes_records_failures_and_equals_a_clean_run(tmp_path: Path) 
     good_cells = [c for c in cells if c.detector == "xception"]
 
     # A run interrupted after its first cell: only that cell is on disk.
-    partial = Runner(cells, tmp_path / "resumed", [])
+    partial = Runner(cells, tmp_path / "resumed")
     partial.run(only=good_cells[0].index)
     assert partial.status(good_cells[0])["status"] == "done"
     # The re-run skips it, runs the rest, records the broken cells and exits 1.
-    resumed = Runner(cells, tmp_path / "resumed", [])
+    resumed = Runner(cells, tmp_path / "resumed")
     assert resumed.run() == 1
     statuses = {c.detector: resumed.status(c)["status"] for c in cells}
     assert statuses == {"xception": "done", "broken": "failed"}
@@ -128,7 +117,7 @@ def test_runner_resumes_records_failures_and_equals_a_clean_run(tmp_path: Path) 
     )  # seeds x test sets x levels
     assert (resumed.root / "results.csv").is_file()
 
-    clean = Runner(good_cells, tmp_path / "clean", [])
+    clean = Runner(good_cells, tmp_path / "clean")
     assert clean.run() == 0
     columns = [
         "detector",
@@ -307,13 +296,13 @@ def test_interrupted_fit_resumes_from_its_last_checkpoint(tmp_path: Path) -> Non
         trainer = {"max_epochs": epochs, "limit_train_batches": 1}
         path = write_grid(tmp_path / str(epochs), [good], seeds=[0], trainer=trainer)
         (grids[epochs],) = load_grid(path, "demo")
-    first = Runner([grids[1]], tmp_path / "first", [], keep_checkpoints=True)
+    first = Runner([grids[1]], tmp_path / "first", keep_checkpoints=True)
     assert first.run() == 0
     left = first.cell_dir(grids[1]) / "checkpoints"
     trained_s = torch.load(left / "last.ckpt", weights_only=False)[FIT_SECONDS_KEY]
     assert trained_s > 0
 
-    resumed = Runner([grids[2]], tmp_path / "resumed", [])
+    resumed = Runner([grids[2]], tmp_path / "resumed")
     shutil.copytree(left, resumed.cell_dir(grids[2]) / "checkpoints")
     assert resumed.run() == 0
     folder = resumed.cell_dir(grids[2])

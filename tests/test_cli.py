@@ -19,7 +19,6 @@ import torch
 import yaml
 from conftest import TINY_SIZE
 
-from src.bench.grid import config_chain
 from src.cli import EXIT_BROKEN_PIPE, VERBS, main
 from src.detectors import BackboneClassifier
 from src.metrics import compute_metrics
@@ -28,6 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 DETECTOR_CONFIGS = sorted((CONFIGS / "detectors").glob("*.yaml"))
 TRAINER_CONFIGS = sorted((CONFIGS / "trainer").glob("*.yaml"))
+
+
+def config_chain(path: Path) -> list[Path]:
+    """A config file and the files it reads through ``config:``, the included first (as written)."""
+    chain = [path]
+    while isinstance(included := (yaml.safe_load(chain[0].read_text()) or {}).get("config"), str):
+        chain.insert(0, (chain[0].parent / included).resolve())
+    return chain
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -234,12 +241,13 @@ def test_fit_test_predict_round_trip(
     run("fit", *tiny_synthetic_args)
     out = capsys.readouterr().out
     assert "best checkpoint (val/frame_auc" in out
-    (run_dir,) = tmp_path.glob("runs/xception/synthetic_face/*")
+    (run_dir,) = tmp_path.glob("runs/xception-*/synthetic_face/*")
     checkpoints = sorted(run_dir.glob("checkpoints/*.ckpt"))
     assert {p.name for p in checkpoints} >= {"last.ckpt", "best-epoch000.ckpt"}
 
     # The paper config says pretrained: true; with a checkpoint nothing is fetched (offline here).
-    run("test", *tiny_synthetic_args, "--ckpt_path=best", demo=False)
+    # (The same configs as the fit: best and last are looked up among runs of the same recipe.)
+    run("test", *tiny_synthetic_args, "--model.init_args.pretrained=true", "--ckpt_path=best")
     out = capsys.readouterr().out
     rows = [
         line.split()[:2]
@@ -287,7 +295,7 @@ def test_checkpoint_reloads_offline(
         f"--model.init_args.pretrained={weights}",
     )
     weights.unlink()
-    (last,) = tmp_path.glob("runs/xception/synthetic_face/*/checkpoints/last.ckpt")
+    (last,) = tmp_path.glob("runs/xception-*/synthetic_face/*/checkpoints/last.ckpt")
     # The saved hyper-parameters never ask for the (now deleted) pretrained file again.
     assert torch.load(last, weights_only=False)["hyper_parameters"]["pretrained"] is False
     model = BackboneClassifier.load_from_checkpoint(last).eval()

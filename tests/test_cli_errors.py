@@ -10,7 +10,7 @@ from cli_helpers import CONFIGS, ScriptedDetector, baseline_args, scripted_args
 
 from src.cli import main
 from src.cli.checkpoints import checkpoint_mismatch, load_matching, read_checkpoint
-from src.cli.stacking import order_configs
+from src.configs import order_configs
 from src.detectors import BackboneClassifier
 
 
@@ -131,7 +131,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """last.ckpt of a one-epoch ScriptedDetector fit (good_epochs [0])."""
     root = tmp_path_factory.mktemp("trained")
     assert main(["fit", *scripted_args(root / "runs", epochs=1)]) == 0
-    (last,) = root.glob("runs/scripted_detector/synthetic_face/*/checkpoints/last.ckpt")
+    (last,) = root.glob("runs/scripted_detector-*/synthetic_face/*/checkpoints/last.ckpt")
     return last
 
 
@@ -216,7 +216,7 @@ def test_stacking_a_method_on_another_datamodule_is_an_error(
 ) -> None:
     method = str(CONFIGS / "detectors/laa_net.yaml")
     data = str(CONFIGS / "data/synthetic.yaml")
-    reordered = order_configs(["fit", "-c", str(CONFIGS / "trainer/cpu.yaml"), "-c", data])
+    reordered = order_configs(["fit", "-c", str(CONFIGS / "trainer/cpu.yaml"), "-c", data], 1)
     assert reordered == ["fit", "-c", data, "-c", str(CONFIGS / "trainer/cpu.yaml")]
     assert main(["fit", "-c", method, "-c", data, "--print_config"]) == 2
     line = one_error_line(capsys, "fit")

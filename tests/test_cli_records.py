@@ -14,8 +14,9 @@ from cli_helpers import scripted_args
 
 from src.cli import UsageError, main
 from src.cli.predictions import frame_predictions, skipped_files, video_predictions
-from src.cli.records import RUN_META_ENV, config_hash, experiment_record, run_meta
+from src.cli.records import experiment_record, run_meta
 from src.cli.records import test_summary as summary_of_test
+from src.configs import RUN_META_ENV, config_hash
 
 RECORD_KEYS = {
     "verb",
@@ -49,7 +50,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def session(root: Path, verb: str) -> Path:
-    (folder,) = root.glob(f"scripted_detector/synthetic_face/*/{verb}-*")
+    (folder,) = root.glob(f"scripted_detector-*/synthetic_face/*/{verb}-*")
     return folder
 
 
@@ -57,11 +58,9 @@ def test_csv_logger_records_config_and_test_metrics(fitted: Path) -> None:
     hparams = yaml.safe_load((session(fitted, "fit") / "hparams.yaml").read_text())
     assert set(hparams["dfbench"]) == RECORD_KEYS
     record = hparams["dfbench"]
-    assert (record["verb"], record["detector"], record["data"]) == (
-        "fit",
-        "scripted_detector",
-        "synthetic_face",
-    )
+    assert (record["verb"], record["data"]) == ("fit", "synthetic_face")
+    # Batches of 4, not the data config's: a recipe of its own, named by its hash.
+    assert record["detector"].startswith("scripted_detector-") and len(record["detector"]) == 24
     assert (record["batch_size"], record["max_epochs"], record["seed"]) == (4, 1, 0)
     assert record["test_sets"] == ["blend", "matched"]
     assert hparams["model"]["class_path"] == "cli_helpers.ScriptedDetector"
@@ -95,7 +94,7 @@ def test_wandb_offline_run_has_config_group_and_summary(
         summary = {k: run.summary[k] for k in keys}
     finally:
         wandb.finish()
-    (folder,) = [f for f in fitted.glob("scripted_detector/*/*/test-*") if (f / "wandb").is_dir()]
+    (folder,) = [f for f in fitted.glob("scripted_detector-*/*/*/test-*") if (f / "wandb").is_dir()]
     results = json.loads((folder / "test_metrics.json").read_text())
     assert summary == summary_of_test(results)
     assert summary["test/blend/frame_auc"] == results["blend"]["frame_auc"] == 1.0
@@ -104,7 +103,7 @@ def test_wandb_offline_run_has_config_group_and_summary(
 def test_tensorboard_logger_works(fitted: Path) -> None:
     logger = ["--trainer.logger=TensorBoardLogger"]
     assert main(["test", *scripted_args(fitted, *logger, "--ckpt_path=best", epochs=1)]) == 0
-    (events,) = fitted.glob("scripted_detector/*/*/test-*/events.out.tfevents.*")
+    (events,) = fitted.glob("scripted_detector-*/*/*/test-*/events.out.tfevents.*")
     hparams = yaml.safe_load((events.parent / "hparams.yaml").read_text())
     assert set(hparams["dfbench"]) == RECORD_KEYS
 
@@ -161,7 +160,8 @@ def test_experiment_record_collects_the_settings() -> None:
     }
     assert "config" not in record and "run" not in record and record["trainer"] == config["trainer"]
     with_meta = experiment_record(config, names, files, META | {"code_version": "grid"}, "abc")
-    assert with_meta["dfbench"]["code_version"] == "grid" and with_meta["run"]["cell"] == "c7"
+    # One code version: the running code's, whatever the grid's metadata says.
+    assert with_meta["dfbench"]["code_version"] == "abc" and with_meta["run"]["cell"] == "c7"
 
 
 def test_run_meta_must_be_a_json_object(monkeypatch: pytest.MonkeyPatch) -> None:

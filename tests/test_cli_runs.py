@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import ScriptedDetector, checkpoint_state, scripted_args
+from cli_helpers import CONFIGS, checkpoint_state, scripted_args
 
 from src.cli import UsageError, main
 from src.cli.runs import (
@@ -19,12 +21,12 @@ from src.cli.runs import (
     detector_name,
     plan_session,
 )
+from src.configs import resolve
 from src.data import DeepfakeDataModule
-from src.detectors import BackboneClassifier, LAANet
 from src.files import atomic_write
 from src.synthetic import SyntheticFaceDataModule
 
-GROUP = "runs/scripted_detector/synthetic_face"
+GROUP = "runs/scripted_detector-*/synthetic_face"
 
 
 @pytest.fixture(autouse=True)
@@ -35,18 +37,51 @@ def first_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ------------------------------------------------------------------------- names
+DATA = str(CONFIGS / "data/ffpp.yaml")
+
+
+def _name(*args: str) -> str:
+    files = [args[i + 1] for i, arg in enumerate(args) if arg == "-c"]
+    config = resolve(list(args))
+    return detector_name(_import(config["model"]["class_path"]), config, files)
+
+
+def _import(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 @pytest.mark.parametrize(
-    ("model_class", "init_args", "name"),
-    [
-        (BackboneClassifier, {"backbone": "legacy_xception"}, "xception"),
-        (BackboneClassifier, {"backbone": "tf_efficientnet_b4"}, "efficientnet_b4"),
-        (BackboneClassifier, {"backbone": "resnet18"}, "backbone_classifier-resnet18"),
-        (LAANet, {"backbone": "efficientnet_b0"}, "laa_net"),
-        (ScriptedDetector, {}, "scripted_detector"),
-    ],
+    ("detector", "name"),
+    [("xception", "xception"), ("efficientnet_b4", "efficientnet_b4"), ("laa_net", "laa_net")],
 )
-def test_detector_name(model_class: type, init_args: dict, name: str) -> None:
-    assert detector_name(model_class, init_args) == name
+def test_a_shipped_recipe_is_named_after_its_detector(detector: str, name: str) -> None:
+    method = str(CONFIGS / f"detectors/{detector}.yaml")
+    assert _name("-c", DATA, "-c", method) == name
+    assert _name("-c", method, "-c", DATA) == name  # data configs are the base layer anyway
+
+
+def test_two_recipes_of_one_backbone_get_two_run_folders() -> None:
+    """The SBI-trained EfficientNet-B4 is not the baseline: --ckpt_path best cannot mix them."""
+    plain = ["-c", DATA, "-c", str(CONFIGS / "detectors/efficientnet_b4.yaml")]
+    sbi = [*plain, "--data.init_args.pseudo_fake=src.augment.sbi.SBI"]
+    sbi_lr = [*sbi, "--model.init_args.optimizer.init_args.lr=1e-3"]
+    names = {_name(*plain), _name(*sbi), _name(*sbi_lr)}
+    assert len(names) == 3 and "efficientnet_b4" in names
+    assert all(re.fullmatch(r"efficientnet_b4(-[0-9a-f]{6})?", name) for name in names)
+    # How long it trains is not the recipe: a run resumed to train longer stays one run.
+    assert _name(*plain, "--trainer.max_epochs=40") == "efficientnet_b4"
+    # Neither is where the data lives or how it loads.
+    assert _name(
+        *plain, "--data.init_args.cache_dir=/elsewhere", "--data.init_args.num_workers=3"
+    ) == ("efficientnet_b4")
+
+
+def test_an_unregistered_backbone_is_named_after_its_class_and_backbone() -> None:
+    baseline = ["-c", DATA, "-c", str(CONFIGS / "detectors/baseline.yaml")]
+    name = _name(*baseline, "--model.init_args.backbone=resnet18")
+    assert re.fullmatch(r"backbone_classifier-resnet18-[0-9a-f]{6}", name)
+    assert _name(*baseline, "--model=cli_helpers.ScriptedDetector").startswith("scripted_detector-")
 
 
 @pytest.mark.parametrize(
@@ -137,6 +172,14 @@ def test_missing_runs_and_reused_names_are_explained(tmp_path: Path) -> None:
         plan_session("test", root, "det", "data", "other", "last", False)
     with pytest.raises(FileExistsError, match="continue it with --ckpt_path last"):
         plan_session("fit", root, "det", "data", "exp", None, False)
+    # A run of the same detector under another training recipe is pointed at, not taken.
+    with pytest.raises(FileNotFoundError) as other:
+        plan_session("test", root, "det-0a1b2c", "data", None, "best", False)
+    assert str(other.value).endswith(
+        "no run of det-0a1b2c on data under "
+        f"{root}; runs of other training recipes: det (stack the configs they were trained "
+        "with to find them) (fit one first, or give a checkpoint file)"
+    )
 
 
 def test_ddp_processes_take_the_first_process_layout(
@@ -176,7 +219,7 @@ def test_resumed_run_keeps_its_best_checkpoint(
     first.mkdir()
     monkeypatch.chdir(first)
     assert main(["fit", *scripted_args(Path("runs"), epochs=2)]) == 0
-    (run,) = (first / GROUP).iterdir()
+    (run,) = first.glob(f"{GROUP}/*")
     before = checkpoint_state(run / "checkpoints/last.ckpt")
     assert Path(before["best_model_path"]).name == "best-epoch000.ckpt"
     epochs_before = torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"]
@@ -185,7 +228,7 @@ def test_resumed_run_keeps_its_best_checkpoint(
     shutil.move(first / "runs", second / "runs")
     monkeypatch.chdir(second)
     assert main(["fit", *scripted_args(Path("runs"), "--ckpt_path=last", epochs=4)]) == 0
-    run = second / GROUP / run.name
+    (run,) = second.glob(f"{GROUP}/{run.name}")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "best-epoch000.ckpt",
         "last.ckpt",
@@ -228,7 +271,7 @@ def test_checkpoints_are_written_straight_and_atomically(
         assert main(["fit", *scripted_args(tmp_path / "runs", epochs=2)]) == 0
     finally:
         os.umask(saved)
-    (run,) = (tmp_path / GROUP).iterdir()
+    (run,) = tmp_path.glob(f"{GROUP}/*")
     files = sorted((run / "checkpoints").iterdir())
     assert [f.name for f in files] == ["best-epoch000.ckpt", "last.ckpt"]
     assert sorted(set(written)) == ["best-epoch000.ckpt", "last.ckpt"]
@@ -241,13 +284,14 @@ def test_named_run_is_created_once_then_continued(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = scripted_args(tmp_path / "runs", "--run_name=baseline", epochs=1)
-    last = tmp_path / GROUP / "baseline/checkpoints/last.ckpt"
     assert main(["fit", *args]) == 0
+    (last,) = tmp_path.glob(f"{GROUP}/baseline/checkpoints/last.ckpt")
     finished = torch.load(last, weights_only=True)["epoch"]
     capsys.readouterr()
     assert main(["fit", *args]) == 2
-    assert "run 'baseline' of scripted_detector on synthetic_face already has checkpoints" in (
-        capsys.readouterr().err
+    assert re.search(
+        r"run 'baseline' of scripted_detector-[0-9a-f]{6} on synthetic_face already has checkpoints",
+        capsys.readouterr().err,
     )
     resume = scripted_args(tmp_path / "runs", "--run_name=baseline", "--ckpt_path=last", epochs=2)
     assert main(["fit", *resume]) == 0

@@ -4,9 +4,10 @@ Every module under ``src/`` is parsed with ``ast`` (nothing is imported), and
 every static import counts, including those inside functions. The parts are the
 top-level packages and modules of ``src``, in layers::
 
-    cli  ->  bench, tools  ->  detectors, data, augment, synthetic  ->  contracts, metrics,
-                                                                     files, registry,
-                                                                     progress_bars
+    cli  ->  bench, tools, configs  ->  detectors, data, augment, synthetic  ->  contracts,
+                                                                     metrics, files, registry,
+                                                                     progress_bars, errors,
+                                                                     parse_errors
 
 A failure lists every offending ``file:line``.
 """
@@ -21,9 +22,9 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-BOTTOM = ("contracts", "metrics", "files", "registry", "progress_bars")
+BOTTOM = ("contracts", "metrics", "files", "registry", "progress_bars", "errors", "parse_errors")
 MIDDLE = ("detectors", "data", "augment", "synthetic")
-TOP = ("bench", "tools", "cli")
+TOP = ("bench", "tools", "configs", "cli")
 PARTS = (*BOTTOM, *MIDDLE, *TOP)
 
 
@@ -97,6 +98,8 @@ FORBIDDEN: dict[tuple[str, str], str] = {
     ("detectors", "data"): "detectors derive their targets from the batch only",
     ("detectors", "augment"): "detectors derive their targets from the batch only",
     ("bench", "cli"): "the runner launches `python -m src.cli`; it never imports it",
+    ("configs", "cli"): "the resolver serves the verbs and the runner alike",
+    ("configs", "bench"): "the resolver serves the verbs and the runner alike",
     ("tools", "cli"): "tools are libraries; their verbs live in cli",
 }
 

@@ -178,7 +178,7 @@ def test_cell_logger_fit_then_test_share_one_run(
     assert fit_dir.name.endswith(f"-{cell}")
     assert (fit_dir / f"run-{cell}.wandb").stat().st_size > 0
     # Checkpoints go to the named run under the logger's save_dir (src/cli/runs.py).
-    (last,) = save_dir.glob("xception/synthetic_face/*/checkpoints/last.ckpt")
+    (last,) = save_dir.glob("xception-*/synthetic_face/*/checkpoints/last.ckpt")
 
     try:
         assert main(["test", *base, f"--ckpt_path={last}"]) == 0

@@ -9,19 +9,24 @@ variants), and a list of detectors, each with its configs, fixed
 
 A cell is (detector entry, sweep combination, variant, seed): it is fitted
 once (the checkpoint chosen on the training set's validation split) and
-tested once per test variant. Its id is a hash of everything that defines it,
-so a changed config makes a new cell and an unchanged one is found again.
+tested once per test variant. When the grid is loaded, every cell's fit
+configuration is resolved as ``dfbench fit`` resolves it (:mod:`src.configs`)
+and hashed (:attr:`Cell.config_hash`); its id is that hash with the test
+variants. Comments, key order and file layout change no id; a changed
+setting changes the ids of exactly the cells it reaches, so an unchanged
+cell is found again and a changed one is a new cell.
 
 A detector entry with ``prle_zoo`` (PRLE, "cells that depend on cells") is
 trained on the fused Grad-CAM maps of other entries' cells: its cell holds
 those zoo cells (same variant and seed), adds ``configs/augment/prle.yaml``
-last, and its id covers the zoo; :attr:`Cell.maps_key` names the map folder
-that every PRLE cell with the same zoo and training data shares (the runner
-builds it, :mod:`src.bench.runner`).
+last, and its configuration names its map folder, :attr:`Cell.maps_key`
+(:func:`map_folder_key`: the zoo's config hashes, the training frames and
+the map options), which every PRLE cell with the same zoo and training data
+shares (the runner builds it, :mod:`src.bench.runner`).
 
 Command-line overrides (``dfbench bench --set KEY=VALUE`` for every cell,
 ``--set DETECTOR:KEY=VALUE`` for one detector entry of the grid) join the
-cell's overrides after the grid's own, so they are part of its id and hash:
+cell's overrides after the grid's own, so they are part of its configuration:
 a cell run with other weights is another cell.
 """
 
@@ -40,29 +45,36 @@ from typing import Any
 import yaml
 
 from src.bench.grid_spec import DETECTOR_NAME, OPTION_KEY, GridError, check_grid
+from src.configs import REPO, config_hash, identity, resolve
 
-REPO = Path(__file__).resolve().parents[2]
 #: What a PRLE cell stacks last: the removal augmentation that reads the maps.
 PRLE_CONFIG = "configs/augment/prle.yaml"
 #: Data options that do not change which training frames exist, so not the maps either
 #: (the test sets, loading, augmentations and the side data the maps become).
-NOT_MAP_DATA = tuple(
-    f"data.init_args.{name}"
-    for name in (
+NOT_MAP_DATA = frozenset(
+    {
         "test",
         "batch_size",
+        "eval_batch_size",
         "num_workers",
+        "pin_memory",
         "train_augment",
         "pair_transform",
         "pseudo_fake",
+        "test_perturbation",
         "side_data",
-    )
+    }
 )
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One training run of a grid and the tests of its checkpoint."""
+    """One training run of a grid and the tests of its checkpoint.
+
+    Its identity is computed once, when the grid is loaded (:func:`load_grid`),
+    from the cell's resolved configuration (:mod:`src.configs`): editing a
+    config file while a grid runs does not change a cell that exists.
+    """
 
     index: int
     benchmark: str
@@ -78,12 +90,18 @@ class Cell:
     entry: str = ""
     #: Which of the profile's variants (train sets) the cell belongs to.
     variant: int = 0
-    #: The profile's data configs (what ``dfbench prle-maps`` reads the frames from).
-    data_configs: tuple[str, ...] = ()
     #: PRLE: the cells whose checkpoints make this cell's maps (fitted first).
     zoo: tuple[Cell, ...] = ()
     #: PRLE: ``dfbench prle-maps`` options (``fusion``, ``map_size``, ``batch_size``).
     map_options: dict[str, Any] = field(default_factory=dict)
+    #: Arguments of this run (``--cache-dir``, ``--gpus``) that every fit and test gets.
+    extra_args: tuple[str, ...] = ()
+    #: The fit's resolved configuration (:func:`src.configs.resolve`).
+    config: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: :func:`src.configs.config_hash` of the fit's configuration: what its run records.
+    config_hash: str = ""
+    #: PRLE: the map folder's name (see :func:`maps_key`).
+    maps_key: str | None = None
 
     @property
     def flags(self) -> dict[str, Any]:
@@ -91,68 +109,14 @@ class Cell:
         return {key.split(".")[-1]: value for key, value in sorted(self.overrides.items())}
 
     @property
-    def config_hash(self) -> str:
-        contents = [
-            (
-                path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path),
-                path.read_text(),
-            )
-            for config in self.configs
-            for path in config_chain(REPO / config)
-        ]
-        defining: list[Any] = [
-            self.profile,
-            contents,
-            self.overrides,
-            self.tests,
-            self.trainer,
-            self.seed,
-        ]
-        if self.zoo:  # only then: the ids of cells without a zoo stay as they were
-            defining.append({"maps": self.maps_key})
-        payload = json.dumps(defining, sort_keys=True, default=str)
-        return hashlib.sha1(payload.encode()).hexdigest()[:10]
-
-    @property
-    def map_data_overrides(self) -> dict[str, Any]:
-        """The cell's data options that decide its training frames (and so its maps)."""
-        return {
-            key: value
-            for key, value in sorted(self.overrides.items())
-            if key.startswith("data.") and not key.startswith(NOT_MAP_DATA)
-        }
-
-    @property
-    def maps_key(self) -> str | None:
-        """The PRLE map folder's name: a hash of the zoo, the training data and the map options.
-
-        Two PRLE cells with the same zoo cells (by their config hashes, which
-        cover their configs, data, seed and overrides), the same training data
-        and the same options share one folder; the folder's path (and the cache
-        directory's) is not part of it, so a moved results folder keeps its maps.
-        """
-        if not self.zoo:
-            return None
-        contents = [
-            path.read_text() for config in self.data_configs for path in config_chain(REPO / config)
-        ]
-        payload = json.dumps(
-            [
-                [member.config_hash for member in self.zoo],
-                contents,
-                self.map_data_overrides,
-                self.map_options,
-            ],
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha1(payload.encode()).hexdigest()[:10]
-
-    @property
     def id(self) -> str:
-        """``<index>-<detector>-s<seed>-<hash>``, safe as a folder name."""
+        """``<detector>-s<seed>-<hash>``: a hash of the fit's configuration and the tests.
+
+        Safe as a folder name; independent of the cell's position in the grid.
+        """
         name = re.sub(r"[^A-Za-z0-9_=.-]+", "", self.detector.replace(", ", "-"))[:60]
-        return f"{self.index:03d}-{name}-s{self.seed}-{self.config_hash}"
+        payload = json.dumps([self.config_hash, self.tests], sort_keys=True, default=str)
+        return f"{name}-s{self.seed}-{hashlib.sha1(payload.encode()).hexdigest()[:10]}"
 
     def fit_args(self) -> list[str]:
         args = []
@@ -161,24 +125,42 @@ class Cell:
         # The grid's trainer options first: a cell's own overrides (and --set) win.
         args += [f"--trainer.{key}={cli_value(value)}" for key, value in self.trainer.items()]
         args += [f"--{key}={cli_value(value)}" for key, value in self.overrides.items()]
-        return [*args, f"--seed_everything={self.seed}"]
+        return [*args, f"--seed_everything={self.seed}", *self.extra_args]
 
 
-def config_chain(path: Path) -> list[Path]:
-    """A config file and every file it reads through ``config:`` (the included file first).
+def side_data_value(maps_key: str, folder: Path | str = "prle_maps") -> dict[str, str]:
+    """The ``data.init_args.side_data`` that hands a PRLE cell its maps (``<folder>/<key>/maps``)."""
+    return {"prle_map": str(Path(folder) / maps_key / "maps")}
 
-    A baseline's file names only its backbone and reads the shared settings
-    from ``baseline.yaml``: a change there must change the cell's hash too.
-    A file that does not exist stands for itself (the grid reports it).
+
+def frames_data(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``data`` section of a resolved config reduced to what decides the training frames.
+
+    Left out: the test sets, loading, augmentations and side data (:data:`NOT_MAP_DATA`).
     """
-    chain: list[Path] = []
-    while path.is_file() and path not in chain:
-        chain.insert(0, path)
-        included = (yaml.safe_load(path.read_text()) or {}).get("config")
-        if not isinstance(included, str):
-            break
-        path = (path.parent / included).resolve()
-    return chain
+    data = config.get("data") or {}
+    init_args = data.get("init_args") or {}
+    return {
+        "class_path": data.get("class_path"),
+        "init_args": {k: v for k, v in init_args.items() if k not in NOT_MAP_DATA},
+    }
+
+
+def map_folder_key(config: dict[str, Any], zoo: Sequence[Cell], map_options: dict[str, Any]) -> str:
+    """A PRLE map folder's name: a hash of the zoo, the training frames and the map options.
+
+    Two PRLE cells with the same zoo cells (by their config hashes), training
+    frames (:func:`frames_data`, tables by content) and options share one
+    folder; the results and cache folders' paths are not part of it, so a moved
+    results folder keeps its maps.
+    """
+    defining = [
+        [member.config_hash for member in zoo],
+        identity({"data": frames_data(config)}),
+        map_options,
+    ]
+    payload = json.dumps(defining, sort_keys=True, default=str)
+    return hashlib.sha1(payload.encode()).hexdigest()[:10]
 
 
 def cli_value(value: Any) -> str:
@@ -241,14 +223,21 @@ def _applied(entry: dict[str, Any], sets: Sequence[Override]) -> dict[str, Any]:
     return options
 
 
-def load_grid(path: str | Path, profile: str, sets: Sequence[Override] = ()) -> list[Cell]:
-    """The cells of a grid file for one profile, in a stable order.
+def load_grid(
+    path: str | Path,
+    profile: str,
+    sets: Sequence[Override] = (),
+    extra_args: Sequence[str] = (),
+) -> list[Cell]:
+    """The cells of a grid file for one profile, in a stable order, with their identities.
 
     Args:
         path: the grid file.
         profile: one of its profiles (``demo``, ``paper`` ...).
         sets: command-line overrides (:func:`parse_override`), added to the
-            cells' overrides (and so to their ids).
+            cells' overrides (and so to their configurations).
+        extra_args: options every fit and test of this run gets (``--cache-dir``,
+            ``--gpus``); they are part of what runs, so of the cells' identities.
 
     Raises:
         GridError: if the file is missing or malformed, the profile unknown, or
@@ -318,25 +307,67 @@ def load_grid(path: str | Path, profile: str, sets: Sequence[Override] = ()) -> 
                         trainer=dict(spec.get("trainer") or {}),
                         entry=entry["name"],
                         variant=variant_index,
-                        data_configs=tuple(data_configs),
                         map_options=dict(entry.get("prle_maps") or {}),
+                        extra_args=tuple(extra_args),
                     )
                 )
-    return _with_zoos(cells, {e["name"]: e.get("prle_zoo") or [] for e in entries})
+    _check_configs_exist(cells, path)
+    return _identified(cells, {e["name"]: e.get("prle_zoo") or [] for e in entries}, path)
 
 
-def _with_zoos(cells: list[Cell], zoos: dict[str, list[str]]) -> list[Cell]:
-    """Give each PRLE cell its zoo: the named entries' cells of the same variant and seed."""
-    plain = {(cell.entry, cell.variant, cell.seed): cell for cell in cells if not zoos[cell.entry]}
-    return [
-        dataclasses.replace(
-            cell,
-            zoo=tuple(plain[(name, cell.variant, cell.seed)] for name in zoos[cell.entry]),
+def _check_configs_exist(cells: Sequence[Cell], grid: Path) -> None:
+    """Raise one :class:`GridError` naming every config file the cells stack that is missing."""
+    needed_by: dict[str, list[str]] = {}
+    for cell in cells:
+        for config in cell.configs:
+            if not (REPO / config).is_file():
+                entries = needed_by.setdefault(config, [])
+                if cell.entry not in entries:
+                    entries.append(cell.entry)
+    if needed_by:
+        listed = "; ".join(
+            f"{config} (detector{'s' if len(names) > 1 else ''} {', '.join(names)})"
+            for config, names in needed_by.items()
         )
-        if zoos[cell.entry]
-        else cell
-        for cell in cells
-    ]
+        raise GridError(f"{grid}: {len(needed_by)} config file(s) missing: {listed}")
+
+
+def _resolved(cell: Cell, grid: Path) -> dict[str, Any]:
+    try:
+        return resolve(cell.fit_args())
+    except GridError:
+        raise
+    except ValueError as error:  # the resolver's one-line error, said of this cell
+        raise GridError(f"{grid}: detector {cell.entry!r}: {error}") from None
+
+
+def _identified(cells: list[Cell], zoos: dict[str, list[str]], grid: Path) -> list[Cell]:
+    """Resolve every cell's configuration and hash it; a PRLE cell gets its zoo and map key."""
+    plain: dict[int, Cell] = {}
+    for cell in cells:
+        if not zoos[cell.entry]:
+            config = _resolved(cell, grid)
+            plain[cell.index] = dataclasses.replace(
+                cell, config=config, config_hash=config_hash(config)
+            )
+    # A zoo member has no sweep (grid_spec): one cell per entry, variant and seed.
+    members = {(c.entry, c.variant, c.seed): c for c in plain.values()}
+    identified = []
+    for cell in cells:
+        if not zoos[cell.entry]:
+            identified.append(plain[cell.index])
+            continue
+        zoo = tuple(members[(name, cell.variant, cell.seed)] for name in zoos[cell.entry])
+        config = _resolved(cell, grid)
+        key = map_folder_key(config, zoo, cell.map_options)
+        # What the runner adds (src.bench.prle_maps.side_data_arg): the map folder, by its key.
+        config["data"]["init_args"]["side_data"] = side_data_value(key)
+        identified.append(
+            dataclasses.replace(
+                cell, zoo=zoo, config=config, config_hash=config_hash(config), maps_key=key
+            )
+        )
+    return identified
 
 
 def with_dependencies(chosen: Sequence[Cell]) -> list[Cell]:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from src.errors import ConfigError
+
 #: Table shapes a grid's ``table:`` may name (the builders of :mod:`src.bench.report`).
 TABLE_KINDS = ("cross_dataset", "in_dataset", "cross_manipulation", "robustness")
 TOP_LEVEL_KEYS = (
@@ -38,7 +40,7 @@ DETECTOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 OPTION_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-class GridError(ValueError):
+class GridError(ConfigError):
     """A grid file (or an option about it) that cannot be used; one line naming the problem."""
 
 

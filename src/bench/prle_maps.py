@@ -16,9 +16,8 @@ training set alone (validation and test frames are never augmented).
 
 A partly built folder found at another place (a moved results folder)
 resumes too: the checkpoint paths ``prle-maps`` recorded are updated first.
-``data.yaml`` in the folder holds what the frames depend on besides the
-profile's data configs: the cell's data options (its train-set variant, any
-``--set data...``) and the ``--cache-dir`` of this run. It is rewritten before
+``data.yaml`` in the folder holds the cell's resolved data options that decide
+its training frames, with the cache folder of this run. It is rewritten before
 each build, so a moved results folder or cache is picked up; neither path is
 part of the folder's name.
 """
@@ -27,13 +26,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import yaml
 
-from src.bench.grid import REPO, Cell, cli_value
-from src.files import atomic_write_json
+from src.bench.grid import Cell, cli_value, frames_data, side_data_value
+from src.files import atomic_write_json, atomic_write_text
 
 #: The splits mapped (the DataModule reads maps for its training set only).
 SPLITS = ("train",)
@@ -57,23 +55,20 @@ def maps_state(root: Path, cell: Cell) -> str:
 
 def side_data_arg(root: Path, cell: Cell) -> str:
     """The fit argument that hands the maps to the DataModule (as prle.yaml reads them)."""
-    maps = maps_folder(root, cell) / "maps"
-    return f"--data.init_args.side_data={json.dumps({'prle_map': str(maps)})}"
+    value = side_data_value(maps_folder(root, cell).name, root / "prle_maps")
+    return f"--data.init_args.side_data={json.dumps(value)}"
 
 
-def write_data_config(folder: Path, cell: Cell, cache_dir: str | None) -> Path:
-    """``data.yaml``: the cell's frame-deciding data options and this run's cache directory."""
-    options: dict[str, Any] = dict(cell.map_data_overrides)
-    if cache_dir is not None:
-        options["data.init_args.cache_dir"] = str(cache_dir)
+def write_data_config(folder: Path, cell: Cell) -> Path:
+    """``data.yaml``: the cell's resolved data options that decide its training frames."""
     path = folder / "data.yaml"
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "# Written by dfbench bench before each PRLE map build: the options the training\n"
-        "# frames depend on beyond the profile's data configs.\n"
-        + (yaml.safe_dump(options, sort_keys=True) if options else "{}\n")
+    return atomic_write_text(
+        path,
+        "# Written by dfbench bench before each PRLE map build: the cell's resolved data\n"
+        "# options that decide its training frames (this run's cache folder included).\n"
+        + yaml.safe_dump({"data": frames_data(cell.config)}, sort_keys=True),
     )
-    return path
 
 
 def adopt_moved_folder(folder: Path, checkpoints: list[Path]) -> None:
@@ -97,9 +92,7 @@ def build_args(
     cell: Cell, checkpoints: list[Path], folder: Path, data_config: Path, split: str, device: str
 ) -> list[str]:
     """``dfbench prle-maps`` arguments for one split of a PRLE cell's maps."""
-    args = ["prle-maps", "--zoo", *map(str, checkpoints)]
-    for config in (*(REPO / c for c in cell.data_configs), data_config):
-        args += ["-c", str(config)]
+    args = ["prle-maps", "--zoo", *map(str, checkpoints), "-c", str(data_config)]
     args += ["--out", str(folder), "--split", split, "--device", device, "--no-progress"]
     for option, value in sorted(cell.map_options.items()):
         args.append(f"--{option.replace('_', '-')}={cli_value(value)}")
@@ -127,8 +120,7 @@ def mark_built(folder: Path, cell: Cell, counts: dict[str, int]) -> None:
         folder / DONE,
         {
             "zoo": [member.id for member in cell.zoo],
-            "data_configs": list(cell.data_configs),
-            "data_options": cell.map_data_overrides,
+            "data": frames_data(cell.config),
             "options": cell.map_options,
             "frames": counts,
         },

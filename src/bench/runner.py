@@ -8,7 +8,8 @@ out-of-memory error or DDP's process launch stays inside its cell
 
 Everything lands in ``<out>/<benchmark>/<profile>/``:
 
-* ``cells/<cell id>/``: the cell's runs and logs, ``status.json`` (running /
+* ``cells/<cell id>/``: the cell's resolved configuration (``config.yaml``, what
+  its id hashes), its runs and logs, ``status.json`` (running /
   done / failed with the error / interrupted), ``fit.json`` (the selected
   checkpoint, the validation score it was chosen by, the training time),
   ``progress.json`` (the fit's epoch) and ``results.csv``;
@@ -31,9 +32,10 @@ command exits 1 if any failed. ``--cell N`` runs one cell, for a cluster
 array job; ``--list`` shows the cells.
 
 Every subprocess gets ``DFBENCH_RUN_META`` in its environment: a JSON object
-(benchmark, profile, cell, detector, train_set, seed, config_hash,
-code_version, wandb_group) that the Lightning verbs log with their config, so
-a run found on its own (on W&B, in a log folder) says where it belongs.
+(benchmark, profile, cell, detector, train_set, seed, wandb_group) that the
+Lightning verbs log with their config, so a run found on its own (on W&B, in
+a log folder) says where it belongs; its config hash and code version are the
+run's own (:mod:`src.configs`), equal to the cell's.
 
 Every path the runner stores is relative to ``<out>/<benchmark>/<profile>/``,
 so a results folder can be moved (or copied to another machine) and a re-run
@@ -49,7 +51,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -57,32 +58,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from src.bench import prle_maps as maps
 from src.bench import process
 from src.bench.checkpoints import keep_only, resume_point, selection
-from src.bench.grid import REPO, Cell, GridError, cli_value, with_dependencies
+from src.bench.grid import Cell, GridError, cli_value, with_dependencies
 from src.bench.process import Interrupted, StopSignals, handle_stop_signals, run_child
 from src.bench.progress import ProgressLine, read_progress
 from src.bench.schema import RESULT_COLUMNS, rows_of_test
-from src.files import atomic_write_csv, atomic_write_json
+from src.configs import REPO, RUN_META_ENV, code_version
+from src.files import atomic_write_csv, atomic_write_json, atomic_write_text
 
 DEFAULT_RESULTS = REPO / "benchmarks" / "results"
 #: The command a cell runs (``dfbench`` of this source tree, with this interpreter).
 DFBENCH = [sys.executable, "-m", "src.cli"]
 _THIS_DFBENCH = DFBENCH
-#: The environment variable that carries a run's metadata to the Lightning verbs.
-RUN_META = "DFBENCH_RUN_META"
-
-
-def code_version() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def _dfbench(
@@ -139,7 +130,6 @@ class Runner:
         cells: the grid's cells (:func:`src.bench.grid.load_grid`).
         results: the results folder (``--out``); the benchmark's root is
             ``results/<benchmark>/<profile>``.
-        extra_args: arguments added to every ``dfbench fit``/``test``.
         logger_args: ``(cell, save_dir) -> arguments`` that choose the logger
             (W&B); None logs CSV files.
         keep_checkpoints: keep every checkpoint of a finished cell as written,
@@ -150,7 +140,6 @@ class Runner:
             subprocess (:mod:`src.bench.lock`).
         grace_s: how long a stopped subprocess may take before SIGKILL (default
             :data:`src.bench.process.GRACE_S`).
-        cache_dir: the ``--cache-dir`` of this run (PRLE map builds read it).
         map_device: where ``dfbench prle-maps`` runs the zoo (``cpu``, ``cuda``).
         fork_main: ``dfbench``'s main, already imported with torch, Lightning and the
             detectors: each fit and test is then a fork of ``bench`` that calls it
@@ -162,14 +151,12 @@ class Runner:
         self,
         cells: list[Cell],
         results: Path,
-        extra_args: list[str],
         logger_args: Any = None,
         keep_checkpoints: bool = False,
         wandb_group: str | None = None,
         progress: ProgressLine | None = None,
         lock_fds: Sequence[int] = (),
         grace_s: float | None = None,
-        cache_dir: str | None = None,
         map_device: str = "cpu",
         fork_main: Callable[[list[str]], int] | None = None,
     ) -> None:
@@ -177,14 +164,12 @@ class Runner:
             raise GridError("the grid has no cells")
         self.cells = cells
         self.root = results / cells[0].benchmark / cells[0].profile
-        self.extra_args = extra_args
         self.logger_args = logger_args
         self.keep_checkpoints = keep_checkpoints
         self.wandb_group = wandb_group
         self.progress = progress or ProgressLine(len(cells))
         self.lock_fds = tuple(lock_fds)
         self.grace_s = grace_s
-        self.cache_dir = cache_dir
         self.map_device = map_device
         self.fork_main = fork_main
         self.version = code_version()
@@ -215,8 +200,6 @@ class Runner:
             "detector": cell.detector,
             "train_set": cell.train_set,
             "seed": cell.seed,
-            "config_hash": cell.config_hash,
-            "code_version": self.version,
             "wandb_group": self.wandb_group,
         }
 
@@ -276,7 +259,7 @@ class Runner:
             args,
             log,
             self._stored(log),
-            env={RUN_META: json.dumps(self.run_meta(cell))},
+            env={RUN_META_ENV: json.dumps(self.run_meta(cell))},
             pass_fds=self.lock_fds,
             watch=watch,
             state=self._signals,
@@ -299,7 +282,7 @@ class Runner:
             for z in cell.zoo
         ]
         maps.adopt_moved_folder(folder, checkpoints)
-        data_config = maps.write_data_config(folder, cell, self.cache_dir)
+        data_config = maps.write_data_config(folder, cell)
         counts = {}
         for split in maps.SPLITS:
             self.progress.say(f"PRLE maps {self._stored(folder)}: building the {split} split")
@@ -370,12 +353,10 @@ class Runner:
         folder = self.cell_dir(cell)
         started = time.time()
         self._set_status(cell, "running", started=started, pid=os.getpid())
-        common = [*cell.fit_args(), *self.extra_args, "--trainer.enable_progress_bar=false"]
+        atomic_write_text(folder / "config.yaml", yaml.safe_dump(cell.config, sort_keys=False))
+        common = [*cell.fit_args(), "--trainer.enable_progress_bar=false"]
         fit = self._fit(cell, common)
-        # An absolute path (results written before paths were stored relative) stays as it is.
         checkpoint = self.root / fit["checkpoint"]
-        if "params" not in fit:  # fitted by an older runner
-            fit |= {k: v for k, v in selection(checkpoint).items() if k == "params"}
         rows = []
         for k, variant in enumerate(cell.tests):
             out = folder / f"test_{k}"
@@ -419,12 +400,9 @@ class Runner:
         ]
 
     def collect(self) -> pd.DataFrame:
-        """Every finished cell's rows, written to ``results.csv`` (only cells of this grid).
-
-        Rows written by an older runner get the columns added since as NaN.
-        """
+        """Every finished cell's rows, written to ``results.csv`` (only cells of this grid)."""
         parts = [
-            pd.read_csv(self.cell_dir(cell) / "results.csv").reindex(columns=list(RESULT_COLUMNS))
+            pd.read_csv(self.cell_dir(cell) / "results.csv")
             for cell in self.cells
             if self.status(cell)["status"] == "done"
             and (self.cell_dir(cell) / "results.csv").is_file()

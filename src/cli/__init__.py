@@ -10,25 +10,30 @@ that take plain arguments. Adding a verb is one row of VERBS and one module::
 A verb's module is imported only when the verb runs, so dfbench --help imports
 neither torch nor Lightning and answers at once.
 
-Expected failures (a bad option, a missing or malformed file: see
-expected_error) end with one line on stderr, "dfbench VERB: message", and exit
-status 2; --debug anywhere on the command line shows the traceback instead.
-Anything else is a bug and keeps its traceback.
+Expected failures (the suite's own error types and OS errors on the user's
+paths: see src/errors.py) end with one line on stderr, "dfbench VERB: message",
+and exit status 2; --debug anywhere on the command line shows the traceback
+instead. Anything else is a bug: its traceback is printed, followed by a line
+that says so, and the exit status is 1.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
+import traceback
 from dataclasses import dataclass
+
+from src.errors import ConfigError, expected_error, one_line
 
 #: Exit status when the reader of our output went away (``dfbench ... | head``):
 #: 128 + SIGPIPE, what a shell reports for a Unix tool killed by that signal.
 EXIT_BROKEN_PIPE = 141
 #: Exit status of an expected failure (a usage error, as argparse uses).
 EXIT_USAGE = 2
+#: Exit status of an unexpected failure (a bug), as an uncaught exception gives.
+EXIT_BUG = 1
 #: The flag that shows the traceback of an expected failure; every verb accepts it.
 DEBUG_FLAG = "--debug"
 
@@ -85,7 +90,7 @@ VERBS: dict[str, Verb] = {
 }
 
 
-class UsageError(ValueError):
+class UsageError(ConfigError):
     """A command line that cannot run as given; the message names the option and the problem."""
 
 
@@ -114,45 +119,6 @@ def print_help() -> None:
     print(f"  {'-h, --help':<{width}} show this help")
     print(f"  {'-V, --version':<{width}} show the version")
     print(f"  {DEBUG_FLAG:<{width}} (with any command) show the traceback of an expected failure")
-
-
-def expected_error(error: BaseException) -> bool:
-    """Whether ``error`` is a failure the user can act on, shown as one line without a traceback.
-
-    Library code raises ValueError (and its subclasses: TableError, GridError,
-    DatasetLayoutError, UsageError ...) or a file error with a message that
-    names the file, option or row and the problem; the pretrained-weights
-    error explains how to work offline; jsonargparse (exit_on_error off)
-    raises argparse.ArgumentError for a bad option or config key, and Lightning
-    a MisconfigurationException for a Trainer setting it refuses. Classes of
-    modules that are not loaded cannot have been raised, so they are looked
-    up only when loaded: the check imports nothing.
-    """
-    expected: list[type[BaseException]] = [
-        ValueError,
-        FileNotFoundError,
-        FileExistsError,
-        IsADirectoryError,
-        NotADirectoryError,
-        PermissionError,
-        argparse.ArgumentError,
-    ]
-    for module, name in (
-        ("src.detectors.backbones", "PretrainedWeightsUnavailable"),
-        ("lightning_fabric.utilities.exceptions", "MisconfigurationException"),
-    ):
-        loaded = sys.modules.get(module)
-        if loaded is not None and hasattr(loaded, name):
-            expected.append(getattr(loaded, name))
-    return isinstance(error, tuple(expected))
-
-
-def one_line(error: BaseException) -> str:
-    """The error's message on one line (wrapped or indented lines joined by single spaces)."""
-    text = str(error) or type(error).__name__
-    if isinstance(error, KeyError) and len(error.args) == 1:
-        text = str(error.args[0])  # str(KeyError) adds quotes around the message
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -195,9 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except Exception as error:
-        if debug or not expected_error(error):
-            raise
         verb = f" {argv[0]}" if argv and argv[0] in VERBS else ""
+        if debug:
+            raise
+        if not expected_error(error):
+            traceback.print_exc()
+            print(
+                f"dfbench{verb}: this is a bug in dfbench, not a problem with your input "
+                f"({type(error).__name__}); please report it with the traceback above",
+                file=sys.stderr,
+            )
+            return EXIT_BUG
         print(f"dfbench{verb}: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     return code

@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _list(runner, chosen, cache_dir: str | None) -> int:  # noqa: ANN001 (lazy imports)
+def _list(runner, chosen) -> int:  # noqa: ANN001 (lazy imports)
     from src.bench.preflight import missing_files
     from src.bench.prle_maps import maps_folder, maps_state
 
@@ -85,7 +85,7 @@ def _list(runner, chosen, cache_dir: str | None) -> int:  # noqa: ANN001 (lazy i
         last = runner.cell_dir(cell) / "checkpoints" / "last.ckpt"
         if last.is_file() and not (runner.cell_dir(cell) / "fit.json").is_file():
             print(f"{'':19s}its fit resumes from {last.relative_to(runner.root)}")
-        for item in missing_files(cell, cache_dir):
+        for item in missing_files(cell):
             print(f"{'':19s}missing {item}")
             problems += 1
     print(
@@ -98,7 +98,6 @@ def _list(runner, chosen, cache_dir: str | None) -> int:  # noqa: ANN001 (lazy i
 
 def run(argv: list[str]) -> int:
     from src.bench.grid import (
-        REPO,
         Cell,
         load_grid,
         parse_override,
@@ -110,11 +109,10 @@ def run(argv: list[str]) -> int:
     from src.bench.preflight import check_cells
     from src.bench.process import Interrupted
     from src.bench.runner import Runner
+    from src.configs import REPO
 
     args = _parser().parse_args(argv)
     sets = [parse_override(text) for text in args.set]
-    cells = load_grid(args.grid, args.profile, sets)
-    chosen = [pick_cell(cells, args.cell, args.grid)] if args.cell is not None else cells
     # Cells run in the repository folder: a relative cache is the caller's.
     cache_dir = str(Path(args.cache_dir).resolve()) if args.cache_dir else None
     extra = [f"--data.init_args.cache_dir={cache_dir}"] if cache_dir else []
@@ -122,6 +120,8 @@ def run(argv: list[str]) -> int:
         extra += ["-c", str(REPO / "configs/trainer/gpu.yaml"), f"--trainer.devices={args.gpus}"]
         if args.gpus > 1:
             extra += ["--trainer.strategy=ddp"]
+    cells = load_grid(args.grid, args.profile, sets, extra)
+    chosen = [pick_cell(cells, args.cell, args.grid)] if args.cell is not None else cells
     logger_args = None
     group = None
     if not args.no_wandb:
@@ -143,17 +143,15 @@ def run(argv: list[str]) -> int:
     runner = Runner(
         cells,
         args.out,
-        extra,
         logger_args,
         args.keep_checkpoints,
         wandb_group=group,
-        cache_dir=cache_dir,
         map_device="cuda" if args.gpus else "cpu",
     )
     if args.list:
-        return _list(runner, chosen, cache_dir)
+        return _list(runner, chosen)
     needed = [c for c in with_dependencies(chosen) if runner.status(c)["status"] != "done"]
-    check_cells(needed, cache_dir)
+    check_cells(needed)
     lock_cell = chosen[0].id if args.cell is not None else None
     # A --cell run of a PRLE cell also trains the zoo cells not done yet: it locks them too.
     also = [c.id for c in needed if lock_cell and c.id != lock_cell]

@@ -11,10 +11,10 @@
   checkpoint of another class, or of other hyper-parameters, is an error that
   names both, unless --allow_mismatch true loads the weights whose names and
   shapes fit (load_matching).
-* RunCheckpoint: ModelCheckpoint that writes last.ckpt after every epoch and
-  keeps its best-checkpoint record when a run is resumed from another working
-  directory or after its folder moved (Lightning drops the record whenever the
-  folder's spelling differs).
+* RunCheckpoint: ModelCheckpoint that keeps its best-checkpoint record when a
+  run is resumed from another working directory or after its folder moved
+  (Lightning drops the record whenever the folder's spelling differs);
+  LastCheckpoint writes last.ckpt after every epoch beside it.
 * AtomicCheckpointIO: writes a checkpoint straight into a temporary file beside
   it, then renames it into place (Lightning first serialises it into memory).
 """
@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from torch import nn
 
 from src.files import atomic_write
@@ -174,11 +174,6 @@ class RunCheckpoint(ModelCheckpoint):
     is present in the current folder, the record is the current folder's,
     moved there by name. Its state key is ModelCheckpoint's, so checkpoints
     written by either class resume with the other.
-
-    Since Lightning 2.6, save_last writes last.ckpt only in an epoch that also
-    wrote a top-k checkpoint: after the best epoch, last.ckpt stayed the best
-    epoch's, and --ckpt_path last resumed from there, repeating the epochs
-    since. Here last.ckpt follows every epoch, as its name says.
     """
 
     #: Set by the CLI when a fit continues its run: the non-empty folder is expected then.
@@ -201,21 +196,6 @@ class RunCheckpoint(ModelCheckpoint):
                 category=UserWarning,
             )
             return super().setup(trainer, pl_module, stage)
-
-    def on_validation_end(self, trainer, pl_module) -> None:  # noqa: ANN001
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_of_epoch(trainer)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_of_epoch(trainer)
-
-    def _save_last_of_epoch(self, trainer) -> None:  # noqa: ANN001
-        # Skipped when this step was saved already (a top-k save writes last.ckpt too).
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not self.tracking:
@@ -246,15 +226,45 @@ class RunCheckpoint(ModelCheckpoint):
         return state
 
 
+class LastCheckpoint(Checkpoint):
+    """Writes ``last.ckpt`` beside the best-checkpoint tracker's files after every epoch.
+
+    Since Lightning 2.6, ``ModelCheckpoint(save_last=True)`` writes last.ckpt only
+    in an epoch that also wrote a top-k checkpoint: after the best epoch, last.ckpt
+    stayed the best epoch's, and ``--ckpt_path last`` resumed from there, repeating
+    the epochs since. The CLI turns the tracker's ``save_last`` off and adds this
+    callback instead. It is a :class:`~pytorch_lightning.callbacks.Checkpoint`, so
+    Lightning runs it after the callbacks added before it (the tracker among them):
+    the file holds the tracker's record of this epoch. It writes at the end of the
+    training epoch, after that epoch's validation, as the tracker does by default.
+
+    Args:
+        tracker: the best-checkpoint tracker whose folder receives ``last.ckpt``.
+    """
+
+    def __init__(self, tracker: ModelCheckpoint) -> None:
+        self.tracker = tracker
+
+    @property
+    def path(self) -> Path:
+        name = self.tracker.CHECKPOINT_NAME_LAST + self.tracker.FILE_EXTENSION
+        return Path(self.tracker.dirpath) / name
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001 (Lightning types)
+        if trainer.fast_dev_run or trainer.sanity_checking or self.tracker.dirpath is None:
+            return
+        trainer.save_checkpoint(self.path)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer without its copy in memory, for local paths.
 
     Lightning serialises a checkpoint into memory and then copies that into the
-    file; for a demo checkpoint with its Adam state (250-290 MB) that costs 0.5-1.2 s,
-    against 0.4-0.5 s written straight into a temporary file beside the target and
-    renamed into place (:func:`src.files.atomic_write`: as atomic, synced, with the
-    user's umask; ``benchmarks/checkpoint_write.py``). A demo cell writes four to six
-    of them. Remote paths (``s3://...``) keep Lightning's writer.
+    file; here it is written straight into a temporary file beside the target
+    and renamed into place (:func:`src.files.atomic_write`: as atomic, synced,
+    with the user's umask), which is faster for checkpoints of hundreds of MB
+    (``benchmarks/checkpoint_write.py`` measures both). Remote paths
+    (``s3://...``) keep Lightning's writer.
     """
 
     def save_checkpoint(

@@ -21,7 +21,9 @@ subcommands add to plain LightningCLI:
 * every logger receives the full resolved config and, after test, the test
   metrics (src/cli/records.py).
 * a bad option or config key fails with jsonargparse's message on one line.
-* data configs are read first wherever they are stacked (src/cli/stacking.py).
+* data configs are read first wherever they are stacked (src/configs.py, the
+  one place configurations are resolved).
+* only public LightningCLI methods and hooks are overridden (DFBenchCLI).
 """
 
 from __future__ import annotations
@@ -34,32 +36,35 @@ from typing import Any
 import yaml
 from jsonargparse import DefaultHelpFormatter, Namespace
 from lightning_fabric.plugins import CheckpointIO
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
 from src.cli import VERBS, UsageError, quiet
 from src.cli.checkpoints import (
     AtomicCheckpointIO,
+    LastCheckpoint,
     RunCheckpoint,
     checkpoint_mismatch,
     load_matching,
     read_checkpoint,
 )
 from src.cli.options import plain_text
-from src.cli.parse_errors import parse_error_line, unwrap_instantiation
 from src.cli.predictions import (
     MaskWriter,
     frame_predictions,
     skipped_files,
     video_predictions,
 )
-from src.cli.records import code_version, experiment_record, run_meta, test_summary
-from src.cli.runs import DEFAULT_ROOT, RunLayout, data_name, detector_name, plan_session
-from src.cli.stacking import order_configs
+from src.cli.records import experiment_record, run_meta, test_summary
+from src.cli.runs import RunLayout, data_name, detector_name, plan_session
+from src.configs import DEFAULT_ROOT, add_dfbench_arguments, code_version, order_configs
 from src.data.base import DeepfakeDataModuleBase
 from src.detectors import Detector
+from src.errors import ConfigError, one_line
 from src.files import atomic_write, atomic_write_csv, atomic_write_json
 from src.metrics import format_metrics_table
+from src.parse_errors import parse_error_line, unwrap_instantiation
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 NO_WEIGHTS = (
@@ -155,88 +160,42 @@ def _point_loggers(trainer: Namespace, layout: RunLayout, verb: str, meta: dict)
 
 
 class DFBenchCLI(LightningCLI):
-    """LightningCLI plus the runs, checks and records listed in the module docstring."""
+    """LightningCLI plus the runs, checks and records listed in the module docstring.
+
+    It extends LightningCLI through its public methods and hooks only:
+    ``add_arguments_to_parser``, ``parse_arguments``, ``before_instantiate_classes``,
+    ``instantiate_classes``, ``instantiate_trainer`` and ``after_instantiate_classes``.
+    """
 
     layout: RunLayout
     names: dict[str, str]
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
-        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/frame_auc",
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
-                "checkpoint.filename": "best-epoch{epoch:03d}",
-                "checkpoint.auto_insert_metric_name": False,
-                "trainer.default_root_dir": DEFAULT_ROOT,
-                "trainer.logger": {
-                    "class_path": "pytorch_lightning.loggers.CSVLogger",
-                    "init_args": {"save_dir": DEFAULT_ROOT},
-                },
-            }
-        )
-        parser.add_argument(
-            "--run_name",
-            type=str | None,
-            default=None,
-            help="name of the run (a folder under runs/<detector>/<data>/); default: the time "
-            "a fit starts, and for --ckpt_path best/last the latest run",
-        )
-        parser.add_argument(
-            "--allow_mismatch",
-            type=bool,
-            default=False,
-            help="load a checkpoint of another detector class or other hyper-parameters into "
-            "the configured model, every tensor whose name and shape fit",
-        )
-
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any):  # noqa: ANN202
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        parser.set_defaults({"weights_only": True})
-        if subcommand != "fit":
+        add_dfbench_arguments(parser, RunCheckpoint)
+        if parser.prog.rsplit(" ", 1)[-1] != "fit":
             parser.add_argument(
                 "--allow_untrained",
                 type=bool,
                 default=False,
                 help="run without --ckpt_path, scoring the untrained network",
             )
-        if subcommand in {"validate", "test"}:
-            parser.set_defaults({"verbose": False})  # the suite prints its own table
-        return parser
 
     def parse_arguments(self, parser, args) -> None:  # noqa: ANN001
         try:
             super().parse_arguments(parser, args)
         except argparse.ArgumentError as error:
             raise UsageError(parse_error_line(str(error))) from error
-
-    def instantiate_classes(self) -> None:
-        try:
-            super().instantiate_classes()
-        except ValueError as error:
-            unwrapped = unwrap_instantiation(error)
-            if unwrapped is error:
-                raise
-            if isinstance(unwrapped, UsageError):
-                raise unwrapped from None
-            raise unwrapped from error  # the constructor's own error, with its traceback
-
-    def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 (pl.Trainer)
-        # Checkpoints go through AtomicCheckpointIO unless the config names its own writer.
-        given = self._get(self.config_init, "trainer", default={}).get("plugins") or []
-        plugins = list(given) if isinstance(given, list | tuple) else [given]
-        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
-            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
-        return super().instantiate_trainer(**kwargs)
-
-    # ------------------------------------------------------------------ the run
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI would overwrite the configured model with the checkpoint's
-        # hyper-parameters; here the config wins and the checkpoint is checked against it.
         verb = self.config.get("subcommand")
-        if verb:
-            self._prepare_run(verb, self.config[verb])
+        if not verb:
+            return
+        config = self.config[verb]
+        if config.get("weights_only") is None:
+            config["weights_only"] = True  # explicit: what every checkpoint load of the suite does
+        self._prepare_run(verb, config)
+        # Held back until the classes are built: LightningCLI would otherwise rebuild the
+        # model from the checkpoint's hyper-parameters; here the config wins, checked above.
+        self.ckpt_path = config.get("ckpt_path")
+        config["ckpt_path"] = None
 
     def _prepare_run(self, verb: str, config: Namespace) -> None:
         _check_ranges(config)
@@ -249,10 +208,12 @@ class DFBenchCLI(LightningCLI):
             raise UsageError(NO_WEIGHTS)
         self.meta = run_meta()
         fast = bool(config.trainer.get("fast_dev_run"))
+        resolved = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False))[verb]
+        files = [str(path) for path in (config.get("config") or [])]
         self.layout, checkpoint, continues = plan_session(
             verb,
             _runs_root(config.trainer),
-            detector_name(model_class, init_args),
+            detector_name(model_class, resolved, files),
             data_name(data_class, data_args),
             config.get("run_name"),
             config.get("ckpt_path"),
@@ -292,25 +253,55 @@ class DFBenchCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
+        config["ckpt_path"] = self.ckpt_path
         init_args = config.model.get("init_args")
         # With a checkpoint the weights come from it: building the network with
         # `pretrained: true` first would only fetch weights (and fail offline).
         weights_given = config.get("ckpt_path") or self.partial_weights
         if weights_given and init_args is not None and init_args.get("pretrained"):
             init_args["pretrained"] = False
-        dumped = yaml.safe_load(self._parser(self.subcommand).dump(config, skip_none=False))
+        dumped = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False))
         files = [str(path) for path in (config.get("config") or [])]
-        self.record = experiment_record(dumped, self.names, files, self.meta, code_version())
+        self.record = experiment_record(
+            dumped[self.subcommand], self.names, files, self.meta, code_version()
+        )
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            unwrapped = unwrap_instantiation(error)
+            if unwrapped is error:
+                raise
+            if isinstance(unwrapped, UsageError | ConfigError):
+                raise unwrapped from None
+            raise unwrapped from error  # the constructor's own error, with its traceback
+
+    def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 (pl.Trainer)
+        # Checkpoints go through AtomicCheckpointIO unless the config names its own writer.
+        given = (self.config_init[self.subcommand].get("trainer") or {}).get("plugins") or []
+        plugins = list(given) if isinstance(given, list | tuple) else [given]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as error:
+            raise UsageError(f"--trainer: {one_line(error)}") from error
 
     def after_instantiate_classes(self) -> None:
         if self.subcommand == "predict":
             self.trainer.callbacks.append(MaskWriter(self._session_dir))
-        for callback in self.trainer.callbacks:
+        for callback in list(self.trainer.callbacks):
             if isinstance(callback, RecordConfig):
                 callback.record = self.record
             if isinstance(callback, RunCheckpoint):
                 callback.continues_run = self.continues_run
                 callback.tracking = self.subcommand == "fit"
+                if self.subcommand == "fit" and callback.save_last is True:
+                    # last.ckpt after every epoch (LastCheckpoint says why), not only in
+                    # epochs that also wrote a best checkpoint.
+                    callback.save_last = False
+                    self.trainer.callbacks.append(LastCheckpoint(callback))
         if self.partial_weights is not None:
             path, state_dict = self.partial_weights
             loaded, kept = load_matching(self.model, state_dict)
@@ -393,7 +384,11 @@ def run(argv: list[str]) -> int:
     }
     parser_kwargs: dict[str, Any] = dict(plain)
     for verb in SUBCOMMANDS:
-        parser_kwargs[verb] = {**plain, "description": VERBS[verb].help}
+        parser_kwargs[verb] = {**plain, "prog": f"dfbench {verb}", "description": VERBS[verb].help}
+    argv = order_configs(argv, start=1)
+    if argv and argv[0] in {"validate", "test"}:
+        # The suite prints its own table; an explicit --verbose later on still wins.
+        argv.insert(1, "--verbose=false")
     DFBenchCLI(
         Detector,
         DeepfakeDataModuleBase,
@@ -403,6 +398,6 @@ def run(argv: list[str]) -> int:
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
         parser_kwargs=parser_kwargs,
-        args=order_configs(argv),
+        args=argv,
     )
     return 0

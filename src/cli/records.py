@@ -8,11 +8,12 @@ and compare runs by, flat::
     dfbench.verb / detector / data / run / session
     dfbench.optimizer / lr / lr_scheduler / batch_size / max_epochs / seed / input_size
     dfbench.train_sets / test_sets / profile / config_files
-    dfbench.config_hash   first 12 hex digits of the SHA-1 of the resolved config,
-                          bookkeeping keys (BOOKKEEPING) left out, so two runs with
-                          the same hash were configured alike
-    dfbench.code_version  git commit (with "-dirty" when tracked files changed), or
-                          the installed package version outside a git checkout
+    dfbench.config_hash   src.configs.config_hash of the resolved config (bookkeeping
+                          left out, frame tables by content): two runs with the same
+                          hash were configured alike, and a bench cell's fit records
+                          the cell's own config_hash
+    dfbench.code_version  src.configs.code_version: git commit (with "-dirty" when
+                          tracked files changed), or the installed package version
 
 and, for a run launched by ``dfbench bench``, the runner's ``DFBENCH_RUN_META``
 (benchmark, profile, cell, seed, config hash and code version of the grid
@@ -23,32 +24,13 @@ TensorBoard loggers have them as logged metrics).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from src.cli import UsageError
-
-#: JSON object the benchmark runner gives every run it launches.
-RUN_META_ENV = "DFBENCH_RUN_META"
-#: Keys that say where and how visibly a run writes, not what it computes.
-BOOKKEEPING = (
-    ("trainer", "logger"),
-    ("trainer", "default_root_dir"),
-    ("trainer", "enable_progress_bar"),
-    ("trainer", "enable_model_summary"),
-    ("checkpoint", "dirpath"),
-    ("ckpt_path",),
-    ("run_name",),
-    ("allow_untrained",),
-    ("allow_mismatch",),
-    ("verbose",),
-    ("config",),
-)
-_REPO = Path(__file__).resolve().parents[2]
+from src.configs import RUN_META_ENV, config_hash
 
 
 def run_meta() -> dict[str, Any]:
@@ -63,40 +45,6 @@ def run_meta() -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise UsageError(f"{RUN_META_ENV} must be a JSON object, got {type(meta).__name__}")
     return meta
-
-
-def code_version() -> str:
-    """The git commit of the code that runs (``-dirty`` if tracked files differ), else its version."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(_REPO), *args], capture_output=True, text=True, timeout=10
-        )
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    try:
-        commit = git("rev-parse", "--short=12", "HEAD")
-        if commit:
-            dirty = git("status", "--porcelain", "--untracked-files=no")
-            return f"{commit}-dirty" if dirty else commit
-    except (OSError, subprocess.SubprocessError):
-        pass
-    from src.cli import version
-
-    return f"dfbench {version()}"
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """SHA-1 (12 hex digits) of the resolved config without its BOOKKEEPING keys."""
-    trimmed = json.loads(json.dumps(config, default=str))
-    for path in BOOKKEEPING:
-        node = trimmed
-        for key in path[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(path[-1], None)
-    payload = json.dumps(trimmed, sort_keys=True)
-    return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
 def _short_class(spec: Any) -> str | None:
@@ -141,7 +89,7 @@ def experiment_record(
         "profile": meta.get("profile") or "+".join(profiles) or "none",
         "config_files": list(config_files),
         "config_hash": config_hash(config),
-        "code_version": meta.get("code_version") or version,
+        "code_version": version,
     }
     # Plain copies: YAML would write a value shared with the config as an anchor.
     record = {"dfbench": json.loads(json.dumps(summary, default=str))}

@@ -17,7 +17,14 @@ folder inside it::
   when it is set to something else (the benchmark runner sets both).
 * detector: the registered name whose defaults the configured model matches
   (xception, laa_net ...), else the model class in snake case followed by its
-  backbone (backbone_classifier-resnet18).
+  backbone (backbone_classifier-resnet18). When the training recipe (model
+  arguments, optimiser and schedule, batch size, augmentation and
+  pseudo-fakes, precision: src.configs.recipe) differs from the detector's
+  default (what its shipped configs/detectors/<name>.yaml gives on the same
+  data configs; without one, the class's own defaults), six hex digits of the
+  recipe's hash follow (efficientnet_b4-1f3a9c). Two recipes never share a
+  run folder, and --ckpt_path best / last of the baseline config never finds
+  an SBI-trained run of the same backbone.
 * data: the training tables joined by "+" (ffpp_c23), else the DataModule's
   name (synthetic_face, folder). Test sets do not count: testing a model
   trained on FF++ on the cross-dataset config finds the FF++ run.
@@ -48,8 +55,8 @@ from pathlib import Path
 from typing import Any
 
 from src.cli import UsageError
+from src.configs import default_recipe, recipe, recipe_hash
 
-DEFAULT_ROOT = "runs"
 #: Passes the run and session chosen by the first process to the DDP processes it starts.
 LAYOUT_ENV = "DFBENCH_RUN_LAYOUT"
 CHECKPOINT_ALIASES = ("best", "last")
@@ -108,8 +115,8 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
-def detector_name(model_class: type, init_args: dict[str, Any]) -> str:
-    """The detector part of a run's path (see the module docstring)."""
+def registered_name(model_class: type, init_args: dict[str, Any]) -> str | None:
+    """The registered detector whose class and defaults the configured model matches."""
     from src.detectors.registry import DETECTORS
 
     matches = [
@@ -118,12 +125,29 @@ def detector_name(model_class: type, init_args: dict[str, Any]) -> str:
         if entry.obj is model_class
         and all(init_args.get(key) == value for key, value in entry.defaults.items())
     ]
-    if matches:
-        # The most specific entry: xception (backbone=legacy_xception) over a bare class name.
-        return max(matches, key=lambda entry: len(entry.defaults)).name
-    name = _snake(model_class.__name__)
-    backbone = init_args.get("backbone")
-    return slug(f"{name}-{backbone}" if isinstance(backbone, str) else name)
+    # The most specific entry: xception (backbone=legacy_xception) over a bare class name.
+    return max(matches, key=lambda entry: len(entry.defaults)).name if matches else None
+
+
+def detector_name(model_class: type, config: dict[str, Any], config_files: list[str]) -> str:
+    """The detector part of a run's path (see the module docstring).
+
+    Args:
+        model_class: the configured model's class.
+        config: the resolved configuration (a plain dict).
+        config_files: the ``-c`` files given (their data configs make the shipped recipe).
+    """
+    model = config.get("model") or {}
+    init_args = model.get("init_args") or {}
+    registered = registered_name(model_class, init_args)
+    name = registered
+    if name is None:
+        backbone = init_args.get("backbone")
+        plain_name = _snake(model_class.__name__)
+        name = slug(f"{plain_name}-{backbone}" if isinstance(backbone, str) else plain_name)
+    if recipe(config) == default_recipe(registered, model["class_path"], config_files):
+        return name
+    return f"{name}-{recipe_hash(config)}"
 
 
 def data_name(data_class: type | None, init_args: dict[str, Any]) -> str:
@@ -210,6 +234,24 @@ def resolve_alias(alias: str, run_dir: Path) -> Path:
     return candidates[-1]
 
 
+def _other_recipes(root: Path, detector: str, data: str) -> str:
+    """``; runs of other recipes: ...`` when the detector has runs under other recipe hashes."""
+    base = detector.rsplit("-", 1)[0] if re.search(r"-[0-9a-f]{6}$", detector) else detector
+    others = sorted(
+        folder.name
+        for folder in (root.glob(f"{base}*") if root.is_dir() else [])
+        if folder.name != detector
+        and re.fullmatch(rf"{re.escape(base)}(-[0-9a-f]{{6}})?", folder.name)
+        and (folder / data).is_dir()
+    )
+    if not others:
+        return ""
+    return (
+        f"; runs of other training recipes: {', '.join(others)} (stack the configs they were "
+        "trained with to find them)"
+    )
+
+
 def _run_of(checkpoint: Path, group_dir: Path) -> str | None:
     """The run of ``group_dir`` that holds ``checkpoint`` in its checkpoints folder, if any."""
     folder = checkpoint.resolve().parent
@@ -258,8 +300,9 @@ def plan_session(
             latest = latest_run(group_dir)
             if latest is None:
                 raise FileNotFoundError(
-                    f"--ckpt_path {ckpt_path}: no run of {detector} on {data} under {root} "
-                    "(fit one first, or give a checkpoint file)"
+                    f"--ckpt_path {ckpt_path}: no run of {detector} on {data} under {root}"
+                    f"{_other_recipes(root, detector, data)} (fit one first, or give a "
+                    "checkpoint file)"
                 )
             run = latest.name
         elif not checkpoints_of(group_dir / run):

@@ -21,11 +21,13 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
+from src.errors import DFBenchError
+
 #: First part of a video key that the cache keeps for itself (``<cache>/tables/``).
 RESERVED_KEY_PARTS = ("tables",)
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(DFBenchError):
     """A name or path that would read or write outside its folder; the message names where it came from."""
 
 

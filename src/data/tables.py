@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from src.data.paths import UnsafePathError, inside, key_problem
+from src.errors import DFBenchError
 
 VIDEO_COLUMNS = (
     "video_key",
@@ -85,7 +86,7 @@ FRAME_COLUMNS = (
 )
 
 
-class TableError(ValueError):
+class TableError(DFBenchError):
     """A table that breaks its schema; the message names the table, the row and the problem."""
 
 

@@ -29,14 +29,16 @@ import torch
 from timm.models import get_pretrained_cfg
 from torch import Tensor, nn
 
+from src.errors import ConfigError, DFBenchError
+
 Pretrained = bool | str | Path
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+class PretrainedWeightsUnavailable(DFBenchError, RuntimeError):
     """Raised when ``pretrained=True`` cannot be satisfied without a network."""
 
 
-class UnknownBackbone(ValueError):
+class UnknownBackbone(ConfigError):
     """A backbone name timm does not know (a typo, usually): the message names close ones."""
 
 

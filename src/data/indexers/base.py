@@ -59,6 +59,7 @@ import pandas as pd
 from src.data.options import describe, matches
 from src.data.paths import UnsafePathError, inside
 from src.data.tables import SPLITS, video_table
+from src.errors import DFBenchError
 from src.files import VIDEO_SUFFIXES
 from src.registry import Registry
 
@@ -77,7 +78,7 @@ INDEXERS: Registry[Indexer] = Registry("dataset indexer")
 register_indexer = INDEXERS.register
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(DFBenchError):
     """A dataset tree that does not match its documented layout.
 
     The message always names the path and what was expected there:

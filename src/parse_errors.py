@@ -20,7 +20,7 @@ import importlib
 import inspect
 import re
 
-from src.cli import UsageError, expected_error, one_line
+from src.errors import ConfigError, expected_error, one_line
 
 _NOISE = (
     "Does not validate against any of the Union subtypes",
@@ -99,9 +99,9 @@ def unwrap_instantiation(error: Exception) -> BaseException:
         root = root.__cause__ or root.__context__
     if root is error:
         text = str(error)
-        return UsageError(parse_error_line(text)) if text.startswith(_NOISE[0]) else error
+        return ConfigError(parse_error_line(text)) if text.startswith(_NOISE[0]) else error
     if not expected_error(root):
         return root
     found = re.search(r"class_path='([\w.]+)'", str(error))
     owner = f"{found.group(1).rsplit('.', 1)[-1]}: " if found else ""
-    return UsageError(f"{owner}{one_line(root)}")
+    return ConfigError(f"{owner}{one_line(root)}")
