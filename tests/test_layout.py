@@ -6,7 +6,8 @@ top-level packages and modules of ``src``, in layers::
 
     cli  ->  bench, tools  ->  detectors, data, augment, synthetic  ->  contracts, metrics,
                                                                      files, registry,
-                                                                     progress_bars
+                                                                     progress_bars,
+                                                                     checkpoint_files
 
 A failure lists every offending ``file:line``.
 """
@@ -21,7 +22,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-BOTTOM = ("contracts", "metrics", "files", "registry", "progress_bars")
+BOTTOM = ("contracts", "metrics", "files", "registry", "progress_bars", "checkpoint_files")
 MIDDLE = ("detectors", "data", "augment", "synthetic")
 TOP = ("bench", "tools", "cli")
 PARTS = (*BOTTOM, *MIDDLE, *TOP)
