@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from cli_helpers import baseline_args, scripted_args
+from test_bench_runner import write_grid
 from test_cli_errors import one_error_line
 
 import src.bench.runner as runner_module
@@ -189,14 +189,8 @@ def test_bench_starts_afresh_over_a_planted_last_checkpoint(
     crafted: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     planted, marker = crafted
-    spec = {
-        "name": "tiny",
-        "train_set": "synthetic",
-        "profiles": {"demo": {"data": ["configs/data/synthetic.yaml"]}},
-        "detectors": [{"name": "xception", "configs": ["configs/detectors/xception.yaml"]}],
-    }
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
-    (cell,) = load_grid(tmp_path / "grid.yaml", "demo")
+    xception = {"name": "xception", "configs": ["configs/detectors/xception.yaml"]}
+    (cell,) = load_grid(write_grid(tmp_path, [xception], seeds=[0]), "demo")
     launched: list[list[str]] = []
 
     def stand_in(args: list[str], *_, **__) -> float:
