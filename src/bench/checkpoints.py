@@ -50,7 +50,7 @@ WEIGHTS_ONLY_KEYS = (
 
 
 #: Why a checkpoint the runner refuses cannot be loaded anyway.
-RUNNER_TRUST_HINT = "the runner reads only what dfbench fit writes (tensors and plain values)"
+RUNNER_TRUST_HINT = "the runner reads only checkpoints as dfbench fit writes them"
 
 
 def read_lightning_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
