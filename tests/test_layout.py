@@ -7,7 +7,8 @@ top-level packages and modules of ``src``, in layers::
     cli  ->  bench, tools, configs  ->  detectors, data, augment, synthetic  ->  contracts,
                                                                      metrics, files, registry,
                                                                      progress_bars, errors,
-                                                                     parse_errors
+                                                                     parse_errors,
+                                                                     checkpoint_files
 
 A failure lists every offending ``file:line``.
 """
@@ -22,7 +23,16 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-BOTTOM = ("contracts", "metrics", "files", "registry", "progress_bars", "errors", "parse_errors")
+BOTTOM = (
+    "contracts",
+    "metrics",
+    "files",
+    "registry",
+    "progress_bars",
+    "errors",
+    "parse_errors",
+    "checkpoint_files",
+)
 MIDDLE = ("detectors", "data", "augment", "synthetic")
 TOP = ("bench", "tools", "configs", "cli")
 PARTS = (*BOTTOM, *MIDDLE, *TOP)

@@ -12,12 +12,19 @@ reduced to those, and deletes the others (``last.ckpt`` ...).
 An unfinished fit (killed, stopped, or failed) resumes from the ``last.ckpt``
 it left (:func:`resume_point`): the last epoch it completed, with its
 optimiser, schedule, best-checkpoint record and training time so far.
+
+Every checkpoint is read with ``weights_only=True``
+(:func:`src.checkpoint_files.load_checkpoint`): a file in a cell's folder
+that holds more than tensors and plain values (not one ``dfbench fit``
+wrote) is refused before anything in it runs. The runner has no option to
+trust one: a ``last.ckpt`` of that kind is not resumed (the fit starts
+afresh), and a selected checkpoint of that kind fails the cell.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,7 @@ from typing import Any
 import torch
 
 from src.bench.progress import FIT_SECONDS_KEY
+from src.checkpoint_files import UntrustedCheckpointError, load_checkpoint
 from src.files import atomic_write
 
 #: What a weights-only checkpoint keeps. The Lightning version lets Lightning
@@ -41,6 +49,28 @@ WEIGHTS_ONLY_KEYS = (
 )
 
 
+#: Why a checkpoint the runner refuses cannot be loaded anyway.
+RUNNER_TRUST_HINT = "the runner reads only checkpoints as dfbench fit writes them"
+
+
+def read_lightning_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
+    """A Lightning checkpoint of a cell's fit, read with ``weights_only=True``.
+
+    Raises:
+        UntrustedCheckpointError: the file holds more than tensors and plain values.
+        CheckpointFileError: it is missing or not a torch file.
+        ValueError: it is not a Lightning checkpoint (no ``state_dict``).
+    """
+    path = Path(path)
+    try:
+        checkpoint = load_checkpoint(path, mmap=mmap)
+    except UntrustedCheckpointError as error:
+        raise UntrustedCheckpointError(path, error.found, RUNNER_TRUST_HINT) from error
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
 def strip_to_weights(path: str | Path) -> tuple[int, int]:
     """Rewrite a Lightning checkpoint in place with only :data:`WEIGHTS_ONLY_KEYS`.
 
@@ -48,13 +78,12 @@ def strip_to_weights(path: str | Path) -> tuple[int, int]:
         The file's size in bytes before and after.
 
     Raises:
-        ValueError: if the file is not a Lightning checkpoint (no ``state_dict``).
+        ValueError: if the file is not a Lightning checkpoint (no ``state_dict``),
+            or holds more than tensors and plain values (:func:`read_lightning_checkpoint`).
     """
     path = Path(path)
     before = path.stat().st_size
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    checkpoint = read_lightning_checkpoint(path)
     kept = {key: checkpoint[key] for key in WEIGHTS_ONLY_KEYS if key in checkpoint}
     atomic_write(path, lambda handle: torch.save(kept, handle))
     return before, path.stat().st_size
@@ -85,8 +114,12 @@ def selection(path: str | Path) -> dict[str, Any]:
         state, ``monitor`` (e.g. ``val/frame_auc``) and ``val_score``: the
         validation score the checkpoint was chosen by (NaN when the file does
         not record it, e.g. once stripped).
+
+    Raises:
+        ValueError: the file is not a Lightning checkpoint, or holds more than
+            tensors and plain values (:func:`read_lightning_checkpoint`).
     """
-    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=False)
+    checkpoint = read_lightning_checkpoint(path)
     buffers = ("running_mean", "running_var", "num_batches_tracked")
     state = checkpoint["state_dict"]
     facts: dict[str, Any] = {
@@ -116,31 +149,47 @@ class ResumePoint:
     fit_seconds: float  # training time up to that checkpoint (ProgressFile's; 0 if not recorded)
 
 
-def resume_point(folder: str | Path) -> ResumePoint | None:
+def resume_point(
+    folder: str | Path, explain: Callable[[str], None] | None = None
+) -> ResumePoint | None:
     """The ``last.ckpt`` an unfinished fit left in ``folder``, readied for resuming.
 
     Best checkpoints that its record does not name are deleted: an epoch that
     was interrupted after saving its best file but before ``last.ckpt`` would
     otherwise leave a file the resumed fit knows nothing of (neither replaces
     nor selects it). None, and nothing deleted, when there is no readable
-    ``last.ckpt`` or the best checkpoint it names is gone: the fit then starts
-    afresh.
+    ``last.ckpt`` (one that holds more than tensors and plain values counts as
+    unreadable, and nothing in it runs) or the best checkpoint it names is
+    gone: the fit then starts afresh.
+
+    Args:
+        folder: the cell's checkpoint folder.
+        explain: called with one line saying why, when a ``last.ckpt`` is
+            there but not resumed.
     """
     last = Path(folder) / "last.ckpt"
     if not last.is_file():
         return None
     try:
-        checkpoint = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
-        epoch = int(checkpoint["epoch"])
-    except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError):
-        return None
+        checkpoint = read_lightning_checkpoint(last, mmap=True)
+    except ValueError as error:  # CheckpointFileError, UntrustedCheckpointError, no state_dict
+        return _not_resumed(explain, str(error))
+    epoch = checkpoint.get("epoch")
+    if not isinstance(epoch, int):
+        return _not_resumed(explain, f"{last} records no epoch")
     best = None
     for key, state in (checkpoint.get("callbacks") or {}).items():
         if key.startswith("ModelCheckpoint") and state.get("best_model_path"):
             best = Path(state["best_model_path"]).name
     if best is not None and not (last.parent / best).is_file():
-        return None
+        return _not_resumed(explain, f"the best checkpoint {best} that {last} records is gone")
     for other in last.parent.glob("*.ckpt"):
         if other.name not in (last.name, best):
             other.unlink()
     return ResumePoint(last, epoch, float(checkpoint.get(FIT_SECONDS_KEY, 0.0)))
+
+
+def _not_resumed(explain: Callable[[str], None] | None, why: str) -> None:
+    if explain is not None:
+        explain(why)
+    return None

@@ -305,7 +305,12 @@ class Runner:
         folder = self.cell_dir(cell)
         fit_marker = folder / "fit.json"
         if not fit_marker.is_file():
-            resume = resume_point(folder / "checkpoints")
+            resume = resume_point(
+                folder / "checkpoints",
+                lambda why: self.progress.say(
+                    f"[{cell.index}] {cell.id}: its fit starts afresh: {why}"
+                ),
+            )
             if resume is None:
                 shutil.rmtree(folder / "checkpoints", ignore_errors=True)
                 shutil.rmtree(folder / "fit", ignore_errors=True)

@@ -3,8 +3,8 @@
 * read_checkpoint: a file that is not a Lightning checkpoint (empty, truncated,
   a bare state dict, a text file) fails with one line naming it, before any
   model is built. Checkpoints load with weights_only=True (tensors and plain
-  values only: what dfbench writes); a trusted file that needs more loads with
-  --weights_only false.
+  values only: what dfbench writes; src.checkpoint_files); a trusted file that
+  needs more loads with --weights_only false.
 * checkpoint_mismatch: the configured model wins. Lightning's CLI would rebuild
   the model from the checkpoint's hyper-parameters, so testing a ResNet-50
   checkpoint under laa_net.yaml would quietly test the ResNet-50; here a
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from torch import nn
 
+from src.checkpoint_files import CheckpointFileError, load_checkpoint
 from src.files import atomic_write
 
 #: Hyper-parameters that may differ between a checkpoint and the configured model:
@@ -45,25 +45,21 @@ IGNORED_HPARAMS = frozenset(
 
 
 def read_checkpoint(path: Path, weights_only: bool = True) -> dict[str, Any]:
-    """The checkpoint at ``path`` (tensors on the CPU), or an error that says what is wrong."""
+    """The checkpoint at ``path`` (tensors on the CPU), or an error that says what is wrong.
+
+    Args:
+        path: the ``--ckpt_path`` file.
+        weights_only: refuse a file that holds more than tensors and plain values
+            (:func:`src.checkpoint_files.load_checkpoint`); off for a file the user trusts.
+    """
     if path.is_dir():
         raise IsADirectoryError(f"--ckpt_path {path} is a folder; give a .ckpt file")
     if not path.is_file():
         raise FileNotFoundError(f"--ckpt_path {path}: file not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as error:
-        if "Unsupported global" in str(error):
-            raise ValueError(
-                f"{path} holds Python objects besides tensors and plain values, which are not "
-                "loaded unless you trust the file: then add --weights_only false"
-            ) from error
-        raise ValueError(
-            f"not a Lightning checkpoint: {path} ({_unpickler_reason(error)})"
-        ) from error
-    except (EOFError, RuntimeError, OSError, ValueError, AttributeError) as error:
-        reason = "empty file" if path.stat().st_size == 0 else _first_line(error)
-        raise ValueError(f"not a Lightning checkpoint: {path} ({reason})") from error
+        checkpoint = load_checkpoint(path, trusted=not weights_only)
+    except CheckpointFileError as error:
+        raise ValueError(f"not a Lightning checkpoint: {path} ({error.reason})") from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         found = (
             sorted(checkpoint)[:4] if isinstance(checkpoint, dict) else type(checkpoint).__name__
@@ -73,21 +69,6 @@ def read_checkpoint(path: Path, weights_only: bool = True) -> dict[str, Any]:
             "of a method are converted by its import command, e.g. dfbench import-laa-net"
         )
     return checkpoint
-
-
-def _unpickler_reason(error: BaseException) -> str:
-    # torch's message is a paragraph on weights_only; the reason is the line after
-    # "WeightsUnpickler error:".
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for before, after in zip(lines, lines[1:], strict=False):
-        if before.startswith("Please file an issue") or before.endswith("WeightsUnpickler error:"):
-            return f"not a torch file: {after}"
-    return _first_line(error)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]
 
 
 def _plain(value: Any) -> Any:

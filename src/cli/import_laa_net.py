@@ -8,6 +8,7 @@ authors_padding on (the printed command shows how).
 from __future__ import annotations
 
 from src.cli.options import VerbParser, existing_file, output_file
+from src.cli.trust import add_weights_only_option
 
 
 def build_parser() -> VerbParser:
@@ -21,6 +22,7 @@ def build_parser() -> VerbParser:
     parser.add_argument(
         "--out", required=True, type=output_file, help="Lightning checkpoint to write (.ckpt)"
     )
+    add_weights_only_option(parser, "the authors' file")
     return parser
 
 
@@ -28,7 +30,7 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from src.detectors.laa_net.importer import write_checkpoint
 
-    path, count = write_checkpoint(args.weights, args.out)
+    path, count = write_checkpoint(args.weights, args.out, trusted=not args.weights_only)
     print(f"imported {count} tensors -> {path}")
     print(
         "test it with: dfbench test -c configs/data/cross_dataset.yaml -c configs/detectors/laa_net.yaml "

@@ -8,6 +8,7 @@ side_data {prle_map: OUT/maps} and the PRLE augmentation (configs/augment/prle.y
 from __future__ import annotations
 
 from src.cli.options import VerbParser, existing_file, int_at_least
+from src.cli.trust import add_weights_only_option
 
 
 def build_parser() -> VerbParser:
@@ -45,6 +46,7 @@ def build_parser() -> VerbParser:
     )
     parser.add_argument("--device", default="cpu", help="where the zoo runs (cpu, cuda, cuda:1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_weights_only_option(parser, "the zoo's checkpoints")
     return parser
 
 
@@ -57,7 +59,10 @@ def run(argv: list[str]) -> int:
 
     datamodule = datamodule_from_configs(args.config)
     frames = datamodule.frames(datamodule.train_tables, args.split)
-    zoo = {str(path): Detector.from_checkpoint(path) for path in args.zoo}
+    zoo = {
+        str(path): Detector.from_checkpoint(path, trusted=not args.weights_only)
+        for path in args.zoo
+    }
     result = build_prle_maps(
         zoo,
         frames,

@@ -204,12 +204,18 @@ def latest_run(group_dir: Path) -> Path | None:
 
 
 def recorded_best(last: Path) -> str | None:
-    """The file name a run's ModelCheckpoint recorded as best, read from its last.ckpt."""
-    import torch
+    """The file name a run's ModelCheckpoint recorded as best, read from its last.ckpt.
+
+    None when last.ckpt cannot be read with ``weights_only=True`` (nothing in it
+    runs): the caller then falls back on the file names.
+    """
+    from src.checkpoint_files import load_checkpoint
 
     try:
-        state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # an unreadable last.ckpt: fall back on the file names
+        state = load_checkpoint(last, mmap=True)
+    except ValueError:  # unreadable, or more than tensors and plain values
+        return None
+    if not isinstance(state, dict):
         return None
     for key, value in (state.get("callbacks") or {}).items():
         if key.startswith("ModelCheckpoint") and value.get("best_model_path"):

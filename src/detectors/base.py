@@ -168,17 +168,31 @@ class Detector(pl.LightningModule):
         return self(batch["image"])
 
     @staticmethod
-    def from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Detector:
+    def from_checkpoint(
+        path: str | Path, map_location: str | torch.device = "cpu", *, trusted: bool = False
+    ) -> Detector:
         """The detector a checkpoint holds, rebuilt as the class it was trained as.
 
         ``dfbench fit`` records the detector's class in the checkpoint's
         hyper-parameters (``_class_path``); only :class:`Detector` subclasses are
         accepted, so a checkpoint cannot make this import anything else.
+
+        Args:
+            path: a checkpoint of ``dfbench fit`` (or ``dfbench import-laa-net``).
+            map_location: where the weights go.
+            trusted: load a file that holds more than tensors and plain values
+                (its pickle may run code); off, such a file is refused before
+                anything in it runs.
+
+        Raises:
+            src.checkpoint_files.UntrustedCheckpointError: the file needs ``trusted``.
+            ValueError: the file is not a checkpoint of a dfbench detector.
         """
+        from src.checkpoint_files import load_checkpoint
+
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        # Mapped, not read: only the hyper-parameters are needed before Lightning loads it.
+        checkpoint = load_checkpoint(path, trusted=trusted, mmap=True)
         hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
         if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
             raise ValueError(f"not a dfbench checkpoint (no state_dict/hyper_parameters): {path}")
@@ -189,7 +203,7 @@ class Detector(pl.LightningModule):
         cls = getattr(importlib.import_module(module_name), class_name, None)
         if not (isinstance(cls, type) and issubclass(cls, Detector)):
             raise ValueError(f"{path}: {class_path} is not a dfbench Detector")
-        return cls.load_from_checkpoint(path, map_location=map_location)
+        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=not trusted)
 
     # ------------------------------------------------------------ attribution
     def cam_target_layers(self) -> list[nn.Module]:

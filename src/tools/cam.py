@@ -77,9 +77,14 @@ def write_cam_grid(
     sets: Sequence[str] | None = None,
     per_class: int = 3,
     seed: int = 0,
+    trusted: bool = False,
 ) -> Path:
-    """Load a checkpoint, draw :func:`cam_grid` over its test sets and write the PNG."""
-    detector = Detector.from_checkpoint(checkpoint)
+    """Load a checkpoint, draw :func:`cam_grid` over its test sets and write the PNG.
+
+    ``trusted`` loads a checkpoint that holds more than tensors and plain values
+    (:meth:`Detector.from_checkpoint`).
+    """
+    detector = Detector.from_checkpoint(checkpoint, trusted=trusted)
     names = list(sets or datamodule.test_tables)
     if not names:
         raise ValueError("no test sets to draw: the data config names none (or pass --sets)")

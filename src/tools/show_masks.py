@@ -213,13 +213,15 @@ def write_mask_samples(
     sets: Sequence[str] | None = None,
     per_class: int = 2,
     seed: int = 0,
+    trusted: bool = False,
 ) -> Path:
     """Load a checkpoint, build the data config's DataModule at its input contract, write the PNG.
 
     The DataModule is given the detector's input size, mean and std, the way a
     Trainer would hand them over, so the faces are what the detector was tested on.
+    ``trusted`` loads a checkpoint that needs more than tensors and plain values.
     """
-    detector = Detector.from_checkpoint(checkpoint)
+    detector = Detector.from_checkpoint(checkpoint, trusted=trusted)
     contract = detector.input_contract
     overrides = [
         f"--data.init_args.input_size=[{contract.input_size[0]},{contract.input_size[1]}]",

@@ -24,6 +24,11 @@ The weights are numerically interchangeable except for one layer's padding
 at 384 px (see :meth:`LAANet.match_authors_padding`); imported models set
 ``authors_padding=True``. ``dfbench import-laa-net`` writes a checkpoint
 that ``dfbench test`` takes.
+
+Their file is read with ``weights_only=True`` (:mod:`src.checkpoint_files`):
+weights, epoch and optimiser state are tensors and plain values. A copy that
+needs more is refused before anything in it runs, unless ``trusted``
+(``dfbench import-laa-net --weights_only false``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from src.checkpoint_files import load_checkpoint
 from src.detectors.laa_net.model import LAANet
 
 #: Constructor arguments of the authors' released configuration.
@@ -125,35 +131,69 @@ def dfbench_to_authors(state_dict: dict[str, Tensor], model: LAANet) -> dict[str
     return out
 
 
-def load_authors_checkpoint(path: str | Path, **overrides: Any) -> LAANet:
-    """An :class:`LAANet` holding the weights of the authors' ``.pth`` file (strict load)."""
+def load_authors_checkpoint(path: str | Path, *, trusted: bool = False, **overrides: Any) -> LAANet:
+    """An :class:`LAANet` holding the weights of the authors' ``.pth`` file (strict load).
+
+    Args:
+        path: their released file.
+        trusted: load it even if it holds more than tensors and plain values
+            (its pickle may then run code).
+        **overrides: :class:`LAANet` arguments that replace :data:`AUTHORS_CONFIG`'s.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LAA-Net checkpoint not found: {path}")
-    # Their file also pickles the optimiser state: a full (trusted-file) load.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(path, trusted=trusted)
     state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict):
         raise ValueError(f"{path}: expected a dict with a 'state_dict' entry (the authors' format)")
     model = LAANet(**(AUTHORS_CONFIG | overrides))
-    result = model.load_state_dict(authors_to_dfbench(state_dict, model), strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
+    try:
+        mapped = authors_to_dfbench(state_dict, model)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"{path} is not the authors' LAA-Net: a tensor name outside their model ({error})"
+        ) from error
+    own = model.state_dict()
+    misfits = sorted(set(own) ^ set(mapped)) + [
+        key for key in own if key in mapped and mapped[key].shape != own[key].shape
+    ]
+    if misfits:
+        raise ValueError(
+            f"{path} does not fit the authors' LAA-Net: {len(misfits)} tensor(s) missing, "
+            f"unexpected or of another shape, e.g. {misfits[0]}"
+        )
+    model.load_state_dict(mapped, strict=True)
     return model
 
 
-def write_checkpoint(source: str | Path, out: str | Path) -> tuple[Path, int]:
+def write_checkpoint(
+    source: str | Path, out: str | Path, *, trusted: bool = False
+) -> tuple[Path, int]:
     """Convert the authors' ``.pth`` into a Lightning checkpoint ``dfbench test`` takes.
 
-    Returns the written path and the number of tensors it holds.
+    The hyper-parameters record the class (``_class_path``, as ``dfbench fit``
+    does), so :meth:`Detector.from_checkpoint` rebuilds it and ``dfbench test``
+    checks it against the configured model.
+
+    Args:
+        source: the authors' released file.
+        out: the checkpoint to write.
+        trusted: see :func:`load_authors_checkpoint`.
+
+    Returns:
+        The written path and the number of tensors it holds.
     """
     import pytorch_lightning as pl
 
     from src.files import atomic_write
 
-    model = load_authors_checkpoint(source)
+    model = load_authors_checkpoint(source, trusted=trusted)
+    model_class = type(model)
     payload = {
         "state_dict": model.state_dict(),
-        "hyper_parameters": dict(model.hparams),
+        "hyper_parameters": {
+            "_class_path": f"{model_class.__module__}.{model_class.__qualname__}",
+            **model.hparams,
+        },
         "pytorch-lightning_version": pl.__version__,
         "epoch": 0,
         "global_step": 0,
