@@ -34,6 +34,8 @@ import torch
 from scipy.stats import rankdata
 from torchmetrics import Metric
 
+from src.errors import DFBenchError
+
 VideoScore = Literal["mean", "mean_logit", "max"]
 
 FRAME_KEYS = ("frame_auc", "frame_ap", "frame_acc", "frame_eer", "real_acc", "fake_acc")
@@ -46,7 +48,7 @@ def _check_inputs(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     if scores.shape != labels.shape:
         raise ValueError(f"scores and labels differ in length: {scores.size} vs {labels.size}")
     if scores.size == 0:
-        raise ValueError("no predictions to compute metrics on")
+        raise DFBenchError("no predictions to compute metrics on")
     if not np.isfinite(scores).all():
         raise ValueError("scores contain NaN or infinity")
     if not np.isin(labels, (0, 1)).all():
@@ -136,7 +138,7 @@ def video_scores(
     fake_frames = np.bincount(inverse, weights=labels, minlength=ids.size)
     mixed = (fake_frames > 0) & (fake_frames < counts)
     if mixed.any():
-        raise ValueError(
+        raise DFBenchError(
             f"video ids {ids[mixed][:5].tolist()} hold both real and fake frames; "
             "video keys must be unique across datasets and methods"
         )
@@ -150,7 +152,7 @@ def video_scores(
         aggregated = np.full(ids.size, -np.inf)
         np.maximum.at(aggregated, inverse, scores)
     else:
-        raise ValueError(f"unknown video score {how!r}; choose mean, mean_logit or max")
+        raise DFBenchError(f"unknown video score {how!r}; choose mean, mean_logit or max")
     return ids, aggregated, (fake_frames > 0).astype(np.int64)
 
 

@@ -16,9 +16,9 @@ def test_xception_learns_synthetic_faces(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     args = xception_learning_args()
     assert main(["fit", *args]) == 0
-    (best,) = tmp_path.glob("runs/xception/synthetic_face/*/checkpoints/best-*.ckpt")
+    (best,) = tmp_path.glob("runs/xception*/synthetic_face/*/checkpoints/best-*.ckpt")
     assert main(["test", *args, f"--ckpt_path={best}"]) == 0
-    (metrics,) = tmp_path.glob("runs/xception/synthetic_face/*/test-*/test_metrics.json")
+    (metrics,) = tmp_path.glob("runs/xception*/synthetic_face/*/test-*/test_metrics.json")
     result = json.loads(metrics.read_text())["blend"]
     assert result["n_videos"] == 64
     assert result["frame_auc"] > 0.9, result

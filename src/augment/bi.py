@@ -67,6 +67,7 @@ from src.augment.bi_pool import REFERENCE_SIZE, Pool, build_pool, reference_fram
 from src.augment.generator import PairedGenerator, side_landmarks
 from src.augment.landmarks import HULL_TYPES, as_68, hull_mask, with_forehead
 from src.contracts import SideData
+from src.errors import DFBenchError
 
 #: The authors' final window of their 317 px crop: (top, bottom, left, right) cut.
 AUTHORS_CROP = (60 / 317, 0.0, 30 / 317, 30 / 317)
@@ -206,12 +207,12 @@ class BI(PairedGenerator):
         seed: int = 0,
     ) -> None:
         if k < 1 or shortlist < k:
-            raise ValueError(f"need 1 <= k <= shortlist, got k={k}, shortlist={shortlist}")
+            raise DFBenchError(f"need 1 <= k <= shortlist, got k={k}, shortlist={shortlist}")
         if candidates is not None and candidates < 2:
-            raise ValueError(f"candidates must be None or at least 2, got {candidates}")
+            raise DFBenchError(f"candidates must be None or at least 2, got {candidates}")
         unknown = sorted(set(hull_types) - set(HULL_TYPES))
         if not hull_types or unknown:
-            raise ValueError(
+            raise DFBenchError(
                 f"hull_types must be a non-empty subset of {HULL_TYPES}, got {hull_types}"
             )
         if final_crop is not None and (
@@ -220,7 +221,7 @@ class BI(PairedGenerator):
             or final_crop[0] + final_crop[1] >= 1
             or final_crop[2] + final_crop[3] >= 1
         ):
-            raise ValueError(f"final_crop must be 4 fractions leaving a window, got {final_crop}")
+            raise DFBenchError(f"final_crop must be 4 fractions leaving a window, got {final_crop}")
         self.k, self.candidates, self.components, self.shortlist = (
             k,
             candidates,
@@ -279,7 +280,7 @@ class BI(PairedGenerator):
             found, count = pool.nearest(reference, own, self.k, self.shortlist)
             choices = found[0, : count[0]]
             if len(choices) == 0:
-                raise ValueError("BI: no pool face of another video to blend with")
+                raise DFBenchError("BI: no pool face of another video to blend with")
         chosen = int(choices[rng.integers(len(choices))])
         return {
             "crop_path": pool.crop_paths[chosen],
@@ -302,7 +303,7 @@ class BI(PairedGenerator):
         points = side_landmarks(side)
         if not np.isfinite(points).all():
             where = f" of {side['crop_path']}" if "crop_path" in side else ""
-            raise ValueError(f"BI: the background face{where} has no landmarks")
+            raise DFBenchError(f"BI: the background face{where} has no landmarks")
         foreground = self.pick_foreground(side, rng)
         source = self._read(foreground["crop_path"])
         height, width = image.shape[:2]
@@ -387,7 +388,9 @@ def _similarity_warp(
         as_68(source_points), target_points, ransacReprojThreshold=max(0.05 * size, 3.0)
     )
     if matrix is None:
-        raise ValueError("BI: no similarity maps the foreground's landmarks onto the background's")
+        raise DFBenchError(
+            "BI: no similarity maps the foreground's landmarks onto the background's"
+        )
     return cv2.warpAffine(
         source,
         matrix,

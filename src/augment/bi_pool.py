@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from src.augment.landmarks import as_68
+from src.errors import DFBenchError
 
 #: The authors' crop size, the frame landmarks are compared in.
 REFERENCE_SIZE = 317
@@ -116,19 +117,19 @@ def build_pool(
     """
     missing = [c for c in ("crop_path", "video_key", "landmarks") if c not in frames.columns]
     if missing:
-        raise ValueError(f"BI.prepare: the frames lack columns {missing}")
+        raise DFBenchError(f"BI.prepare: the frames lack columns {missing}")
     if "label" in frames.columns:
         frames = frames[frames["label"] == 0]
     frames = frames.drop_duplicates("crop_path").reset_index(drop=True)
     if frames.empty:
-        raise ValueError("BI.prepare: no real faces to build the pool from")
+        raise DFBenchError("BI.prepare: no real faces to build the pool from")
     try:
         landmarks = np.stack([as_68(v) for v in frames["landmarks"]])
     except ValueError as error:
-        raise ValueError(f"BI.prepare: every face needs 68 landmarks ({error})") from None
+        raise DFBenchError(f"BI.prepare: every face needs 68 landmarks ({error})") from None
     finite = np.isfinite(landmarks).all((1, 2))
     if not finite.all():
-        raise ValueError(
+        raise DFBenchError(
             f"BI.prepare: {int((~finite).sum())} of {len(frames)} faces have no landmarks "
             f"(e.g. {frames['crop_path'][int(np.argmin(finite))]}); BI needs them for every "
             "training face, so drop those frames from the table"
@@ -136,7 +137,7 @@ def build_pool(
     crop_paths = frames["crop_path"].astype(str).tolist()
     video_keys, video = np.unique(frames["video_key"].astype(str).to_numpy(), return_inverse=True)
     if len(video_keys) < 2:
-        raise ValueError(
+        raise DFBenchError(
             f"BI.prepare: the pool holds faces of {len(video_keys)} video(s); BI pairs faces "
             "of different videos, so it needs real training faces from at least two"
         )
@@ -172,7 +173,7 @@ def build_pool(
         pool.counts[rows] = count
     if (pool.counts == 0).any():
         lonely = crop_paths[int(np.argmin(pool.counts))]
-        raise ValueError(
+        raise DFBenchError(
             f"BI.prepare: no candidate of another video for {lonely}; raise `candidates` "
             "or add real training videos"
         )

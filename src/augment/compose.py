@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from src.contracts import NO_SIDE_DATA, Augment, SideData
+from src.errors import DFBenchError
 
 
 class Chain:
@@ -19,7 +20,7 @@ class Chain:
 
     def __init__(self, augments: Sequence[Augment]) -> None:
         if not augments:
-            raise ValueError("Chain needs at least one augmentation")
+            raise DFBenchError("Chain needs at least one augmentation")
         self.augments = list(augments)
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from src.contracts import SideData
+from src.errors import DFBenchError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 def side_landmarks(side: SideData) -> np.ndarray:
     """The frame's landmarks from its side data, as an (N, 2) float32 array."""
     if "landmarks" not in side or side["landmarks"] is None:
-        raise ValueError(
+        raise DFBenchError(
             "a pseudo-fake generator needs the frame's landmarks in its side data "
             f"(side['landmarks']); got keys {sorted(side)}"
         )

@@ -25,6 +25,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from src.errors import DFBenchError
+
 HULL_TYPES = ("dfl", "extended", "components", "facehull")
 
 #: Forehead points added by :func:`with_forehead`.
@@ -92,7 +94,7 @@ def with_forehead(landmarks: np.ndarray) -> np.ndarray:
     across = (right - left) / 2
     half_width = float(np.hypot(*across))
     if half_width == 0:
-        raise ValueError("cannot place forehead points: landmarks 0 and 16 coincide")
+        raise DFBenchError("cannot place forehead points: landmarks 0 and 16 coincide")
     across_unit = across / half_width
     up = np.array([across_unit[1], -across_unit[0]], np.float32)
     if np.dot(centre - chin, up) < 0:
@@ -197,4 +199,4 @@ def hull_mask(
         return _fill(shape, _component_parts(points))
     if hull_type == "extended":
         return _fill(shape, _component_parts(_lifted_brows(points)))
-    raise ValueError(f"unknown hull type {hull_type!r}; choose from {HULL_TYPES}")
+    raise DFBenchError(f"unknown hull type {hull_type!r}; choose from {HULL_TYPES}")

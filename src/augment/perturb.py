@@ -69,6 +69,7 @@ import cv2
 import numpy as np
 
 from src.contracts import NO_SIDE_DATA, SideData
+from src.errors import DFBenchError
 
 LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
 
@@ -175,7 +176,7 @@ def _check_level(name: str, level: int) -> int:
     except TypeError:
         value = None
     if value is None or isinstance(level, bool) or value not in LEVELS:
-        raise ValueError(
+        raise DFBenchError(
             f"perturbation level must be one of {list(LEVELS)}, got {level!r} (for {name!r})"
         )
     return value
@@ -188,7 +189,7 @@ def _check_image(image: np.ndarray) -> None:
             f" of dtype {getattr(image, 'dtype', None)}"
         )
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
+        raise DFBenchError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
 
 
 def _leveled(name: str) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
@@ -241,7 +242,9 @@ def perturb(image: np.ndarray, name: str, level: int, rng: np.random.Generator) 
         ValueError: unknown ``name`` or ``level`` outside 1..5.
     """
     if name not in PERTURBATIONS:
-        raise ValueError(f"unknown perturbation {name!r}; valid names: {', '.join(PERTURBATIONS)}")
+        raise DFBenchError(
+            f"unknown perturbation {name!r}; valid names: {', '.join(PERTURBATIONS)}"
+        )
     return PERTURBATIONS[name](image, level, rng)
 
 
@@ -258,7 +261,7 @@ class Perturbation:
 
     def __init__(self, name: str, level: int = 3) -> None:
         if name not in PERTURBATIONS:
-            raise ValueError(
+            raise DFBenchError(
                 f"unknown perturbation {name!r}; valid names: {', '.join(PERTURBATIONS)}"
             )
         self.name, self.level = name, _check_level(name, level)

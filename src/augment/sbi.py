@@ -74,6 +74,7 @@ from src.augment.generator import PairedGenerator, side_landmarks
 from src.augment.landmarks import HULL_TYPES, as_68, hull_mask, with_forehead
 from src.augment.photometric import paired_photometric, source_transform
 from src.contracts import SideData
+from src.errors import DFBenchError
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 #: LAA-Net trims 5-24 px from every side of a 256 px crop.
@@ -258,14 +259,14 @@ class SBI(PairedGenerator):
         final_crop: bool = True,
     ) -> None:
         if variant not in ("sbi", "laa"):
-            raise ValueError(f"SBI variant must be 'sbi' or 'laa', got {variant!r}")
+            raise DFBenchError(f"SBI variant must be 'sbi' or 'laa', got {variant!r}")
         self.variant = variant
         self.hull_types = tuple(hull_types or HULL_TYPES)
         unknown = set(self.hull_types) - set(HULL_TYPES)
         if unknown:
-            raise ValueError(f"unknown hull types {sorted(unknown)}; choose from {HULL_TYPES}")
+            raise DFBenchError(f"unknown hull types {sorted(unknown)}; choose from {HULL_TYPES}")
         if not 0 <= cut_prob <= 1:
-            raise ValueError(f"cut_prob must be in [0, 1], got {cut_prob}")
+            raise DFBenchError(f"cut_prob must be in [0, 1], got {cut_prob}")
         self.forehead = forehead
         self.cut_prob = cut_prob
         self.elastic_alpha = elastic_alpha
@@ -288,7 +289,7 @@ class SBI(PairedGenerator):
         points = side_landmarks(side)
         if not np.isfinite(points).all():
             where = f" of {side['crop_path']}" if "crop_path" in side else ""
-            raise ValueError(f"SBI: the face{where} has no landmarks; drop it from the table")
+            raise DFBenchError(f"SBI: the face{where} has no landmarks; drop it from the table")
         height, width = image.shape[:2]
         region = sbi_region(points) if self.variant == "sbi" else (0, 0, width, height)
         rx0, ry0, rx1, ry1 = region
@@ -363,5 +364,5 @@ class SBI(PairedGenerator):
             height,
         )
         if x1 <= x0 or y1 <= y0:
-            raise ValueError(f"SBI: the face box {box} lies outside the crop")
+            raise DFBenchError(f"SBI: the face box {box} lies outside the crop")
         return x0, y0, x1, y1

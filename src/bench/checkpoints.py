@@ -33,6 +33,7 @@ import torch
 
 from src.bench.progress import FIT_SECONDS_KEY
 from src.checkpoint_files import UntrustedCheckpointError, load_checkpoint
+from src.errors import DFBenchError
 from src.files import atomic_write
 
 #: What a weights-only checkpoint keeps. The Lightning version lets Lightning
@@ -67,7 +68,7 @@ def read_lightning_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[s
     except UntrustedCheckpointError as error:
         raise UntrustedCheckpointError(path, error.found, RUNNER_TRUST_HINT) from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict)")
+        raise DFBenchError(f"{path} is not a Lightning checkpoint (no state_dict)")
     return checkpoint
 
 

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from src.errors import DFBenchError
+
 if TYPE_CHECKING:
     from src.bench.grid import Cell
 
@@ -84,7 +86,7 @@ def read_predictions(root: str | Path, row: pd.Series) -> pd.DataFrame:
     frame = pd.read_parquet(path)
     selected = frame[frame["set"] == name].reset_index(drop=True)
     if selected.empty:
-        raise ValueError(
+        raise DFBenchError(
             f"{path} holds no predictions of set {name!r} (it has {sorted(frame['set'].unique())})"
         )
     return selected

@@ -31,6 +31,7 @@ import pandas as pd
 
 from src.bench.bootstrap import auc_resamples, draw_video_counts, n_videos, percentile_interval
 from src.bench.schema import PIXEL_METRICS
+from src.errors import DFBenchError
 
 METRICS = ("auc", "ap", "acc", "eer", "real_acc", "fake_acc", *PIXEL_METRICS)
 GROUP_KEYS = ("benchmark", "profile", "detector", "flags", "train_set", "test_set", "level")
@@ -208,7 +209,7 @@ def _entries(
         for metric in metrics:
             key = (row, column_of(group, metric))
             if key in entries.values:
-                raise ValueError(
+                raise DFBenchError(
                     f"several result groups fall in the table entry {key}; filter the results "
                     "to one benchmark/profile (or give the variants distinct detector names)"
                 )

@@ -31,6 +31,7 @@ import pandas as pd
 
 from src.bench.schema import RESULT_COLUMNS
 from src.bench.tables import row_labels
+from src.errors import DFBenchError
 
 if TYPE_CHECKING:
     import wandb
@@ -101,7 +102,7 @@ def wandb_mode() -> str:
     env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
     if env_mode:
         if env_mode not in _ENV_MODES:
-            raise ValueError(
+            raise DFBenchError(
                 f"WANDB_MODE={env_mode!r} is not a W&B mode (use one of online, offline, disabled)"
             )
         return _ENV_MODES[env_mode]

@@ -33,6 +33,7 @@ from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from torch import nn
 
 from src.checkpoint_files import CheckpointFileError, load_checkpoint
+from src.errors import DFBenchError
 from src.files import atomic_write
 
 #: Hyper-parameters that may differ between a checkpoint and the configured model:
@@ -59,12 +60,12 @@ def read_checkpoint(path: Path, weights_only: bool = True) -> dict[str, Any]:
     try:
         checkpoint = load_checkpoint(path, trusted=not weights_only)
     except CheckpointFileError as error:
-        raise ValueError(f"not a Lightning checkpoint: {path} ({error.reason})") from error
+        raise DFBenchError(f"not a Lightning checkpoint: {path} ({error.reason})") from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         found = (
             sorted(checkpoint)[:4] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         )
-        raise ValueError(
+        raise DFBenchError(
             f"not a Lightning checkpoint: {path} (no state_dict; found {found}); released weights "
             "of a method are converted by its import command, e.g. dfbench import-laa-net"
         )

@@ -92,6 +92,7 @@ from src.data.frameset import (
 from src.data.paths import check_name
 from src.data.preprocess import load_frame_table
 from src.data.sampling import BalancedSampler
+from src.errors import DFBenchError
 
 __all__ = [
     "BALANCED_RATIOS",
@@ -174,7 +175,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
             ("test_perturbation", test_perturbation, Augment),
         ):
             if value is not None and not isinstance(value, protocol):
-                raise TypeError(
+                raise DFBenchError(
                     f"{name} must implement {protocol.__name__} (src/contracts.py), got "
                     f"{type(value).__name__}; give it as class_path/init_args, "
                     "e.g. src.augment.sbi.SBI"
@@ -192,9 +193,9 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         self.test_perturbation = test_perturbation
         self.side_data = dict(side_data or {})
         if balance is not None and not isinstance(balance, bool):
-            raise ValueError(f"balance must be true, false or null (automatic), got {balance!r}")
+            raise DFBenchError(f"balance must be true, false or null (automatic), got {balance!r}")
         if balance and pseudo_fake is not None:
-            raise ValueError(
+            raise DFBenchError(
                 "balance=true with pseudo_fake: each real is trained with its own pseudo-fake, "
                 "so batches are balanced by construction; leave balance unset"
             )
@@ -222,13 +223,13 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
     def frames(self, names: Sequence[str], split: str) -> pd.DataFrame:
         """Rows of ``split`` from the named tables, after the method filter."""
         if not names:
-            raise ValueError(f"no tables given for the {split} split")
+            raise DFBenchError(f"no tables given for the {split} split")
         parts = [self.table(name) for name in names]
         frames = pd.concat([p[p["split"] == split] for p in parts], ignore_index=True)
         if self.methods is not None:
             frames = frames[(frames["label"] == 0) | frames["method"].isin(self.methods)]
         if frames.empty:
-            raise ValueError(
+            raise DFBenchError(
                 f"tables {list(names)} hold no {split} frames"
                 + (f" of methods {self.methods}" if self.methods is not None else "")
             )
@@ -290,7 +291,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         else:
             chosen = self.balance
         if chosen and not (reals and fakes):
-            raise ValueError(
+            raise DFBenchError(
                 f"balance=true needs real and fake training videos, got {reals} reals and "
                 f"{fakes} fakes in {self.train_tables}"
             )

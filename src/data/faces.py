@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 import torch
 
+from src.errors import DFBenchError
+
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 #: MTCNN's window (pixels): no face smaller than this is found, nor in a smaller image.
 MIN_DETECTABLE = 12
@@ -82,7 +84,9 @@ class FaceDetector:
         from facenet_pytorch import MTCNN
 
         if detect_size < MIN_DETECTABLE:
-            raise ValueError(f"detect_size must be at least {MIN_DETECTABLE} px, got {detect_size}")
+            raise DFBenchError(
+                f"detect_size must be at least {MIN_DETECTABLE} px, got {detect_size}"
+            )
         self.detect_size = detect_size
         self.min_face_fraction = min_face_fraction
         self.threshold = threshold

@@ -38,6 +38,7 @@ from src.data.preprocess import (
     load_frame_table,
     preprocess,
 )
+from src.errors import DFBenchError
 from src.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 TABLE = "files"
@@ -166,7 +167,7 @@ class FolderDataModule(DeepfakeDataModuleBase):
             self.prepare_data()
         frames = load_frame_table(self.table_path)
         if frames.empty:
-            raise ValueError(
+            raise DFBenchError(
                 f"no face found in any file under {self.path}; see {self.failures_path}"
             )
         dataset = FrameSet(frames, self.cache_dir, self.contract.input_size)

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset, default_collate
 
 from src.contracts import Augment, PairAugment, PseudoFakeGenerator, SideData
 from src.data.base import batch_item
+from src.errors import DFBenchError
 
 
 def read_face(cache_dir: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -97,7 +98,7 @@ class FrameSet(Dataset):
         side_data: Mapping[str, str | Path] | None = None,
     ) -> None:
         if frames.empty:
-            raise ValueError("a set with no frames")
+            raise DFBenchError("a set with no frames")
         frames = frames.sort_values(
             ["video_key", "frame_idx", "face_idx"], kind="stable"
         ).reset_index(drop=True)

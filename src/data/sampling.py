@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
+from src.errors import DFBenchError
+
 
 def _draw(items: np.ndarray, count: int, generator: torch.Generator) -> np.ndarray:
     """``count`` of ``items`` from whole shuffled passes over them (each pass a new order)."""
@@ -54,7 +56,7 @@ class BalancedSampler(DistributedSampler):
         self.reals = np.flatnonzero(labels == 0)
         self.fakes = np.flatnonzero(labels != 0)
         if not len(self.reals) or not len(self.fakes):
-            raise ValueError(
+            raise DFBenchError(
                 f"balanced sampling needs real and fake training items, got {len(self.reals)} "
                 f"reals and {len(self.fakes)} fakes"
             )

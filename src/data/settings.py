@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from src.data.faces import MIN_DETECTABLE
 from src.data.options import Interval, describe, matches
 from src.data.tables import SPLITS
+from src.errors import DFBenchError
 
 #: Frames per video for a split that ``PreprocessConfig.frames`` does not name.
 DEFAULT_FRAMES = 32
@@ -62,12 +63,12 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.frames, dict):
-            raise ValueError(
+            raise DFBenchError(
                 f"preprocess setting frames must be a mapping split -> count, got {self.frames!r}"
             )
         for split, count in self.frames.items():
             if split not in SPLITS:
-                raise ValueError(
+                raise DFBenchError(
                     f"preprocess setting frames names the unknown split {split!r}; "
                     f"expected some of {', '.join(SPLITS)}"
                 )
@@ -97,4 +98,4 @@ class PreprocessConfig:
 
 def _check_setting(name: str, value: Any, hint: Any) -> None:
     if not matches(value, hint):
-        raise ValueError(f"preprocess setting {name} must be {describe(hint)}, got {value!r}")
+        raise DFBenchError(f"preprocess setting {name} must be {describe(hint)}, got {value!r}")

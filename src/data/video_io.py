@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from src.errors import DFBenchError
 from src.files import IMAGE_SUFFIXES, atomic_write
 
 
@@ -174,9 +175,9 @@ def write_png(path: Path, image: np.ndarray, compression: int) -> Path:
         ValueError: the image is empty or cannot be encoded.
     """
     if image.size == 0:
-        raise ValueError(f"empty image ({image.shape[1]} x {image.shape[0]} px)")
+        raise DFBenchError(f"empty image ({image.shape[1]} x {image.shape[0]} px)")
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     ok, encoded = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
-        raise ValueError("PNG encoding failed")
+        raise DFBenchError("PNG encoding failed")
     return atomic_write(path, lambda handle: handle.write(encoded.tobytes()), durable=False)

@@ -22,6 +22,7 @@ from src.data.paths import check_key, inside
 from src.data.settings import PreprocessConfig
 from src.data.tables import FRAME_COLUMNS
 from src.data.video_io import VideoReadError, is_sequence, read_frames, read_masks, write_png
+from src.errors import DFBenchError
 from src.files import fsync_directory, fsync_files
 
 FAILURE_COLUMNS = ("video_key", "frame_idx", "path", "reason")
@@ -294,7 +295,7 @@ class VideoPreprocessor:
         x0, y0, x1, y1 = (int(v) for v in box)
         if x1 - x0 < 1 or y1 - y0 < 1:
             height, width = image.shape[:2]
-            raise ValueError(f"the face box leaves no crop inside the {width} x {height} frame")
+            raise DFBenchError(f"the face box leaves no crop inside the {width} x {height} frame")
         stem = f"{index:06d}" if face_idx == 0 else f"{index:06d}_face{face_idx}"
         crop_path = write_png(
             out_dir / f"{stem}.png", image[y0:y1, x0:x1], self.config.png_compression

@@ -35,6 +35,8 @@ from functools import cache
 import cv2
 import numpy as np
 
+from src.errors import DFBenchError
+
 #: 68 dlib landmarks (x, y) of the face in ``skimage.data.astronaut()`` (512 x 512).
 ASTRONAUT_LANDMARKS = np.array(
     [
@@ -89,7 +91,7 @@ class Canvas:
     def __post_init__(self) -> None:
         x0, y0, x1, y1 = self.window
         if x1 - x0 != y1 - y0 or x1 <= x0 or self.size < 1:
-            raise ValueError(f"canvas window {self.window} must be a non-empty square")
+            raise DFBenchError(f"canvas window {self.window} must be a non-empty square")
 
     @property
     def scale(self) -> float:

@@ -68,6 +68,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from src.errors import DFBenchError
 from src.files import atomic_write_json
 from src.synthetic.swaps import Look, SwapStyle, face_crop
 from src.synthetic.writer import (
@@ -462,9 +463,9 @@ def synthesize(
         datasets = [datasets]
     unknown = sorted(set(datasets) - set(ALL))
     if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; choose from {list(ALL)}")
+        raise DFBenchError(f"unknown dataset(s) {unknown}; choose from {list(ALL)}")
     if size not in SIZE_PRESETS:
-        raise ValueError(f"unknown size {size!r}; choose from {list(SIZES)}")
+        raise DFBenchError(f"unknown size {size!r}; choose from {list(SIZES)}")
     out_dir = Path(out_dir)
     roots: dict[str, Path] = {}
     for name in dict.fromkeys(datasets):

@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from src.data.base import DeepfakeDataModuleBase, batch_item
+from src.errors import DFBenchError
 from src.synthetic.faces import Identity, Person, build_person, head_canvas, random_identity
 from src.synthetic.frames import Motion, Scene, compose, random_motion, random_scene
 from src.synthetic.swaps import SwapStyle, swap_frame
@@ -132,7 +133,7 @@ class SyntheticFaceDataset(Dataset):
         flip_labels: bool = False,
     ) -> None:
         if n_videos < 1 or frames_per_video < 1:
-            raise ValueError(f"set {name!r}: n_videos and frames_per_video must be positive")
+            raise DFBenchError(f"set {name!r}: n_videos and frames_per_video must be positive")
         self.name = name
         self.frames_per_video = frames_per_video
         self.size = size
@@ -254,7 +255,7 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         super().__init__(**kwargs)
         unknown = sorted({train_style, *test_sets} - FAKE_STYLES.keys())
         if unknown:
-            raise ValueError(f"unknown fake styles {unknown}; choose from {sorted(FAKE_STYLES)}")
+            raise DFBenchError(f"unknown fake styles {unknown}; choose from {sorted(FAKE_STYLES)}")
         self.counts = {"train": train_videos, "val": val_videos, "test": test_videos}
         self.frames_per_video = frames_per_video
         self.train_frames_per_video = train_frames_per_video
@@ -270,7 +271,7 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
     ) -> SyntheticFaceDataset:
         height, width = self.contract.input_size
         if height != width:
-            raise ValueError(f"synthetic faces are square; got input size {height}x{width}")
+            raise DFBenchError(f"synthetic faces are square; got input size {height}x{width}")
         return SyntheticFaceDataset(
             seed_name,
             n_videos,

@@ -18,6 +18,7 @@ import torch
 
 from src.data.datamodule import DeepfakeDataModule
 from src.detectors.base import Detector
+from src.errors import DFBenchError
 from src.tools.pictures import header, heat_overlay, label, write_png
 from src.tools.prle_maps import _member_input, _read_crop, gradcam_maps
 
@@ -87,7 +88,7 @@ def write_cam_grid(
     detector = Detector.from_checkpoint(checkpoint, trusted=trusted)
     names = list(sets or datamodule.test_tables)
     if not names:
-        raise ValueError("no test sets to draw: the data config names none (or pass --sets)")
+        raise DFBenchError("no test sets to draw: the data config names none (or pass --sets)")
     frames = {name: datamodule.frames([name], "test") for name in names}
     grid = cam_grid(detector, frames, datamodule.cache_dir, per_class, seed=seed)
     return write_png(out, grid)

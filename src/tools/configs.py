@@ -9,6 +9,7 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from src.data.base import DeepfakeDataModuleBase
+from src.errors import ConfigError
 
 #: Sections of a LightningCLI config that a tool reading only the data ignores.
 OTHER_SECTIONS = ("model", "trainer", "seed_everything", "ckpt_path", "optimizer", "lr_scheduler")
@@ -35,5 +36,5 @@ def datamodule_from_configs(
     try:
         parsed = parser.parse_args([*args, *overrides])
     except Exception as error:  # jsonargparse raises its own error types
-        raise ValueError(f"data config {', '.join(map(str, configs))}: {error}") from error
+        raise ConfigError(f"data config {', '.join(map(str, configs))}: {error}") from error
     return parser.instantiate(parsed).data

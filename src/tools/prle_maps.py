@@ -59,6 +59,7 @@ from torch import Tensor, nn
 
 from src.augment.prle import FUSIONS, LAMBDA, TAU1, encode_map, fuse_maps
 from src.detectors.base import Detector
+from src.errors import DFBenchError
 from src.files import atomic_write, atomic_write_csv, atomic_write_json
 from src.progress_bars import progress_bar
 
@@ -91,10 +92,10 @@ def gradcam_maps(
         categories = [1] * images.shape[0]
     elif target == "label":
         if labels is None:
-            raise ValueError("Grad-CAM target 'label' needs the images' labels")
+            raise DFBenchError("Grad-CAM target 'label' needs the images' labels")
         categories = [int(v) for v in labels.round().tolist()]
     else:
-        raise ValueError(f"unknown Grad-CAM target {target!r}; choose 'fake' or 'label'")
+        raise DFBenchError(f"unknown Grad-CAM target {target!r}; choose 'fake' or 'label'")
     was_training = detector.training
     layers = detector.cam_target_layers()
     cam = GradCAM(model=detector.as_classifier(), target_layers=layers)
@@ -181,13 +182,15 @@ def read_map_index(out_dir: str | Path) -> pd.DataFrame:
 
 def _check_options(settings: MapSettings) -> None:
     if settings.fusion not in FUSIONS:
-        raise ValueError(f"unknown PRLE fusion {settings.fusion!r}; choose from {FUSIONS}")
+        raise DFBenchError(f"unknown PRLE fusion {settings.fusion!r}; choose from {FUSIONS}")
     if settings.unflagged not in ("average", "zero"):
-        raise ValueError(f"PRLE unflagged must be 'average' or 'zero', got {settings.unflagged!r}")
+        raise DFBenchError(
+            f"PRLE unflagged must be 'average' or 'zero', got {settings.unflagged!r}"
+        )
     if settings.target not in ("fake", "label"):
-        raise ValueError(f"unknown Grad-CAM target {settings.target!r}; choose 'fake' or 'label'")
+        raise DFBenchError(f"unknown Grad-CAM target {settings.target!r}; choose 'fake' or 'label'")
     if settings.map_size < 8:
-        raise ValueError(f"PRLE map_size must be at least 8 px, got {settings.map_size}")
+        raise DFBenchError(f"PRLE map_size must be at least 8 px, got {settings.map_size}")
 
 
 def _check_settings(out_dir: Path, record: dict[str, Any]) -> None:
@@ -198,7 +201,7 @@ def _check_settings(out_dir: Path, record: dict[str, Any]) -> None:
             changed = sorted(
                 k for k in set(existing) | set(record) if existing.get(k) != record.get(k)
             )
-            raise ValueError(
+            raise DFBenchError(
                 f"{out_dir} holds PRLE maps made with other settings ({', '.join(changed)} "
                 "differ); choose another output folder or delete it"
             )
@@ -265,14 +268,14 @@ def build_prle_maps(
         The index and failures written, with counts of built and skipped frames.
     """
     if not zoo:
-        raise ValueError("a PRLE zoo needs at least one detector")
+        raise DFBenchError("a PRLE zoo needs at least one detector")
     settings = settings or MapSettings()
     _check_options(settings)
     for name, detector in zoo.items():
         try:
             detector.cam_target_layers()
         except (NotImplementedError, AttributeError) as error:
-            raise ValueError(f"zoo member {name!r} cannot give Grad-CAM maps: {error}") from error
+            raise DFBenchError(f"zoo member {name!r} cannot give Grad-CAM maps: {error}") from error
     cache_dir, out_dir = Path(cache_dir), Path(out_dir)
     _check_settings(out_dir, {"zoo": list(zoo), **asdict(settings)})
     members = {name: detector.to(device).eval() for name, detector in zoo.items()}

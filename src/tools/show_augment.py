@@ -21,6 +21,7 @@ from src.augment.prle import PrimaryRegionRemoval
 from src.augment.sbi import SBI
 from src.data.datamodule import read_face, read_side_array, resolve_table
 from src.data.preprocess import load_frame_table
+from src.errors import DFBenchError
 from src.tools.pictures import grey, header, write_png
 
 COLUMNS = ("real", "SBI fake", "SBI mask", "4M(1-M)", "BI fake", "BI mask")
@@ -63,7 +64,7 @@ def augment_grid(
     frames = load_frame_table(resolve_table(table, cache_dir))
     reals = frames[(frames["label"] == 0) & (frames["split"] == "train")].reset_index(drop=True)
     if reals.empty:
-        raise ValueError(f"table {table!r} has no real training frames to blend")
+        raise DFBenchError(f"table {table!r} has no real training frames to blend")
     columns = [*COLUMNS, *(PRLE_COLUMNS if prle_maps is not None else ())]
     bi = BI()
     bi.prepare(reals, cache_dir)

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from src.errors import DFBenchError
+
 Fusion = Literal["neighbouring", "average"]
 FUSIONS: tuple[str, ...] = ("neighbouring", "average")
 
@@ -140,7 +142,7 @@ def neighbouring_fusion(
         ``(..., H, W)``.
     """
     if unflagged not in ("average", "zero"):
-        raise ValueError(f"unflagged must be 'average' or 'zero', got {unflagged!r}")
+        raise DFBenchError(f"unflagged must be 'average' or 'zero', got {unflagged!r}")
     maps = _check_stack(maps)
     flags = neighbourhood_flags(maps, lam, radius)
     base = average_fusion(maps, tau1) if unflagged == "average" else torch.zeros_like(flags).float()
@@ -160,7 +162,7 @@ def fuse_maps(
         return average_fusion(maps, tau1)
     if fusion == "neighbouring":
         return neighbouring_fusion(maps, tau1, lam, radius, unflagged)
-    raise ValueError(f"unknown PRLE fusion {fusion!r}; choose from {FUSIONS}")
+    raise DFBenchError(f"unknown PRLE fusion {fusion!r}; choose from {FUSIONS}")
 
 
 def encode_map(fused: np.ndarray | Tensor) -> np.ndarray:

@@ -62,6 +62,7 @@ import numpy as np
 from src.augment.landmarks import as_68
 from src.augment.prle.fusion import decode_map
 from src.contracts import NO_SIDE_DATA, SideData
+from src.errors import DFBenchError
 
 Region = Literal["primary", "random", "landmark"]
 REGIONS: tuple[str, ...] = ("primary", "random", "landmark")
@@ -163,7 +164,7 @@ def landmark_region_mask(
         return mask
     points = as_68(landmarks)
     if not np.isfinite(points).all():
-        raise ValueError(
+        raise DFBenchError(
             "PRLE landmark masks need the frame's 68 landmarks; they are missing (NaN)"
         )
     names = sorted(regions)
@@ -187,7 +188,7 @@ def _crop_size(side: Mapping[str, Any]) -> tuple[int, int]:
         return int(height), int(width)
     box = [side.get(key) for key in ("crop_x0", "crop_y0", "crop_x1", "crop_y1")]
     if any(value is None or not np.isfinite(float(value)) for value in box):
-        raise ValueError(
+        raise DFBenchError(
             "PRLE landmark masks need the crop size the landmarks refer to: side data has "
             "neither 'crop_size' nor the crop box columns crop_x0..crop_y1"
         )
@@ -222,16 +223,16 @@ class PrimaryRegionRemoval:
         map_key: str = "prle_map",
     ) -> None:
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"PRLE p must lie in [0, 1], got {p}")
+            raise DFBenchError(f"PRLE p must lie in [0, 1], got {p}")
         low, high = (float(v) for v in alpha_range)
         if not 0.0 <= low < high <= 1.0:
-            raise ValueError(
+            raise DFBenchError(
                 f"PRLE alpha_range must satisfy 0 <= low < high <= 1, got {alpha_range}"
             )
         if fill not in FILLS:
-            raise ValueError(f"unknown PRLE fill {fill!r}; choose from {FILLS}")
+            raise DFBenchError(f"unknown PRLE fill {fill!r}; choose from {FILLS}")
         if region not in REGIONS:
-            raise ValueError(f"unknown PRLE region {region!r}; choose from {REGIONS}")
+            raise DFBenchError(f"unknown PRLE region {region!r}; choose from {REGIONS}")
         self.p = float(p)
         self.alpha_range = (low, high)
         self.fill = fill

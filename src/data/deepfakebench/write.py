@@ -13,6 +13,7 @@ from src.data.deepfakebench.read import PREFIX
 from src.data.indexers.base import absolute
 from src.data.paths import check_name
 from src.data.tables import TableError, frame_table
+from src.errors import DFBenchError
 from src.files import atomic_write_json
 
 #: dfbench dataset name -> DeepfakeBench dataset name (for writing).
@@ -78,7 +79,7 @@ def _coordinates(
     clash = table.duplicated(place, keep=False)
     table.loc[clash, "name"] = table.loc[clash, "long_name"]
     if table.duplicated(place).any():
-        raise ValueError("two videos map to one DeepfakeBench entry; pass distinct label_keys")
+        raise DFBenchError("two videos map to one DeepfakeBench entry; pass distinct label_keys")
     return table
 
 
@@ -108,7 +109,7 @@ def to_deepfakebench(
     frames = frame_table(frames)
     if (frames["label"] == -1).any():
         unknown = frames.loc[frames["label"] == -1, "video_key"].iloc[0]
-        raise ValueError(
+        raise DFBenchError(
             f"video {unknown} has an unknown label (-1); a DeepfakeBench index needs 0 or 1"
         )
     root = absolute(data_root) if data_root is not None else None

@@ -126,14 +126,14 @@ def check_options(name: str, options: dict[str, Any]) -> None:
     known = indexer_options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(
+        raise DFBenchError(
             f"dataset {name!r} has no option {', '.join(unknown)}; its options: {', '.join(known)}"
         )
     hints = typing.get_type_hints(indexer, include_extras=True)
     for option, value in options.items():
         hint = hints.get(option, Any)
         if not matches(value, hint):
-            raise ValueError(f"{name}: option {option} must be {describe(hint)}, got {value!r}")
+            raise DFBenchError(f"{name}: option {option} must be {describe(hint)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -328,17 +328,17 @@ def as_compressions(value: str | Sequence[str]) -> list[str]:
     for item in as_list(value):
         level = _COMPRESSION_ALIASES.get(item.lower(), item.lower())
         if level not in COMPRESSIONS:
-            raise ValueError(f"unknown compression {item!r}; expected one of {COMPRESSIONS}")
+            raise DFBenchError(f"unknown compression {item!r}; expected one of {COMPRESSIONS}")
         if level not in levels:
             levels.append(level)
     if not levels:
-        raise ValueError(f"no compression level given; expected some of {COMPRESSIONS}")
+        raise DFBenchError(f"no compression level given; expected some of {COMPRESSIONS}")
     return levels
 
 
 def check_split(split: str, where: str) -> str:
     if split not in SPLITS:
-        raise ValueError(f"{where}: unknown split {split!r}; expected one of {SPLITS}")
+        raise DFBenchError(f"{where}: unknown split {split!r}; expected one of {SPLITS}")
     return split
 
 
@@ -349,7 +349,7 @@ def deterministic_subset(names: Iterable[str], fraction: float, salt: str) -> se
     adding or removing one name moves at most one other in or out.
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+        raise DFBenchError(f"fraction must be in [0, 1), got {fraction}")
     unique = sorted(set(names))
 
     def rank(name: str) -> str:

@@ -59,6 +59,7 @@ from src.data.indexers.base import (
     video_row,
 )
 from src.data.tables import SPLITS
+from src.errors import DFBenchError
 from src.files import VIDEO_SUFFIXES
 
 REALS_OPTIONS = ("ffpp", "source", "none")
@@ -104,9 +105,9 @@ def index_df1(
         strict: raise on a listed video that is missing (else skip it with a warning).
     """
     if reals not in REALS_OPTIONS:
-        raise ValueError(f"unknown df1 reals {reals!r}; expected one of {REALS_OPTIONS}")
+        raise DFBenchError(f"unknown df1 reals {reals!r}; expected one of {REALS_OPTIONS}")
     if reals == "ffpp" and ffpp_root is None:
-        raise ValueError(
+        raise DFBenchError(
             "df1 takes its reals from FF++ by default (the youtube videos its fakes were "
             "made from): pass ffpp_root=<FaceForensics++ folder>, or reals='source' / 'none'"
         )
@@ -162,7 +163,7 @@ def _ffpp_reals(
 ) -> list[dict[str, Any]]:
     levels = as_compressions(compression)
     if len(levels) != 1:
-        raise ValueError(f"ffpp_compression takes one level, got {compression!r}")
+        raise DFBenchError(f"ffpp_compression takes one level, got {compression!r}")
     level = levels[0]
     folder = ffpp_root / "original_sequences" / "youtube" / level
     videos = scan_or_skip(folder, "the FF++ youtube reals of DF-1.0's fakes", missing.strict)

@@ -46,6 +46,7 @@ from src.data.indexers.base import (
     video_dir,
     video_row,
 )
+from src.errors import DFBenchError
 from src.files import IMAGE_SUFFIXES
 
 #: Top folder -> (label, split).
@@ -121,7 +122,7 @@ def index_dfw(
         strict: raise on an unreadable archive (else skip it with a warning).
     """
     if mode not in MODES:
-        raise ValueError(f"unknown dfw mode {mode!r}; expected one of {MODES}")
+        raise DFBenchError(f"unknown dfw mode {mode!r}; expected one of {MODES}")
     present = {name: root / name for name in FOLDERS if (root / name).is_dir()}
     if not present:
         raise DatasetLayoutError(root, f"WildDeepfake's folders {', '.join(FOLDERS)}")

@@ -50,6 +50,7 @@ from src.data.indexers.base import (
     video_row,
 )
 from src.data.tables import SPLITS
+from src.errors import DFBenchError
 
 CLASSIC_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 METHODS = (*CLASSIC_METHODS, "FaceShifter")
@@ -73,7 +74,7 @@ def ffpp_methods(methods: str | Sequence[str] | None) -> list[str]:
         lookup = {m.lower(): m for m in METHODS} | ABBREVIATIONS
         name = lookup.get(item.lower())
         if name is None:
-            raise ValueError(f"unknown FF++ method {item!r}; expected some of {METHODS}")
+            raise DFBenchError(f"unknown FF++ method {item!r}; expected some of {METHODS}")
         if name not in names:
             names.append(name)
     return names
