@@ -174,7 +174,7 @@ def test_predict_writes_every_frames_mask_and_keeps_only_scores(tmp_path: Path) 
     batches = [b for part in outputs for b in (part if isinstance(part, list) else [part])]
     frames = sum(len(b["score"]) for b in batches)
     assert writer.written == len(files) == frames > 0
-    assert all("mask" not in b for b in batches)
+    assert all("dense" not in b and "score" in b for b in batches)
     names = {f.relative_to(tmp_path / "masks").parts[0] for f in files}
     assert len(names) == len(data.predict_dataloader())  # one folder per predicted set
     mask = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
