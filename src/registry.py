@@ -54,6 +54,11 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a test's temporary entry); unknown names fail as :meth:`entry` does."""
+        self.entry(name)
+        del self._entries[name]
+
     def names(self) -> list[str]:
         """Every registered name, sorted."""
         return sorted(self._entries)

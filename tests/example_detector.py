@@ -1,10 +1,13 @@
 """A complete detector in one file: what adding a method to dfbench takes.
 
 It taps a ResNet at C3, predicts a coarse manipulation mask there (a dense
-target built on the device from the batch's mask), classifies from the last
-stage, and overrides ``step_forward`` to jitter the brightness of training
-images. Its recipe (SAM, schedule, freezing) comes from YAML, like any
-detector's: ``tests/configs/example_detector.yaml``.
+target built on the device from the batch's mask) and declares it as a dense
+output, so the base class scores it with the pixel metrics, ``dfbench
+predict`` writes it and ``dfbench show-masks`` draws it. It classifies from
+the last stage and overrides ``step_forward`` to jitter the brightness of
+training images. Its recipe (SAM, schedule, freezing) comes from YAML, like
+any detector's: ``tests/configs/example_detector.yaml``. The walk-through is
+docs/adding-a-detector.md.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch import Tensor, nn
 from src.contracts import InputContract
 from src.detectors import Detector, DetectorOutput, register_detector
 from src.detectors.backbones import Pretrained, staged_backbone
+from src.detectors.dense import manipulation_mask_output
 from src.detectors.layers import BinaryHead
 from src.detectors.targets import dense_supervision
 
@@ -28,6 +32,8 @@ class TapDetector(Detector):
 
     default_contract = InputContract(input_size=(64, 64))
     cam_layers = ("backbone.model.layer4",)
+    # mask_logit, scored against batch["mask"] as pixel_auc, pixel_iou, pixel_f1.
+    dense_outputs = (manipulation_mask_output("mask_logit"),)
 
     def __init__(
         self,

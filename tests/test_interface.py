@@ -1,10 +1,16 @@
-"""Structure every detector relies on: registration, the classifier view, CAM layers, feature taps."""
+"""Structure every detector relies on: registration, the classifier view, CAM layers, feature taps.
+
+The detectors under test are the registry's: a detector added by one module
+under src/detectors is tested here without editing a list.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,22 +19,22 @@ from conftest import TINY_SIZE
 
 from src.detectors import list_detectors
 from src.detectors.backbones import staged_backbone
-from src.detectors.registry import build_detector
+from src.detectors.registry import (
+    DETECTORS,
+    build_detector,
+    import_submodules,
+    register_detector,
+    registry_entry,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Every detector the suite ships; a new one is added here on purpose.
-SHIPPED = {
-    "efficientnet_b4",
-    "f3net",
-    "laa_net",
-    "panet",
-    "recce",
-    "resnet50",
-    "vgg16",
-    "xception",
-    "ynet",
-}
+#: Detectors registered by the tests themselves (tests/example_detector.py), not shipped.
+TEST_EXAMPLES = {"example_tap"}
+#: Detectors that must be there: the guard against a registry that lost its modules.
+KNOWN = {"efficientnet_b4", "f3net", "laa_net", "panet", "recce", "vgg16", "xception", "ynet"}
+#: What the suite ships: every registered name but the tests' examples.
+SHIPPED = sorted(set(list_detectors()) - TEST_EXAMPLES)
 
 _FIND_UNREGISTERED = """
 import importlib, inspect, json, pkgutil
@@ -47,7 +53,7 @@ print(json.dumps(found))
 
 
 def test_every_detector_class_under_src_detectors_is_registered_by_the_package() -> None:
-    """Forgetting a module's import in src/detectors/__init__.py drops it from every test."""
+    """A Detector subclass under src/detectors that never registers itself is in no test."""
     out = subprocess.run(
         [sys.executable, "-c", _FIND_UNREGISTERED], cwd=ROOT, capture_output=True, text=True
     )
@@ -58,8 +64,61 @@ def test_every_detector_class_under_src_detectors_is_registered_by_the_package()
     assert not missing, f"defined but not registered after `import src.detectors`: {missing}"
 
 
-def test_the_registry_holds_exactly_the_shipped_detectors() -> None:
-    assert set(list_detectors()) - {"example_tap"} == SHIPPED
+def test_the_shipped_detectors_are_the_registrys_and_live_under_src_detectors() -> None:
+    assert set(SHIPPED) >= KNOWN
+    package = ROOT / "src" / "detectors"
+    for name in SHIPPED:
+        cls = registry_entry(name).obj
+        assert cls.__module__.startswith("src.detectors."), (name, cls.__module__)
+        assert Path(inspect.getfile(cls)).resolve().is_relative_to(package), name
+
+
+def test_a_module_added_to_a_package_registers_its_detector(tmp_path, monkeypatch) -> None:
+    """The discovery `import src.detectors` runs, on a package holding one new module."""
+    package = tmp_path / "probe_detectors"
+    (package / "nested").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "nested" / "__init__.py").write_text("")
+    (package / "nested" / "probe.py").write_text(
+        textwrap.dedent(
+            """
+            from src.detectors import Detector, register_detector
+
+            @register_detector("probe_added_by_one_module")
+            class Probe(Detector):
+                pass
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    modules: list[str] = []
+    try:
+        modules = import_submodules("probe_detectors")
+        assert modules == ["probe_detectors.nested", "probe_detectors.nested.probe"]
+        assert "probe_added_by_one_module" in list_detectors()
+    finally:
+        DETECTORS.unregister("probe_added_by_one_module")
+        for module in ("probe_detectors", *modules):
+            sys.modules.pop(module, None)
+
+
+def test_the_detectors_verb_lists_whatever_is_registered(capsys) -> None:
+    from src.cli import main
+
+    sys.path.insert(0, str(ROOT))
+    from tests.example_detector import TapDetector
+
+    register_detector("probe_listed")(TapDetector)
+    try:
+        assert main(["detectors"]) == 0
+    finally:
+        DETECTORS.unregister("probe_listed")
+    by_name = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(by_name) >= {*SHIPPED, "probe_listed"}
+    assert "input 64x64" in by_name["probe_listed"]
+    assert "dense: mask (scored against the manipulation mask)" in by_name["probe_listed"]
+    assert "dense: heatmap (not scored)" in by_name["laa_net"]
+    assert "dense" not in by_name["xception"]
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

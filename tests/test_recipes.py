@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import warnings
 
+import albumentations as A
 import cv2
 import numpy as np
 import pytest
 from skimage.data import astronaut
 
+from src.augment.photometric import paired_photometric
 from src.augment.recipes import (
     RECIPE_NAMES,
+    RECIPES,
     Recipe,
+    RecipeSteps,
     build_pair_transform,
     build_recipe,
+    recipe_names,
+    register_recipe,
 )
 
 GEOMETRIC_ONLY = [name for name in RECIPE_NAMES if name != "laa_net"]
@@ -32,12 +38,54 @@ def run(recipe: Recipe, image: np.ndarray, mask: np.ndarray | None, seed: int):
 
 
 def test_names() -> None:
-    for name in ["none", "laa_net", "sbi", "recce", "panet", "ynet", "prle"]:
-        assert name in RECIPE_NAMES
-    with pytest.raises(ValueError, match="valid names: none, laa_net"):
+    shipped = ["laa_net", "laa_net_sbi", "none", "panet", "prle", "recce", "sbi", "ynet"]
+    assert list(RECIPE_NAMES) == shipped
+    with pytest.raises(ValueError, match="'LAA-Net'; valid names: laa_net, laa_net_sbi, none"):
         build_recipe("LAA-Net")
     with pytest.raises(ValueError, match="valid names"):
         build_pair_transform("nope")
+    with pytest.raises(ValueError, match="cannot import module 'no_such_module'"):
+        build_recipe("no_such_module:flip")
+
+
+def test_the_configs_recipe_names_are_registered() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [
+        p.read_text()
+        for folder in ("configs", "benchmarks")
+        for p in (root / folder).rglob("*.yaml")
+    ]
+    used = set()
+    for text in texts:
+        for line in text.splitlines():
+            if "recipes.Recipe" in line or "recipes.PairTransform" in line:
+                used |= set(re.findall(r"name: (\w+)", line))
+    prle = (root / "configs/augment/prle.yaml").read_text()
+    used |= set(re.findall(r"init_args: \{name: (\w+)\}", prle))
+    assert used >= {"laa_net", "laa_net_sbi", "recce", "prle"}
+    assert used <= set(RECIPE_NAMES)
+
+
+def test_a_recipe_registered_by_one_function_is_built_by_name(face: np.ndarray) -> None:
+    @register_recipe("test_vflip", pair=paired_photometric)
+    def vertical_flip(size: tuple[int, int]) -> RecipeSteps:
+        return RecipeSteps(geometric=[A.VerticalFlip(p=1.0)], photometric=[A.InvertImg(p=1.0)])
+
+    try:
+        assert "test_vflip" in recipe_names() and "test_vflip" not in RECIPE_NAMES
+        mask = face[..., 0].copy()
+        image, out_mask = build_recipe("test_vflip", 64)(face, mask, np.random.default_rng(0))
+        flipped = cv2.resize(face[::-1], (64, 64), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(image, 255 - flipped)
+        np.testing.assert_array_equal(out_mask, flipped[..., 0])
+        assert build_pair_transform("test_vflip").function is paired_photometric
+        # The module:name form imports the module that registers the recipe.
+        assert Recipe(f"{__name__}:test_vflip").steps is vertical_flip
+    finally:
+        RECIPES.unregister("test_vflip")
 
 
 @pytest.mark.parametrize("name", RECIPE_NAMES)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from src.cli import main
 from src.contracts import InputContract
 from src.detectors.base import Detector, DetectorOutput
+from src.detectors.dense import manipulation_mask_output
 from src.synthetic import SyntheticFaceDataModule
 from src.tools.show_masks import (
     COLUMNS,
@@ -61,6 +62,8 @@ def test_titles_only_on_the_first_row_and_bad_inputs_named() -> None:
 class TopHalfMasker(Detector):
     """Predicts the top half of every face as manipulated; score = P(fake) from the mean red."""
 
+    dense_outputs = (manipulation_mask_output(),)
+
     def __init__(self, size: int = 32) -> None:
         super().__init__()
         self.default_contract = InputContract((size, size))
@@ -74,6 +77,8 @@ class TopHalfMasker(Detector):
 
 
 class NoMask(TopHalfMasker):
+    dense_outputs = ()
+
     def forward(self, images: Tensor) -> DetectorOutput:
         return DetectorOutput(logit=super().forward(images).logit)
 
@@ -124,7 +129,7 @@ def test_samples_grid_draws_true_and_predicted_masks_of_each_set() -> None:
     assert int(items[1]["label"]) == 1 and items[1]["mask"].float().mean() > 10
     with pytest.raises(ValueError, match=r"no test set \['nope'\]"):
         mask_samples_grid(TopHalfMasker(), data, sets=["nope"])
-    with pytest.raises(ValueError, match="NoMask outputs no mask"):
+    with pytest.raises(ValueError, match="NoMask declares no dense output"):
         mask_samples_grid(NoMask(), data, per_class=1)
 
 
@@ -150,7 +155,7 @@ def test_show_masks_verb_writes_the_picture(tmp_path: Path, capsys: pytest.Captu
     picture = cv2.imread(str(out))
     assert picture.shape == (2 * 160, len(COLUMNS) * 160, 3)  # 1 real + 1 fake, 160 px tiles
     assert "mask grid written to" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="NoMask outputs no mask"):
+    with pytest.raises(ValueError, match="NoMask declares no dense output"):
         write_mask_samples(tmp_path / "nomask.ckpt", [config], tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
 
@@ -169,7 +174,7 @@ def test_predict_writes_every_frames_mask_and_keeps_only_scores(tmp_path: Path) 
     batches = [b for part in outputs for b in (part if isinstance(part, list) else [part])]
     frames = sum(len(b["score"]) for b in batches)
     assert writer.written == len(files) == frames > 0
-    assert all("mask" not in b for b in batches)
+    assert all("dense" not in b and "score" in b for b in batches)
     names = {f.relative_to(tmp_path / "masks").parts[0] for f in files}
     assert len(names) == len(data.predict_dataloader())  # one folder per predicted set
     mask = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)

@@ -16,8 +16,21 @@ has exactly that size, the random crop/scale producing it directly.
 training applies to a real face and its pseudo-fake with the same random
 parameters, so that the pair differs only by the blend.
 
-Recipes (values from the papers where they give them, else from the authors'
-released code, else chosen here, as marked):
+Recipes are registered components (:data:`RECIPES`, a :class:`src.registry.Registry`):
+a function decorated with :func:`register_recipe` takes the output size and
+returns its :class:`RecipeSteps`, and its name works wherever a recipe name
+does. A recipe in a user's own module is named ``"package.module:name"`` in a
+config (the module is imported, which registers it)::
+
+    @register_recipe("flip_and_jpeg")
+    def flip_and_jpeg(size: tuple[int, int]) -> RecipeSteps:
+        return RecipeSteps(
+            geometric=[A.HorizontalFlip(p=0.5)],
+            photometric=[A.ImageCompression(quality_range=(60, 100), p=0.5)],
+        )
+
+The suite's recipes (values from the papers where they give them, else from
+the authors' released code, else chosen here, as marked):
 
 ``none``
     nothing (a resize to ``size`` if one is given).
@@ -94,9 +107,11 @@ bilinear interpolation because they are soft blend masks.
 
 from __future__ import annotations
 
+import importlib
 import math
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import albumentations as A
@@ -105,6 +120,7 @@ import numpy as np
 
 from src.augment.photometric import paired_photometric
 from src.contracts import NO_SIDE_DATA, SideData, as_size
+from src.registry import Entry, Registry
 
 Size = tuple[int, int]
 
@@ -165,32 +181,98 @@ def _laa_net_photometric() -> list[Any]:
     ]
 
 
-GeometricFactory = Callable[[Size], list[Any]]
-PhotometricFactory = Callable[[], list[Any]]
-
-#: name -> (geometric factory given the output size, photometric factory or None).
-_RECIPES: dict[str, tuple[GeometricFactory | None, PhotometricFactory | None]] = {
-    "none": (None, None),
-    "laa_net": (_laa_net_geometric, _laa_net_photometric),
-    "laa_net_sbi": (_laa_net_geometric, None),
-    "sbi": (_flip_only, None),
-    "recce": (_flip_only, None),
-    "panet": (_flip_only, None),
-    "ynet": (_flip_only, None),
-    "prle": (_flip_only, None),
-}
-
 PairFunction = Callable[
     [np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]
 ]
 
-#: recipe name -> its paired photometric transform (names not listed have none).
-_PAIRS: dict[str, PairFunction] = {
-    "sbi": paired_photometric,
-    "laa_net_sbi": paired_photometric,
-}
 
-RECIPE_NAMES: tuple[str, ...] = tuple(_RECIPES)
+@dataclass
+class RecipeSteps:
+    """What a recipe function returns for one output size.
+
+    Attributes:
+        geometric: albumentations transforms applied to image and mask together
+            (a final resize to the output size is added when needed).
+        photometric: albumentations transforms applied to the image only.
+    """
+
+    geometric: list[Any] = field(default_factory=list)
+    photometric: list[Any] = field(default_factory=list)
+
+
+RecipeFunction = Callable[[Size], RecipeSteps]
+
+#: Recipe name -> function of the output size; the entry's ``pair`` default is
+#: its paired photometric transform (None: the identity).
+RECIPES: Registry[RecipeFunction] = Registry("augmentation recipe")
+
+
+def register_recipe(
+    name: str, pair: PairFunction | None = None
+) -> Callable[[RecipeFunction], RecipeFunction]:
+    """Decorator: register a recipe function as ``name``.
+
+    Args:
+        name: what configs call it (``Recipe(name)``); one function may carry several.
+        pair: the photometric transform applied with one draw to a real and its
+            pseudo-fake (``PairTransform(name)``); None gives the identity.
+    """
+    return RECIPES.register(name, pair=pair)
+
+
+@register_recipe("none")
+def _nothing(size: Size) -> RecipeSteps:
+    return RecipeSteps()
+
+
+@register_recipe("laa_net")
+def _laa_net(size: Size) -> RecipeSteps:
+    return RecipeSteps(_laa_net_geometric(size), _laa_net_photometric())
+
+
+@register_recipe("laa_net_sbi", pair=paired_photometric)
+def _laa_net_sbi(size: Size) -> RecipeSteps:
+    return RecipeSteps(_laa_net_geometric(size))
+
+
+@register_recipe("sbi", pair=paired_photometric)
+@register_recipe("recce")
+@register_recipe("panet")
+@register_recipe("ynet")
+@register_recipe("prle")
+def _flip_only(size: Size) -> RecipeSteps:
+    return RecipeSteps([A.HorizontalFlip(p=0.5)])
+
+
+#: The recipes the suite ships (:func:`recipe_names` also lists those registered since).
+RECIPE_NAMES: tuple[str, ...] = tuple(RECIPES.names())
+
+
+def recipe_names() -> list[str]:
+    """Every registered recipe name, sorted."""
+    return RECIPES.names()
+
+
+def recipe_entry(name: str) -> Entry[RecipeFunction]:
+    """The registered recipe ``name``; ``"package.module:name"`` imports the module first.
+
+    Raises:
+        ValueError: unknown name, or a module that cannot be imported.
+    """
+    if name not in RECIPES and ":" in name:
+        module, _, short = name.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValueError(
+                f"augmentation recipe {name!r}: cannot import module {module!r} ({error})"
+            ) from None
+        name = short
+    if name not in RECIPES:
+        raise ValueError(
+            f"unknown augmentation recipe {name!r}; valid names: {', '.join(recipe_names())}"
+        )
+    return RECIPES.entry(name)
 
 
 def _seeded(compose: A.Compose, seed: int) -> A.Compose:
@@ -198,13 +280,6 @@ def _seeded(compose: A.Compose, seed: int) -> A.Compose:
     numpy_seed, python_seed = np.random.SeedSequence(seed).generate_state(2)
     compose.set_random_state(np.random.default_rng(numpy_seed), random.Random(int(python_seed)))
     return compose
-
-
-def _check_name(name: str) -> None:
-    if name not in _RECIPES:
-        raise ValueError(
-            f"unknown augmentation recipe {name!r}; valid names: {', '.join(_RECIPES)}"
-        )
 
 
 def _draw_seed(rng: np.random.Generator) -> int:
@@ -223,18 +298,18 @@ class Recipe:
     """
 
     def __init__(self, name: str, size: int | tuple[int, int] | None = None) -> None:
-        _check_name(name)
+        self.steps = recipe_entry(name).obj
         self.name = name
         self.size: Size | None = None if size is None else as_size(size)
-        self._geometric_factory, photometric_factory = _RECIPES[name]
         # The geometric stage depends on the input and output sizes: built once per pair of them.
         self._geometric: dict[tuple[Size, Size], A.Compose | None] = {}
+        # Building one now makes a bad argument fail at construction, not in a worker.
+        first = self.size or (256, 256)
+        photometric = self.steps(first).photometric
         self.photometric: A.Compose | None = (
-            A.Compose(photometric_factory(), strict=True) if photometric_factory else None
+            A.Compose(photometric, strict=True) if photometric else None
         )
-        if self._geometric_factory is not None:
-            # Build one now so that a bad argument fails at construction, not in a worker.
-            self.geometric_pipeline(self.size or (256, 256), self.size or (256, 256))
+        self.geometric_pipeline(first, first)
 
     def __repr__(self) -> str:
         return f"Recipe({self.name!r}, size={self.size})"
@@ -243,9 +318,7 @@ class Recipe:
         """The geometric stage for ``input_size`` images producing ``output_size`` ones."""
         key = (tuple(input_size), tuple(output_size))
         if key not in self._geometric:
-            transforms = (
-                self._geometric_factory(output_size) if self._geometric_factory is not None else []
-            )
+            transforms = list(self.steps(output_size).geometric)
             if input_size != output_size:
                 # Steps that kept the size (flip, erasing, nothing) still have to reach it.
                 transforms.append(A.Resize(*output_size, p=1.0))
@@ -310,9 +383,8 @@ class PairTransform:
     """
 
     def __init__(self, name: str) -> None:
-        _check_name(name)
+        self.function: PairFunction | None = recipe_entry(name).defaults["pair"]
         self.name = name
-        self.function: PairFunction | None = _PAIRS.get(name)
 
     def __repr__(self) -> str:
         return f"PairTransform({self.name!r})"
@@ -334,7 +406,8 @@ def build_recipe(name: str, size: int | tuple[int, int] | None = None) -> Recipe
     """The training augmentation recipe ``name``.
 
     Args:
-        name: one of ``none, laa_net, laa_net_sbi, sbi, recce, panet, ynet, prle``.
+        name: a registered recipe (``none, laa_net, laa_net_sbi, sbi, recce, panet,
+            ynet, prle`` ship with the suite) or ``"package.module:name"``.
         size: output size (int or ``(height, width)``); ``None`` keeps the input size.
 
     Raises:

@@ -1,4 +1,8 @@
-"""List the registered detectors with their input contracts (dfbench detectors)."""
+"""List the registered detectors with their input contracts and dense outputs (dfbench detectors).
+
+Whatever is registered is listed: every module under src/detectors is imported
+with the package, so a new detector module shows up here by itself.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,12 @@ def run(argv: list[str]) -> int:
             f"{name:<18} {entry.obj.__name__:<20} input {contract.input_size[0]}x{contract.input_size[1]} "
             f"mean {contract.mean} std {contract.std}"
         )
+        dense = [
+            f"{d.name} ({'scored against the ' + d.target.name if d.scored else 'not scored'})"
+            for d in model.declared_dense_outputs()
+        ]
+        if dense:
+            line += f"  dense: {', '.join(dense)}"
         if args.params:
             line += f"  {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters"
         print(line)

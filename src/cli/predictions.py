@@ -6,8 +6,9 @@ per video. ``source_path`` is the absolute path of the video (or image, or
 face-sequence folder) the frame came from, empty for generated data;
 ``label`` is 1 = fake, 0 = real and empty when unknown (a user's own files).
 Files that could not be scored (unreadable, no face) are listed with their
-reason in ``skipped.csv`` beside them. A detector that outputs a mask (ynet)
-also gets each frame's predicted mask as an 8-bit PNG (:class:`MaskWriter`).
+reason in ``skipped.csv`` beside them. A detector that declares dense outputs
+(``Detector.dense_outputs``: ynet's mask, LAA-Net's heatmap) also gets each
+frame's predicted maps as 8-bit PNGs (:class:`MaskWriter`).
 """
 
 from __future__ import annotations
@@ -105,12 +106,15 @@ def skipped_files(datamodule: object) -> pd.DataFrame:
 
 
 class MaskWriter(pl.Callback):
-    """Writes every predicted mask as ``masks/<set>/<video key>/<frame>.png`` during predict.
+    """Writes every declared dense output of every frame under ``masks/`` during predict.
 
-    P(manipulated) per pixel at the detector's input size, 0-255. The masks
-    leave the step's outputs here, so a long predict run keeps only scores in
-    memory; under DDP each process writes its own frames (a frame the sampler
-    repeats is written twice with the same content, atomically).
+    ``masks/<set>/<video key>/<frame>.png`` for the output named ``mask`` (the
+    manipulation mask) and ``<frame>_<name>.png`` for any other
+    (:meth:`~src.detectors.dense.DenseOutput.file_name`): the probability per
+    pixel at the output's own size, 0-255. The maps leave the step's outputs
+    here, so a long predict run keeps only scores in memory; under DDP each
+    process writes its own frames (a frame the sampler repeats is written twice
+    with the same content, atomically). ``written`` counts the files.
 
     Args:
         folder: called once at the start of predict (on every process) for the
@@ -134,16 +138,21 @@ class MaskWriter(pl.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if not isinstance(outputs, dict) or "mask" not in outputs:
+        if not isinstance(outputs, dict) or "dense" not in outputs:
             return
-        masks = outputs.pop("mask")
-        video_idx, frame_idx = outputs.pop("video_idx"), outputs.pop("frame_idx")
+        maps = outputs.pop("dense")
+        video_idx = outputs.pop("video_idx").tolist()
+        frame_idx = outputs.pop("frame_idx").tolist()
         count = len(trainer.num_predict_batches)
         name = module._set_names("predict", count)[dataloader_idx]
         keys = trainer.datamodule.video_keys("predict", dataloader_idx)
-        pixels = (masks[:, 0] * 255).round().to(torch.uint8).cpu().numpy()
-        for image, video, frame in zip(pixels, video_idx.tolist(), frame_idx.tolist(), strict=True):
-            target = inside(self.folder / name, f"{keys[video]}/{frame:06d}.png", "predicted mask")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_png(target, image, compression=3)
-            self.written += 1
+        declared = {dense.name: dense for dense in module.declared_dense_outputs()}
+        for output_name, probabilities in maps.items():
+            dense = declared[output_name]
+            pixels = (probabilities[:, 0] * 255).round().to(torch.uint8).cpu().numpy()
+            for image, video, frame in zip(pixels, video_idx, frame_idx, strict=True):
+                relative = f"{keys[video]}/{dense.file_name(frame)}"
+                target = inside(self.folder / name, relative, f"predicted {dense.name}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_png(target, image, compression=3)
+                self.written += 1

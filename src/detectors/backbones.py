@@ -191,7 +191,7 @@ class StagedBackbone(nn.Module):
         taps = backbone.features(images, ["C3", "C4"])                # a dict by tap name
 
     Stage names (``names``) and aliases (``C1`` .. ``C6`` for the output at
-    reduction 2**k) per family:
+    reduction 2**k) of the named families, whose taps the shipped methods use:
 
     * Xception (``legacy_xception``): ``stem`` (conv1 .. act2), ``block1`` ..
       ``block12``, ``conv3``, ``conv4`` (each with its BN and activation).
@@ -199,15 +199,29 @@ class StagedBackbone(nn.Module):
       + BN + activation, C6, the feature LAA-Net reads beside C5).
     * ResNet: ``stem`` (conv1 .. maxpool), ``layer1`` .. ``layer4``.
 
-    The timm model stays whole under ``.model``, so state-dict keys are timm's
-    (``backbone.model.conv_stem.weight`` ...) and its unused classifier may stay.
+    For them the timm model stays whole under ``.model``, so state-dict keys are
+    timm's (``backbone.model.conv_stem.weight`` ...) and its unused classifier
+    may stay. Any other timm backbone (HRNet, ConvNeXt, a ViT ...) is tapped
+    through timm's ``features_only`` network, which is then ``.model``; its
+    stages are timm's ``feature_info`` entries (:func:`feature_backbone`).
+
+    Args:
+        model: the network the stages' module paths point into.
+        stages: the stages in the order they run.
+        aliases: other names of stages (``{"C3": "blocks.2"}``).
+        model_name: the timm name, for messages.
     """
 
     def __init__(
-        self, model: nn.Module, stages: Sequence[Stage], aliases: dict[str, str] | None = None
+        self,
+        model: nn.Module,
+        stages: Sequence[Stage],
+        aliases: dict[str, str] | None = None,
+        model_name: str = "",
     ) -> None:
         super().__init__()
         self.model = model
+        self.model_name = model_name or type(model).__name__
         self.stages = tuple(stages)
         self.aliases = dict(aliases or {})
         self._index = {stage.name: i for i, stage in enumerate(self.stages)}
@@ -262,8 +276,51 @@ class StagedBackbone(nn.Module):
         return self.run(x)
 
 
-def _plan(model: nn.Module) -> tuple[list[tuple[str, tuple[str, ...], int]], dict[str, str]]:
-    """(stage name, child modules, reduction) per stage, and the C-level aliases."""
+class SinglePassBackbone(StagedBackbone):
+    """Taps of a timm ``features_only`` network that computes them all in one pass.
+
+    HRNet's parallel branches, a ViT's blocks (timm's ``forward_intermediates``)
+    and networks timm taps with hooks cannot be cut into a chain of modules, so
+    :meth:`run` answers ``until`` (the named feature) but not ``after``.
+    """
+
+    def _all_features(self, x: Tensor) -> list[Tensor]:
+        out = self.model(x)
+        return list(out.values()) if isinstance(out, dict) else list(out)
+
+    def run(self, x: Tensor, after: str | None = None, until: str | None = None) -> Tensor:
+        if after is not None:
+            raise ValueError(
+                f"backbone {self.model_name!r} computes its taps in one pass "
+                f"({type(self.model).__name__}); it cannot resume after {after!r}"
+            )
+        last = self._position(until, len(self.stages) - 1)
+        return self._all_features(x)[last]
+
+    def features(self, x: Tensor, taps: Sequence[str]) -> dict[str, Tensor]:
+        positions = {tap: self._index[self.stage(tap).name] for tap in taps}
+        computed = self._all_features(x)
+        return {tap: computed[position] for tap, position in positions.items()}
+
+
+class NoFeatureTaps(ValueError):
+    """timm cannot give intermediate features (``features_only``) for this backbone."""
+
+
+# timm modules whose models keep the stage names and aliases the shipped methods tap
+# (and whose state-dict keys their checkpoints and the LAA-Net importer hold).
+_NAMED_FAMILIES = ("timm.models.xception", "timm.models.efficientnet", "timm.models.resnet")
+
+
+def _family_plan(
+    model: nn.Module,
+) -> tuple[list[tuple[str, tuple[str, ...], int]], dict[str, str]] | None:
+    """(stage name, child modules, reduction) per stage and the C-level aliases, or None.
+
+    The named stages of the Xception, EfficientNet and ResNet families on the
+    whole timm model; reductions come from timm's ``feature_info`` where it
+    names the stage.
+    """
     children = dict(model.named_children())
     if "block12" in children and "conv4" in children:  # timm's legacy_xception
         plan = [("stem", ("conv1", "bn1", "act1", "conv2", "bn2", "act2"), 2)]
@@ -302,19 +359,89 @@ def _plan(model: nn.Module) -> tuple[list[tuple[str, tuple[str, ...], int]], dic
         ]
         aliases = {"C2": "layer1", "C3": "layer2", "C4": "layer3", "C5": "layer4"}
         return plan, aliases
-    raise ValueError(
-        f"no feature taps for {type(model).__name__}: dfbench taps Xception, EfficientNet and ResNet"
-    )
+    return None
+
+
+def _in_named_family(model_name: str) -> bool:
+    arch = timm.models.get_arch_name(model_name)
+    return timm.models.model_entrypoint(arch).__module__ in _NAMED_FAMILIES
+
+
+def _reduction_aliases(stages: Sequence[Stage]) -> dict[str, str]:
+    """``C<k>`` for the last stage at reduction 2**k (a ViT's blocks share one: the last block)."""
+    return {
+        f"C{stage.reduction.bit_length() - 1}": stage.name
+        for stage in stages
+        if stage.reduction > 0 and stage.reduction & (stage.reduction - 1) == 0
+    }
+
+
+def feature_backbone(
+    model_name: str, pretrained: Pretrained = False, **kwargs: Any
+) -> StagedBackbone:
+    """Any timm backbone as taps, from timm's ``features_only`` network and its ``feature_info``.
+
+    Stage names are timm's module names (``stages.0``, ``stage2``, ``blocks.11``
+    ...), channels and reductions are timm's, and ``C<k>`` aliases the last
+    stage at reduction 2**k. Which features exist is timm's default for the
+    model (every stage of a CNN, the last three blocks of a ViT); ``out_indices``
+    in ``kwargs`` chooses others. When timm's network is a chain of modules
+    (its ``FeatureDictNet``/``FeatureListNet``) the stages resume like the
+    named families'; otherwise it is a :class:`SinglePassBackbone`.
+
+    Raises:
+        NoFeatureTaps: timm has no ``features_only`` network for ``model_name``.
+    """
+    check_backbone_name(model_name)
+    pretrained_overlay(model_name, pretrained)  # a bad weights argument fails as itself
+    try:
+        net = create_backbone(model_name, pretrained, features_only=True, **kwargs)
+    except (AssertionError, AttributeError, NotImplementedError, RuntimeError) as error:
+        raise NoFeatureTaps(
+            f"timm gives no feature taps (features_only) for backbone {model_name!r}: "
+            f"{error or type(error).__name__}"
+        ) from error
+    info = net.feature_info
+    names, channels, reductions = info.module_name(), info.channels(), info.reduction()
+    if isinstance(net, timm.models.FeatureDictNet):
+        stages, pending = [], []
+        for key in net:
+            pending.append(key)
+            if key in net.return_layers:
+                k = len(stages)
+                stages.append(Stage(names[k], tuple(pending), channels[k], reductions[k]))
+                pending = []
+        return StagedBackbone(net, stages, _reduction_aliases(stages), model_name)
+    stages = [
+        Stage(name, (), width, reduction)
+        for name, width, reduction in zip(names, channels, reductions, strict=True)
+    ]
+    return SinglePassBackbone(net, stages, _reduction_aliases(stages), model_name)
 
 
 def staged_backbone(
     model_name: str, pretrained: Pretrained = False, **kwargs: Any
 ) -> StagedBackbone:
-    """:func:`create_backbone` as a :class:`StagedBackbone` (named taps, resumable stages)."""
-    model = create_backbone(model_name, pretrained, **kwargs)
-    plan, aliases = _plan(model)
-    stages = [
-        Stage(name, modules, _last_channels([model.get_submodule(m) for m in modules]), reduction)
-        for name, modules, reduction in plan
-    ]
-    return StagedBackbone(model, stages, aliases)
+    """:func:`create_backbone` as a :class:`StagedBackbone` (named taps, resumable stages).
+
+    The Xception, EfficientNet and ResNet families keep their named stages on
+    the whole timm model (see :class:`StagedBackbone`); any other backbone is
+    tapped through timm's ``feature_info`` (:func:`feature_backbone`).
+    """
+    check_backbone_name(model_name)
+    if _in_named_family(model_name):
+        model = create_backbone(model_name, pretrained, **kwargs)
+        found = _family_plan(model)
+        if found is not None:
+            plan, aliases = found
+            stages = [
+                Stage(
+                    name,
+                    modules,
+                    _last_channels([model.get_submodule(m) for m in modules]),
+                    reduction,
+                )
+                for name, modules, reduction in plan
+            ]
+            return StagedBackbone(model, stages, aliases, model_name)
+    return feature_backbone(model_name, pretrained, **kwargs)

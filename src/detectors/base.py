@@ -11,8 +11,11 @@ Results a caller can read after a run:
 * ``detector.val_results``: ``{"val": metrics}`` of the last validation epoch;
 * ``detector.test_results``: ``{test set name: metrics}``, one entry per test
   dataloader, and ``detector.test_predictions`` the per-frame columns behind them;
-  a detector that outputs ``mask_logit`` adds ``pixel_auc``, ``pixel_iou``,
-  ``pixel_f1`` (:class:`~src.metrics.PixelMetric`) to its test and validation results;
+  every scored dense output the detector declares (:attr:`Detector.dense_outputs`,
+  :mod:`src.detectors.dense`) adds its pixel metrics (:class:`~src.metrics.PixelMetric`)
+  to the test and validation results: ``pixel_auc``, ``pixel_iou``, ``pixel_f1`` ...
+  after the output's metric prefix (none for the manipulation mask of
+  :func:`~src.detectors.dense.manipulation_mask_output`);
 * ``detector.predictions``: ``{set name: columns}`` after ``predict``, with
   ``sample_idx, video_idx, frame_idx, logit, score, label`` arrays.
 """
@@ -32,6 +35,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from src.contracts import InputContract, as_size
+from src.detectors.dense import DenseOutput, check_dense_outputs
 from src.detectors.targets import dense_supervision
 from src.detectors.training import SAM, sam_training_step
 from src.metrics import DeepfakeMetric, PixelMetric, VideoScore
@@ -44,8 +48,10 @@ class DetectorOutput:
     """What ``Detector.forward`` returns.
 
     ``logit`` (B,) is always present; score = sigmoid(logit) = P(fake). The
-    optional fields carry the dense outputs a method's loss or a user's
-    visualisation needs; ``extras`` holds anything not named here.
+    optional fields carry the maps a method's loss or a user's visualisation
+    needs; ``extras`` holds anything not named here. Which maps are dense
+    outputs to score, write and draw is the detector's declaration
+    (:attr:`Detector.dense_outputs`), never a field's name.
     """
 
     logit: Tensor
@@ -68,6 +74,14 @@ class DetectorOutput:
             f.name: getattr(self, f.name) for f in fields(self) if f.name not in {"logit", "extras"}
         }
         return {k: v for k, v in named.items() if v is not None} | dict(self.extras)
+
+    def map(self, key: str) -> Tensor | None:
+        """The field or ``extras`` entry called ``key`` (None when it is not set)."""
+        if key in self.extras:
+            return self.extras[key]
+        if key in {"logit", "extras"} or key not in {f.name for f in fields(self)}:
+            return None
+        return getattr(self, key)
 
 
 class ClassifierView(nn.Module):
@@ -110,6 +124,10 @@ class Detector(pl.LightningModule):
     cam_layers: tuple[str, ...] = ()
     #: The attribute holding the pretrained backbone (what freezing freezes).
     backbone_name = "backbone"
+    #: The dense outputs (:mod:`src.detectors.dense`): scored with the pixel metrics when
+    #: they have a target, written by predict, drawn by show-masks. Subclasses set it
+    #: (an instance may too, when a flag removes an output).
+    dense_outputs: tuple[DenseOutput, ...] = ()
 
     def __init__(
         self,
@@ -141,7 +159,8 @@ class Detector(pl.LightningModule):
         self.val_metric = DeepfakeMetric(video_score=video_score)
         self.test_metrics = nn.ModuleList()
         self.predict_metrics = nn.ModuleList()
-        self.pixel_metrics = nn.ModuleDict()  # "val", "test_<i>": only for mask outputs
+        # "<stage>__<output key>" (stage "val", "test_<i>"): one per scored dense output.
+        self.pixel_metrics = nn.ModuleDict()
         self.val_results: dict[str, dict[str, float]] = {}
         self.test_results: dict[str, dict[str, float]] = {}
         self.test_predictions: dict[str, dict[str, np.ndarray]] = {}
@@ -340,26 +359,52 @@ class Detector(pl.LightningModule):
             batch.get("frame_idx"),
         )
 
-    def _update_pixel_metric(self, key: str, output: DetectorOutput, batch: Batch) -> None:
-        """Localisation is a result: pixel AUC, IoU, F1 of mask outputs (samples with known masks)."""
-        if output.mask_logit is None:
-            return
-        if key not in self.pixel_metrics:
-            self.pixel_metrics[key] = PixelMetric().to(self.device)
-        self.pixel_metrics[key].update(
-            output.mask_logit,
-            batch["mask"],
-            batch["label"],
-            batch["sample_idx"],
-            dense_supervision(batch),
-        )
+    def declared_dense_outputs(self) -> tuple[DenseOutput, ...]:
+        """:attr:`dense_outputs`, checked (no shared key, name or scored metric prefix)."""
+        check_dense_outputs(self.dense_outputs, type(self).__name__)
+        return tuple(self.dense_outputs)
 
-    def _pixel_results(self, key: str, compute: bool = True) -> dict[str, float]:
-        """The pixel metrics gathered under ``key`` ({} without mask outputs), then reset."""
-        if key not in self.pixel_metrics or not self.pixel_metrics[key].update_called:
-            return {}
-        results = self.pixel_metrics[key].compute() if compute else {}
-        self.pixel_metrics[key].reset()
+    def dense_maps(self, output: DetectorOutput) -> list[tuple[DenseOutput, Tensor]]:
+        """The declared dense outputs present in ``output``, with their logits."""
+        present = []
+        for dense in self.declared_dense_outputs():
+            logits = output.map(dense.key)
+            if logits is not None:
+                present.append((dense, logits))
+        return present
+
+    def _update_pixel_metric(self, stage: str, output: DetectorOutput, batch: Batch) -> None:
+        """Localisation is a result: the pixel metrics of every scored dense output.
+
+        Only the samples whose mask is known count (reals, fakes with a mask).
+        """
+        for dense, logits in self.dense_maps(output):
+            if not dense.scored:
+                continue
+            key = f"{stage}__{dense.key}"
+            if key not in self.pixel_metrics:
+                self.pixel_metrics[key] = PixelMetric().to(self.device)
+            self.pixel_metrics[key].update(
+                logits,
+                dense.target(batch),
+                batch["label"],
+                batch["sample_idx"],
+                dense_supervision(batch),
+            )
+
+    def _pixel_results(self, stage: str, compute: bool = True) -> dict[str, float]:
+        """The pixel metrics gathered for ``stage`` ({} without scored outputs), then reset."""
+        results: dict[str, float] = {}
+        for dense in self.declared_dense_outputs():
+            key = f"{stage}__{dense.key}"
+            if not dense.scored or key not in self.pixel_metrics:
+                continue
+            metric = self.pixel_metrics[key]
+            if not metric.update_called:
+                continue
+            if compute:
+                results |= {f"{dense.prefix}{name}": v for name, v in metric.compute().items()}
+            metric.reset()
         return results
 
     # ------------------------------------------ evaluation's memory layout on a CPU
@@ -457,10 +502,11 @@ class Detector(pl.LightningModule):
             "score": torch.sigmoid(output.logit),
             "sample_idx": batch["sample_idx"],
         }
-        if output.mask_logit is not None:
+        dense = self.dense_maps(output)
+        if dense:
             # Taken (and written out) by dfbench predict's mask writer, not kept in memory.
-            result |= {"mask": torch.sigmoid(output.mask_logit), "video_idx": batch["video_idx"]}
-            result["frame_idx"] = batch["frame_idx"]
+            result["dense"] = {d.name: torch.sigmoid(logits) for d, logits in dense}
+            result |= {"video_idx": batch["video_idx"], "frame_idx": batch["frame_idx"]}
         return result
 
     def on_predict_epoch_end(self) -> None:

@@ -46,6 +46,7 @@ from torch import Tensor
 from src.contracts import InputContract
 from src.detectors.backbones import Pretrained, backbone_data_config, staged_backbone
 from src.detectors.base import Detector, DetectorOutput
+from src.detectors.dense import manipulation_mask_output
 from src.detectors.layers import BinaryHead
 from src.detectors.layers.llsm import LearnableLocalSimilarity
 from src.detectors.layers.localisation import ForgeryLocalisation
@@ -78,7 +79,8 @@ class YNet(Detector):
         **kwargs: :class:`~src.detectors.base.Detector` arguments.
 
     Output: ``logit`` (B,); ``mask_logit`` (B, 1, H, W) at the input size (FLM
-    on); ``features`` the map the head pools; ``extras["pair_logit"]`` (B, hw,
+    on), declared as the dense output scored against the manipulation mask
+    (``pixel_auc``, ``pixel_iou``, ``pixel_f1``); ``features`` the map the head pools; ``extras["pair_logit"]`` (B, hw,
     hw), the LLSM's logit that a pair mixes manipulated and pristine positions,
     and ``extras["llsm_input"]``, the tapped feature whose h x w it is (LLSM on).
     """
@@ -132,6 +134,7 @@ class YNet(Detector):
             if use_flm
             else None
         )
+        self.dense_outputs = (manipulation_mask_output("mask_logit"),) if use_flm else ()
         head_channels = self.flm.out_channels if self.flm else self.backbone.channels(BOTTOM)
         self.head = BinaryHead(head_channels, drop_rate)
         # Grad-CAM reads what the classifier pools: the last (gated) decoder level or the encoder.

@@ -2,7 +2,9 @@
 
 One row per sample: the face, the face with its true mask in green, the face
 with the predicted mask in red, and the predicted probability as grey levels
-(white = 1). :func:`mask_overlay_grid` takes plain arrays and returns one RGB
+(white = 1). A detector draws every dense output it declares
+(``Detector.dense_outputs``), three columns each: its target in green (the
+face untinted when it has none), the prediction in red, the probability. :func:`mask_overlay_grid` takes plain arrays and returns one RGB
 array, so a notebook or a report can draw it too.
 
 :func:`write_mask_samples` (``dfbench show-masks``) draws a trained detector
@@ -26,6 +28,7 @@ from torch.utils.data import Dataset, default_collate
 
 from src.data.base import DeepfakeDataModuleBase
 from src.detectors.base import Detector
+from src.detectors.dense import DenseOutput
 from src.tools.configs import datamodule_from_configs
 from src.tools.pictures import write_png
 
@@ -74,6 +77,7 @@ def mask_overlay_grid(
     alpha: float = 0.5,
     titles: bool = True,
     captions: Sequence[str] | None = None,
+    columns: Sequence[str] = COLUMNS,
 ) -> np.ndarray:
     """The grid as an RGB uint8 image: ``len(images)`` rows x :data:`COLUMNS`.
 
@@ -85,6 +89,7 @@ def mask_overlay_grid(
         titles: write the column names on the first row.
         captions: one text per row, written on its face tile (in place of the
             first row's "face" title).
+        columns: the four column titles.
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -110,7 +115,7 @@ def mask_overlay_grid(
             np.repeat(grey[..., None], 3, axis=2),
         ]
         if titles and index == 0:
-            tiles = [_title(tile, name) for tile, name in zip(tiles, COLUMNS, strict=True)]
+            tiles = [_title(tile, name) for tile, name in zip(tiles, columns, strict=True)]
         if captions is not None:
             tiles[0] = _title(images[index], captions[index])
         rows.append(np.concatenate(tiles, axis=1))
@@ -154,6 +159,14 @@ def _tile(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def dense_columns(dense: DenseOutput) -> tuple[str, str, str, str]:
+    """Column titles of one dense output (:data:`COLUMNS` for the manipulation mask)."""
+    if dense.name == "mask":
+        return COLUMNS
+    target = dense.target.name if dense.target is not None else "no target"
+    return ("face", target, f"predicted {dense.name}", f"P({dense.name})")
+
+
 def mask_samples_grid(
     detector: Detector,
     datamodule: DeepfakeDataModuleBase,
@@ -165,8 +178,14 @@ def mask_samples_grid(
     """The picture as an RGB uint8 image: one row per face, ``size`` px tiles.
 
     Raises:
-        ValueError: the detector outputs no mask, or a named set is not a test set.
+        ValueError: the detector declares no dense output, or a named set is not a test set.
     """
+    declared = detector.declared_dense_outputs()
+    if not declared:
+        raise ValueError(
+            f"{type(detector).__name__} declares no dense output (dense_outputs); show-masks "
+            "needs a detector that does, such as ynet"
+        )
     datamodule.setup("test")
     available = {name: dataset for name, dataset, _ in datamodule.sets["test"]}
     names = list(sets or available)
@@ -176,7 +195,9 @@ def mask_samples_grid(
     rng = np.random.default_rng(seed)
     device = next(detector.parameters()).device
     detector = detector.eval()
-    faces, true_masks, predicted, captions = [], [], [], []
+    faces, captions = [], []
+    targets: dict[str, list[np.ndarray]] = {dense.name: [] for dense in declared}
+    predicted: dict[str, list[np.ndarray]] = {dense.name: [] for dense in declared}
     for name in names:
         items = pick_items(available[name], per_class, rng)
         if not items:
@@ -185,25 +206,43 @@ def mask_samples_grid(
         batch = datamodule.normalise({key: value.to(device) for key, value in raw.items()})
         with torch.no_grad():
             output = detector(batch["image"])
-        if output.mask_logit is None:
-            raise ValueError(
-                f"{type(detector).__name__} outputs no mask (mask_logit); show-masks needs a "
-                "localising detector such as ynet"
-            )
+            maps = dict((dense.name, logits) for dense, logits in detector.dense_maps(output))
+            missing = [dense.key for dense in declared if dense.name not in maps]
+            if missing:
+                raise ValueError(
+                    f"{type(detector).__name__} declares the dense outputs {missing} "
+                    "but its forward returns none of them"
+                )
+            for dense in declared:
+                predicted[dense.name] += list(torch.sigmoid(maps[dense.name][:, 0]).cpu().numpy())
+                target = (
+                    dense.target(batch)[:, 0]
+                    if dense.target is not None
+                    else torch.zeros_like(batch["mask"][:, 0])
+                )
+                targets[dense.name] += list(target.float().cpu().numpy())
         scores = torch.sigmoid(output.logit).cpu().numpy()
-        probabilities = torch.sigmoid(output.mask_logit[:, 0]).cpu().numpy()
-        masks = batch["mask"][:, 0].float().cpu().numpy()
         for index, item in enumerate(items):
             faces.append(_tile(item["image"].permute(1, 2, 0).numpy(), size))
-            true_masks.append(masks[index])
-            predicted.append(probabilities[index])
             kind = "real" if float(item["label"]) < 0.5 else "fake"
             if kind == "fake" and not bool(item["has_mask"]):
                 kind = "fake, no mask"
             captions.append(f"{name} {kind} p={scores[index]:.2f}")
     if not faces:
         raise ValueError(f"the test sets {names} hold no faces")
-    return mask_overlay_grid(np.stack(faces), true_masks, predicted, captions=captions)
+    faces = np.stack(faces)
+    groups = [
+        mask_overlay_grid(
+            faces,
+            targets[dense.name],
+            predicted[dense.name],
+            captions=captions,
+            columns=dense_columns(dense),
+        )
+        for dense in declared
+    ]
+    # The face column once, then each output's three columns.
+    return np.concatenate([groups[0]] + [group[:, size:] for group in groups[1:]], axis=1)
 
 
 def write_mask_samples(

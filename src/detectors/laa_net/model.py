@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from src.contracts import InputContract
 from src.detectors.backbones import Pretrained, staged_backbone
 from src.detectors.base import Detector, DetectorOutput
+from src.detectors.dense import DenseOutput
 from src.detectors.layers.efpn import EFPN
 from src.detectors.losses import consistency_loss, focal_loss
 from src.detectors.registry import register_detector
@@ -79,6 +80,15 @@ def classifier(in_channels: int, width: int = 64) -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(width, 1),
     )
+
+
+#: The heatmap branch's output, written by predict and drawn by show-masks; its target
+#: (Gaussians on vulnerable points) is no mask, so it is not scored with the pixel metrics.
+HEATMAP = DenseOutput(
+    key="heatmap",
+    name="heatmap",
+    description="vulnerable points' heatmap (paper Eq. 4), at a quarter of the input size",
+)
 
 
 @register_detector("laa_net")
@@ -111,6 +121,7 @@ class LAANet(Detector):
 
     default_contract = InputContract(input_size=(384, 384))
     cam_layers = ("decoder",)  # the classifier reads the decoder's output
+    dense_outputs = (HEATMAP,)
 
     def __init__(
         self,
@@ -171,6 +182,8 @@ class LAANet(Detector):
         )
         width = self.decoder.out_channels
         self.hm = head(width, 1) if use_heatmap else None
+        if not use_heatmap:
+            self.dense_outputs = ()
         if self.hm is not None:
             nn.init.constant_(
                 self.hm[3].bias, -2.19
