@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from src.errors import DFBenchError
+
 T = TypeVar("T")
 
 
@@ -28,6 +30,10 @@ class Entry(Generic[T]):
     name: str
     obj: T
     defaults: dict[str, Any] = field(default_factory=dict)
+
+
+class UnknownName(DFBenchError, KeyError):
+    """A name no entry of a registry has (a typo in a config, usually); the message lists them."""
 
 
 class Registry(Generic[T]):
@@ -68,7 +74,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             known = ", ".join(self.names()) or "none"
-            raise KeyError(f"no {self.kind} named {name!r}; registered: {known}") from None
+            raise UnknownName(f"no {self.kind} named {name!r}; registered: {known}") from None
 
     def get(self, name: str) -> T:
         return self.entry(name).obj

@@ -120,6 +120,7 @@ import numpy as np
 
 from src.augment.photometric import paired_photometric
 from src.contracts import NO_SIDE_DATA, SideData, as_size
+from src.errors import DFBenchError
 from src.registry import Entry, Registry
 
 Size = tuple[int, int]
@@ -264,12 +265,12 @@ def recipe_entry(name: str) -> Entry[RecipeFunction]:
         try:
             importlib.import_module(module)
         except ImportError as error:
-            raise ValueError(
+            raise DFBenchError(
                 f"augmentation recipe {name!r}: cannot import module {module!r} ({error})"
             ) from None
         name = short
     if name not in RECIPES:
-        raise ValueError(
+        raise DFBenchError(
             f"unknown augmentation recipe {name!r}; valid names: {', '.join(recipe_names())}"
         )
     return RECIPES.entry(name)

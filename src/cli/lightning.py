@@ -369,7 +369,7 @@ class DFBenchCLI(LightningCLI):
         )
         masks = next((c for c in self.trainer.callbacks if isinstance(c, MaskWriter)), None)
         if masks is not None and masks.written:
-            print(f"{masks.written} predicted masks written to {out / 'masks'}/")
+            print(f"{masks.written} predicted maps written to {out / 'masks'}/")
 
 
 def run(argv: list[str]) -> int:

@@ -290,7 +290,7 @@ class SinglePassBackbone(StagedBackbone):
 
     def run(self, x: Tensor, after: str | None = None, until: str | None = None) -> Tensor:
         if after is not None:
-            raise ValueError(
+            raise DFBenchError(
                 f"backbone {self.model_name!r} computes its taps in one pass "
                 f"({type(self.model).__name__}); it cannot resume after {after!r}"
             )

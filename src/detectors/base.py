@@ -38,6 +38,7 @@ from src.contracts import InputContract, as_size
 from src.detectors.dense import DenseOutput, check_dense_outputs
 from src.detectors.targets import dense_supervision
 from src.detectors.training import SAM, sam_training_step
+from src.errors import DFBenchError
 from src.metrics import DeepfakeMetric, PixelMetric, VideoScore
 
 Batch = dict[str, Tensor]
@@ -143,7 +144,7 @@ class Detector(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         if scheduler_interval not in {"epoch", "step"}:
-            raise ValueError(
+            raise DFBenchError(
                 f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}"
             )
         self._input_size = None if input_size is None else as_size(input_size)
@@ -154,7 +155,7 @@ class Detector(pl.LightningModule):
         self.sam = SAM(sam_rho, sam_adaptive) if sam_rho is not None else None
         self.automatic_optimization = self.sam is None
         if freeze_backbone_epochs < 0:
-            raise ValueError(f"freeze_backbone_epochs must be >= 0, got {freeze_backbone_epochs}")
+            raise DFBenchError(f"freeze_backbone_epochs must be >= 0, got {freeze_backbone_epochs}")
         self.freeze_backbone_epochs = freeze_backbone_epochs
         self.val_metric = DeepfakeMetric(video_score=video_score)
         self.test_metrics = nn.ModuleList()
@@ -214,14 +215,14 @@ class Detector(pl.LightningModule):
         checkpoint = load_checkpoint(path, trusted=trusted, mmap=True)
         hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
         if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
-            raise ValueError(f"not a dfbench checkpoint (no state_dict/hyper_parameters): {path}")
+            raise DFBenchError(f"not a dfbench checkpoint (no state_dict/hyper_parameters): {path}")
         class_path = hparams.get("_class_path")
         if not class_path:
-            raise ValueError(f"{path} does not record its detector class (_class_path)")
+            raise DFBenchError(f"{path} does not record its detector class (_class_path)")
         module_name, _, class_name = class_path.rpartition(".")
         cls = getattr(importlib.import_module(module_name), class_name, None)
         if not (isinstance(cls, type) and issubclass(cls, Detector)):
-            raise ValueError(f"{path}: {class_path} is not a dfbench Detector")
+            raise DFBenchError(f"{path}: {class_path} is not a dfbench Detector")
         return cls.load_from_checkpoint(path, map_location=map_location, weights_only=not trusted)
 
     # ------------------------------------------------------------ attribution

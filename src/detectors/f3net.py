@@ -33,6 +33,7 @@ from src.detectors.base import Detector, DetectorOutput
 from src.detectors.layers import BinaryHead
 from src.detectors.layers.fad import FrequencyAwareDecomposition
 from src.detectors.registry import register_detector
+from src.errors import DFBenchError
 
 #: FAD's output: 3 colour channels in each of 4 bands.
 FAD_CHANNELS = 12
@@ -42,7 +43,7 @@ def widen_input_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     """A copy of ``conv`` taking ``in_channels`` (a multiple of its own): the kernel tiled and
     divided by the tiling factor, so an input of identical groups gives the same output."""
     if in_channels % conv.in_channels:
-        raise ValueError(
+        raise DFBenchError(
             f"cannot widen a {conv.in_channels}-channel conv to {in_channels} channels "
             "(not a multiple)"
         )
@@ -93,7 +94,7 @@ class F3Net(Detector):
         super().__init__(**kwargs)
         height, width = self.input_contract.input_size
         if height != width:
-            raise ValueError(
+            raise DFBenchError(
                 f"F3-Net's full-image DCT needs a square input_size, got {height} x {width}"
             )
         self.label_smoothing = label_smoothing

@@ -37,6 +37,7 @@ from src.detectors.layers.cbam import CBAM
 from src.detectors.layers.ema import EfficientMultiScaleAttention
 from src.detectors.recce import RECCE
 from src.detectors.registry import register_detector
+from src.errors import DFBenchError
 
 #: EMA placements and the attention points each one uses.
 EMA_PLACEMENTS = {
@@ -50,7 +51,7 @@ CBAM_PLACEMENTS = {"guided": ("guided",), "final": ("final",)}
 
 def _points(option: str, value: str, placements: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     if value not in placements:
-        raise ValueError(
+        raise DFBenchError(
             f"PANet {option}={value!r} is not a placement; choose one of {list(placements)}"
         )
     return placements[value]

@@ -48,6 +48,7 @@ from src.detectors.layers.graph_reasoning import MultiScaleGraphReasoning
 from src.detectors.layers.reconstruction import GuidedAttention, ReconstructionDecoder
 from src.detectors.losses import metric_learning_loss, reconstruction_loss
 from src.detectors.registry import register_detector
+from src.errors import DFBenchError
 
 #: Where extra attention modules may act, in forward order: the block4 embedding
 #: (before the decoder and block5), the decoder's stage-2 and stage-4 maps as
@@ -92,7 +93,7 @@ class RECCE(Detector):
     ) -> None:
         super().__init__(**kwargs)
         if noise_std < 0 or not 0 <= noise_probability <= 1:
-            raise ValueError(
+            raise DFBenchError(
                 f"RECCE noise_std must be >= 0 and noise_probability in [0, 1], "
                 f"got {noise_std} and {noise_probability}"
             )
@@ -127,7 +128,7 @@ class RECCE(Detector):
             "final": self.backbone.channels("conv4"),
         }
         if point not in channels:
-            raise ValueError(f"unknown attention point {point!r}; points: {ATTENTION_POINTS}")
+            raise DFBenchError(f"unknown attention point {point!r}; points: {ATTENTION_POINTS}")
         return channels[point]
 
     def add_attention(self, point: str, module: nn.Module) -> None:

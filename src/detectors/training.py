@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
+from src.errors import DFBenchError
+
 
 def gradients(params: Iterable[Tensor]) -> list[Tensor]:
     """The parameters among ``params`` that hold a gradient."""
@@ -63,7 +65,7 @@ class SAM:
 
     def __init__(self, rho: float = 0.05, adaptive: bool = False) -> None:
         if rho <= 0:
-            raise ValueError(f"sam_rho must be positive, got {rho}")
+            raise DFBenchError(f"sam_rho must be positive, got {rho}")
         self.rho = rho
         self.adaptive = adaptive
         self._origins: dict[Tensor, Tensor] = {}
@@ -155,7 +157,7 @@ class WarmupDecay(LambdaLR):
         last_epoch: int = -1,
     ) -> None:
         if not 0 <= warmup_fraction <= 1:
-            raise ValueError(f"warmup_fraction must be in [0, 1], got {warmup_fraction}")
+            raise DFBenchError(f"warmup_fraction must be in [0, 1], got {warmup_fraction}")
         self.warmup_fraction = warmup_fraction
         self.start_factor = start_factor
         self.end_factor = end_factor

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset, default_collate
 from src.data.base import DeepfakeDataModuleBase
 from src.detectors.base import Detector
 from src.detectors.dense import DenseOutput
+from src.errors import DFBenchError
 from src.tools.configs import datamodule_from_configs
 from src.tools.pictures import write_png
 
@@ -182,7 +183,7 @@ def mask_samples_grid(
     """
     declared = detector.declared_dense_outputs()
     if not declared:
-        raise ValueError(
+        raise DFBenchError(
             f"{type(detector).__name__} declares no dense output (dense_outputs); show-masks "
             "needs a detector that does, such as ynet"
         )
@@ -191,7 +192,7 @@ def mask_samples_grid(
     names = list(sets or available)
     unknown = [name for name in names if name not in available]
     if unknown:
-        raise ValueError(f"no test set {unknown}; the data config has {sorted(available)}")
+        raise DFBenchError(f"no test set {unknown}; the data config has {sorted(available)}")
     rng = np.random.default_rng(seed)
     device = next(detector.parameters()).device
     detector = detector.eval()
@@ -209,7 +210,7 @@ def mask_samples_grid(
             maps = dict((dense.name, logits) for dense, logits in detector.dense_maps(output))
             missing = [dense.key for dense in declared if dense.name not in maps]
             if missing:
-                raise ValueError(
+                raise DFBenchError(
                     f"{type(detector).__name__} declares the dense outputs {missing} "
                     "but its forward returns none of them"
                 )
@@ -229,7 +230,7 @@ def mask_samples_grid(
                 kind = "fake, no mask"
             captions.append(f"{name} {kind} p={scores[index]:.2f}")
     if not faces:
-        raise ValueError(f"the test sets {names} hold no faces")
+        raise DFBenchError(f"the test sets {names} hold no faces")
     faces = np.stack(faces)
     groups = [
         mask_overlay_grid(

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from src.checkpoint_files import load_checkpoint
 from src.detectors.laa_net.model import LAANet
+from src.errors import DFBenchError
 
 #: Constructor arguments of the authors' released configuration.
 AUTHORS_CONFIG: dict[str, Any] = {
@@ -144,12 +145,14 @@ def load_authors_checkpoint(path: str | Path, *, trusted: bool = False, **overri
     checkpoint = load_checkpoint(path, trusted=trusted)
     state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict):
-        raise ValueError(f"{path}: expected a dict with a 'state_dict' entry (the authors' format)")
+        raise DFBenchError(
+            f"{path}: expected a dict with a 'state_dict' entry (the authors' format)"
+        )
     model = LAANet(**(AUTHORS_CONFIG | overrides))
     try:
         mapped = authors_to_dfbench(state_dict, model)
     except (KeyError, IndexError, ValueError) as error:
-        raise ValueError(
+        raise DFBenchError(
             f"{path} is not the authors' LAA-Net: a tensor name outside their model ({error})"
         ) from error
     own = model.state_dict()
@@ -157,7 +160,7 @@ def load_authors_checkpoint(path: str | Path, *, trusted: bool = False, **overri
         key for key in own if key in mapped and mapped[key].shape != own[key].shape
     ]
     if misfits:
-        raise ValueError(
+        raise DFBenchError(
             f"{path} does not fit the authors' LAA-Net: {len(misfits)} tensor(s) missing, "
             f"unexpected or of another shape, e.g. {misfits[0]}"
         )

@@ -59,6 +59,7 @@ from src.detectors.losses import consistency_loss, focal_loss
 from src.detectors.registry import register_detector
 from src.detectors.targets import authors_laa_targets, dense_supervision, laa_targets
 from src.detectors.training import WarmupDecay
+from src.errors import DFBenchError
 
 
 def head(in_channels: int, out_channels: int, width: int = 64) -> nn.Sequential:
@@ -149,7 +150,7 @@ class LAANet(Detector):
         super().__init__(sam_rho=sam_rho, freeze_backbone_epochs=freeze_backbone_epochs, **kwargs)
         levels = tuple(int(level) for level in levels)
         if not levels or levels != tuple(range(6, 6 - len(levels), -1)) or levels[-1] < 2:
-            raise ValueError(
+            raise DFBenchError(
                 f"levels must run down from 6 without gaps (e.g. [6, 5, 4, 3]), got {list(levels)}"
             )
         self.levels = levels
@@ -158,7 +159,7 @@ class LAANet(Detector):
         self.heatmap_weight = heatmap_weight
         self.consistency_weight = consistency_weight
         if targets not in ("paper", "authors"):
-            raise ValueError(f"targets must be 'paper' or 'authors', got {targets!r}")
+            raise DFBenchError(f"targets must be 'paper' or 'authors', got {targets!r}")
         self.targets = targets
         self.heatmap_label_smoothing = heatmap_label_smoothing
         self.label_smoothing = label_smoothing
@@ -166,7 +167,7 @@ class LAANet(Detector):
             backbone, pretrained, num_classes=0, global_pool="", drop_path_rate=drop_path_rate
         )
         if "C6" not in self.backbone.aliases:
-            raise ValueError(
+            raise DFBenchError(
                 f"LAA-Net needs an EfficientNet-style timm backbone with a conv head, not {backbone!r}"
             )
         channels = [self.backbone.channels(f"C{level}") for level in levels]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from src.errors import DFBenchError
+
 
 class ChannelGate(nn.Module):
     """Scales each channel by ``sigmoid(MLP(avg-pool) + MLP(max-pool))`` (one shared MLP).
@@ -16,7 +18,7 @@ class ChannelGate(nn.Module):
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
         if reduction < 1:
-            raise ValueError(f"CBAM reduction must be >= 1, got {reduction}")
+            raise DFBenchError(f"CBAM reduction must be >= 1, got {reduction}")
         hidden = max(1, channels // reduction)
         self.mlp = nn.Sequential(
             nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels)
@@ -33,7 +35,7 @@ class SpatialGate(nn.Module):
     def __init__(self, kernel_size: int = 7) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
-            raise ValueError(f"CBAM spatial kernel_size must be odd, got {kernel_size}")
+            raise DFBenchError(f"CBAM spatial kernel_size must be odd, got {kernel_size}")
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
         self.norm = nn.BatchNorm2d(1)
 

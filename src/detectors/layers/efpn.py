@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from src.errors import DFBenchError
+
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
     return nn.Sequential(
@@ -95,7 +97,7 @@ class EFPN(nn.Module):
     ) -> None:
         super().__init__()
         if len(upsample) != len(channels) - 1:
-            raise ValueError("upsample needs one flag per feature after the first")
+            raise DFBenchError("upsample needs one flag per feature after the first")
         self.gamma = gamma
         self.weighted = weighted
         self.levels = len(channels) - 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from src.errors import DFBenchError
+
 
 class EfficientMultiScaleAttention(nn.Module):
     """Re-weights every position of a feature map from two parallel branches per channel group.
@@ -36,7 +38,7 @@ class EfficientMultiScaleAttention(nn.Module):
     def __init__(self, channels: int, groups: int = 8) -> None:
         super().__init__()
         if groups < 1 or channels % groups:
-            raise ValueError(
+            raise DFBenchError(
                 f"EMA groups={groups} must divide channels={channels} "
                 f"(choose a divisor of {channels}, e.g. 8 for 728)"
             )

@@ -36,6 +36,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from src.errors import DFBenchError
+
 
 def dct_matrix(size: int) -> Tensor:
     """The orthonormal DCT-II matrix: ``D[k, n] = c_k cos(pi (n + 0.5) k / size)``."""
@@ -119,7 +121,7 @@ class FrequencyAwareDecomposition(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         if images.shape[-2:] != (self.size, self.size):
-            raise ValueError(
+            raise DFBenchError(
                 f"FAD was built for {self.size} x {self.size} images, got "
                 f"{tuple(images.shape[-2:])}; set the detector's input_size to the size it is fed"
             )

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.errors import DFBenchError
+
 
 def _embedding(in_features: int, width: int) -> nn.Sequential:
     return nn.Sequential(
@@ -61,7 +63,7 @@ class NeighbourAttention(nn.Module):
         b, c, height, width = fine.shape
         expected = (coarse_size[0] * self.ratio, coarse_size[1] * self.ratio)
         if (height, width) != expected:
-            raise ValueError(
+            raise DFBenchError(
                 f"graph reasoning: a finer map of {height}x{width} does not tile a "
                 f"{coarse_size[0]}x{coarse_size[1]} map with ratio {self.ratio} "
                 f"(expected {expected[0]}x{expected[1]})"
@@ -107,7 +109,7 @@ class MultiScaleGraphReasoning(nn.Module):
     ) -> None:
         super().__init__()
         if len(fine_channels) != len(ratios):
-            raise ValueError(
+            raise DFBenchError(
                 f"graph reasoning: {len(fine_channels)} fine_channels but {len(ratios)} ratios"
             )
         self.query = nn.Sequential(
@@ -128,7 +130,7 @@ class MultiScaleGraphReasoning(nn.Module):
 
     def forward(self, coarse: Tensor, *fine: Tensor) -> Tensor:
         if len(fine) != len(self.branches):
-            raise ValueError(
+            raise DFBenchError(
                 f"graph reasoning takes {len(self.branches)} finer maps, got {len(fine)}"
             )
         b, _, h, w = coarse.shape

@@ -30,6 +30,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from src.errors import DFBenchError
+
 
 class LearnableLocalSimilarity(nn.Module):
     """Pairwise logits (B, HW, HW) from features (B, C, H, W), by the outer-sum form.
@@ -47,7 +49,7 @@ class LearnableLocalSimilarity(nn.Module):
     ) -> None:
         super().__init__()
         if width < 1:
-            raise ValueError(f"LLSM width must be at least 1, got {width}")
+            raise DFBenchError(f"LLSM width must be at least 1, got {width}")
         self.width = width
         self.pair_conv = nn.Conv2d(in_channels, width, kernel_size=(2, 1))
         self.activation = (activation or nn.ReLU()) if width > 1 else None

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.errors import DFBenchError
+
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
@@ -107,7 +109,7 @@ class ForgeryLocalisation(nn.Module):
     ) -> None:
         super().__init__()
         if len(skip_channels) != len(widths) or not widths:
-            raise ValueError(
+            raise DFBenchError(
                 f"FLM needs one width per skip: {len(skip_channels)} skips, {len(widths)} widths"
             )
         inputs = [bottom_channels, *widths[:-1]]
