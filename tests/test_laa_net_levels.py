@@ -32,12 +32,13 @@ def levels_error(levels: list[int]) -> str:
     ],
 )
 def test_levels_outside_a_run_from_six_to_two_are_refused_by_name(levels: list[int]) -> None:
-    """Every one of these builds a network, or fails elsewhere, without the check.
+    """Each case takes one clause of the check; without it each goes through or fails elsewhere.
 
-    Without it, ``[6, 4, 3]``, ``[5, 4, 3]`` and ``[6, 5, 4, 3, 2, 1]`` train a
-    decoder that the paper does not describe (the E-FPN's upsampling flags assume
-    consecutive levels), ``[]`` fails inside the E-FPN with a message that does
-    not name the option, and ``[7, 6, 5]`` asks the backbone for a C7.
+    Without the check, ``[6, 4, 3]``, ``[5, 4, 3]``, ``[6, 5, 4, 3, 2, 1]`` and
+    ``[6, 5, 5]`` all build a model that runs forward without complaint (its
+    decoder resized to input / 4), none of them the paper's; ``[]`` fails inside
+    the E-FPN with a message that does not name the option, and ``[7, 6, 5]`` in
+    the backbone.
     """
     with pytest.raises(ValueError, match=f"^{levels_error(levels)}$"):
         LAANet(**DEMO, levels=levels)
