@@ -240,7 +240,8 @@ class DeepfakeMetric(Metric):
 
         Must be called on every rank under DDP (it is a collective operation).
         """
-        with self.sync_context(should_unsync=True):
+        # As compute() does: the gather given at construction (dist_sync_fn), if any.
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_unsync=True):
             return self._deduplicated()
 
     def _deduplicated(self) -> dict[str, np.ndarray]:

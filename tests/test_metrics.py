@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -146,3 +148,53 @@ def test_table_lists_both_levels_in_percent() -> None:
     )
     rows = [line.split() for line in table.splitlines()[2:]]
     assert [r[:3] for r in rows] == [["cdf2", "frame", "100.00"], ["cdf2", "video", "100.00"]]
+
+
+def _table_cells(table: str) -> tuple[list[str], list[list[str]]]:
+    """Header names and row cells, cut at the columns the dashed rule marks."""
+    lines = table.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line) <= {"-", " "} and "-" in line)
+    spans = [(m.start(), m.end()) for m in re.finditer(r"-+", lines[rule])]
+
+    def cut(line: str) -> list[str]:
+        return [line[start:end].strip() for start, end in spans]
+
+    return cut(lines[rule - 1]), [cut(line) for line in lines[rule + 1 :]]
+
+
+def test_table_cells_hold_the_hand_computed_metrics_under_their_headers() -> None:
+    """Every value in its own column; all frame-level values differ, so do the video ones.
+
+    Frames (score, label, video): reals 0.1, 0.3 (v0), 0.6, 0.2 (v1); fakes 0.7, 0.9 (v2),
+    0.25, 0.45 (v3), 0.8 (v4). Frame level, 4 reals and 5 fakes:
+    AUC: the fakes beat 4, 4, 2, 3, 4 reals = 17/20 = 85.00;
+    AP: ranked 0.9F 0.8F 0.7F 0.6R 0.45F 0.3R 0.25F ..., precision 1, 1, 1, 4/5, 5/7 at
+    the fakes, mean 90.29; ACC at 0.5: reals right 3/4 (75.00), fakes right 3/5 (60.00),
+    together 6/9 = 66.67; EER: FNR falls from 0.4 to 0.2 at FPR 0.25, so 25.00.
+    Video level (means 0.2, 0.4 real; 0.8, 0.35, 0.8 fake): AUC (2 + 2 + 1)/6 = 83.33;
+    AP 2/3 * 1 + 1/3 * 3/4 = 91.67; ACC 4/5 = 80.00; EER: FPR runs 0 -> 0.5 at FNR 1/3,
+    so 33.33.
+    """
+    scores = [0.1, 0.3, 0.6, 0.2, 0.7, 0.9, 0.25, 0.45, 0.8]
+    labels = [0, 0, 0, 0, 1, 1, 1, 1, 1]
+    videos = [0, 0, 1, 1, 2, 2, 3, 3, 4]
+    results = {"cdf2": {**compute_metrics(scores, labels, videos), "n_frames": 9, "n_videos": 5}}
+    table = format_metrics_table(results, "test")
+    assert table.splitlines()[0] == "test"
+    header, rows = _table_cells(table)
+    assert header == [
+        "test set",
+        "level",
+        "AUC",
+        "AP",
+        "ACC",
+        "EER",
+        "real ACC",
+        "fake ACC",
+        "frames",
+        "videos",
+    ]
+    assert rows == [
+        ["cdf2", "frame", "85.00", "90.29", "66.67", "25.00", "75.00", "60.00", "9", "5"],
+        ["cdf2", "video", "83.33", "91.67", "80.00", "33.33", "", "", "9", "5"],
+    ]

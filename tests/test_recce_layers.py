@@ -121,28 +121,43 @@ def test_cbam_keeps_the_shape_and_checks_its_options() -> None:
 
 # ------------------------------------------------------------- graph reasoning
 def graph_reasoning_loop(
-    module: MultiScaleGraphReasoning, coarse: torch.Tensor, *fine: torch.Tensor
+    weights: dict[str, torch.Tensor], coarse: torch.Tensor, *fine: torch.Tensor
 ) -> torch.Tensor:
-    """The authors' formulation: one coarse position at a time, neighbours sliced by hand."""
+    """The reference's equations, one coarse position at a time, from the raw weight tensors.
+
+    Written with plain torch ops on the tensors of the module's state_dict (never
+    its submodules), following the reference description of RECCE's graph
+    reasoning: queries ``q = W2 ReLU(W1 a)`` (1x1 convs), neighbours of position
+    n the ``r x r`` block of the finer map under it, each embedded by
+    ``V2 ReLU(V1 x)``; ``a_nk = softmax_k(ReLU(S [q_n; v_nk]))``; the branch
+    output ``(1 - sigmoid(G a_n)) * sum_k a_nk v_nk``; then
+    ``R2 ReLU(R1 sigmoid([branches..., q]))``. Dropout is off (eval, or rate 0).
+    """
     b, _, h, w = coarse.shape
-    query = module.query(coarse).flatten(2)  # (B, width, N), raster order
+    hidden = F.relu(F.conv2d(coarse, weights["query.0.weight"]))
+    query = F.conv2d(hidden, weights["query.2.weight"]).flatten(2)  # (B, width, N), raster order
     outputs = []
-    for branch, finer in zip(module.branches, fine, strict=True):
-        r = branch.ratio
-        gate = (1 - torch.sigmoid(branch.gate(coarse))).flatten(2)
+    for index, finer in enumerate(fine):
+        prefix = f"branches.{index}."
+        r = finer.shape[-1] // w
+        embed_in, embed_out = weights[prefix + "embed.0.weight"], weights[prefix + "embed.2.weight"]
+        score = weights[prefix + "score.weight"]  # (1, 2 * width)
+        gate = 1 - torch.sigmoid(F.conv2d(coarse, weights[prefix + "gate.weight"])).flatten(2)
         columns = []
         for position in range(h * w):
             i, j = divmod(position, w)
             block = finer[:, :, i * r : (i + 1) * r, j * r : (j + 1) * r]  # (B, C, r, r)
-            values = branch.embed(block.flatten(2).transpose(1, 2))  # (B, r*r, width)
-            repeated = torch.stack([query[:, :, position]] * (r * r), dim=1)
-            scores = F.relu(branch.score(torch.cat([repeated, values], dim=-1)))  # (B, r*r, 1)
-            weights = torch.softmax(scores, dim=1)
-            summed = torch.bmm(values.transpose(1, 2), weights)[:, :, 0]  # (B, width)
+            neighbours = block.flatten(2).transpose(1, 2)  # (B, r*r, C)
+            values = F.relu(neighbours @ embed_in.T) @ embed_out.T  # (B, r*r, width)
+            repeated = query[:, :, position].unsqueeze(1).expand(-1, r * r, -1)
+            scores = F.relu(torch.cat([repeated, values], dim=-1) @ score.T)  # (B, r*r, 1)
+            attention = torch.softmax(scores, dim=1)
+            summed = (values * attention).sum(dim=1)  # (B, width)
             columns.append(summed * gate[:, :, position])
         outputs.append(torch.stack(columns, dim=-1))
     nodes = torch.sigmoid(torch.cat([*outputs, query], dim=1)).reshape(b, -1, h, w)
-    return module.reproject(nodes)
+    hidden = F.relu(F.conv2d(nodes, weights["reproject.0.weight"]))
+    return F.conv2d(hidden, weights["reproject.2.weight"])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -152,10 +167,22 @@ def test_graph_reasoning_equals_the_per_position_loop(dtype: torch.dtype) -> Non
         channels=24, fine_channels=(16, 8), ratios=(2, 4), width=12, drop_rate=0.0
     )
     module = module.to(dtype).eval()
+    assert set(module.state_dict()) == {
+        "query.0.weight",
+        "query.2.weight",
+        "reproject.0.weight",
+        "reproject.2.weight",
+        *(
+            f"branches.{i}.{n}.weight"
+            for i in (0, 1)
+            for n in ("embed.0", "embed.2", "score", "gate")
+        ),
+    }
     coarse = torch.randn(3, 24, 3, 5, dtype=dtype)  # h != w
     fine = (torch.randn(3, 16, 6, 10, dtype=dtype), torch.randn(3, 8, 12, 20, dtype=dtype))
     with torch.no_grad():
-        fast, slow = module(coarse, *fine), graph_reasoning_loop(module, coarse, *fine)
+        fast = module(coarse, *fine)
+        slow = graph_reasoning_loop(module.state_dict(), coarse, *fine)
     assert fast.shape == coarse.shape
     assert torch.allclose(fast, slow, atol=1e-5 if dtype == torch.float32 else 1e-12)
 
@@ -182,7 +209,8 @@ def test_graph_reasoning_gradients_match_the_loop() -> None:
     coarse = torch.randn(2, 24, 2, 3, dtype=torch.float64)
     fine = (torch.randn(2, 16, 4, 6, dtype=torch.float64), torch.randn(2, 8, 8, 12).double())
     grads = []
-    for forward in (module, lambda *a: graph_reasoning_loop(module, *a)):
+    parameters = module.state_dict(keep_vars=True)  # the Parameters themselves, so grads flow
+    for forward in (module, lambda *a: graph_reasoning_loop(parameters, *a)):
         module.zero_grad()
         forward(coarse, *fine).square().sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in module.parameters()]))

@@ -151,7 +151,8 @@ class LAANet(Detector):
         levels = tuple(int(level) for level in levels)
         if not levels or levels != tuple(range(6, 6 - len(levels), -1)) or levels[-1] < 2:
             raise DFBenchError(
-                f"levels must run down from 6 without gaps (e.g. [6, 5, 4, 3]), got {list(levels)}"
+                "levels must run down from 6 to 2 at the lowest, without gaps (e.g. [6, 5, 4, 3]), "
+                f"got {list(levels)}"
             )
         self.levels = levels
         self.use_heatmap = use_heatmap
