@@ -11,7 +11,6 @@ import pytest
 
 import src.bench.progress as progress_module
 from src.bench.progress import (
-    FIT_SECONDS_KEY,
     ProgressFile,
     ProgressLine,
     describe,
@@ -20,6 +19,7 @@ from src.bench.progress import (
     fit_fraction,
     read_progress,
     resumed_fraction,
+    seconds_at_epoch,
 )
 
 
@@ -134,6 +134,7 @@ def test_progress_file_callback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         "max_epochs": 3,
         "batch": 0,
         "batches": 7,
+        "epoch_seconds": {},
     }
     callback.on_train_batch_end(trainer(1), None, None, None, 0)  # 1 s later: not yet
     assert read_progress(path)["batch"] == 0
@@ -145,16 +146,20 @@ def test_progress_file_callback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert read_progress(path) is None
 
 
-def test_progress_file_keeps_training_time_across_a_resume(monkeypatch) -> None:
-    times = iter([100.0, 130.0, 500.0, 520.0])
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(times))
-    first = ProgressFile("progress.json")
-    first.on_fit_start(None, None)  # at 100 s
-    checkpoint: dict = {}
-    first.on_save_checkpoint(None, None, checkpoint)  # written at 130 s
-    assert checkpoint == {FIT_SECONDS_KEY: 30.0}
-    resumed = ProgressFile("progress.json")
-    resumed.on_load_checkpoint(None, None, checkpoint)
-    resumed.on_fit_start(None, None)  # at 500 s
-    resumed.on_save_checkpoint(None, None, checkpoint)  # at 520 s: 30 + 20
-    assert checkpoint == {FIT_SECONDS_KEY: 50.0}
+def test_progress_file_keeps_training_time_across_a_resume(tmp_path: Path, monkeypatch) -> None:
+    """Each epoch's end records the training time; a resumed attempt starts from the earlier's."""
+    clock = SimpleNamespace(now=100.0)
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock.now)
+    path = tmp_path / "progress.json"
+    first = ProgressFile(str(path))
+    first.on_fit_start(None, None)
+    clock.now = 130.0
+    first.on_train_epoch_end(trainer(0), None)  # epoch 0 ends 30 s in
+    assert seconds_at_epoch(read_progress(path), 0) == 30.0
+    assert seconds_at_epoch(read_progress(path), 1) == 0.0  # not reached
+    clock.now = 500.0
+    resumed = ProgressFile(str(path), before_seconds=seconds_at_epoch(read_progress(path), 0))
+    resumed.on_fit_start(None, None)
+    clock.now = 520.0
+    resumed.on_train_epoch_end(trainer(1), None)  # 30 s before + 20 s now
+    assert seconds_at_epoch(read_progress(path), 1) == 50.0

@@ -23,7 +23,6 @@ from bench_data import make_predictions
 
 import src.bench.runner as runner_module
 from src.bench.grid import load_grid
-from src.bench.progress import FIT_SECONDS_KEY
 from src.bench.report import report
 from src.bench.runner import Runner
 from src.metrics import compute_metrics
@@ -189,7 +188,7 @@ def test_cells_carry_run_meta_progress_and_selection_score(tmp_path: Path, cells
     spec = json.loads(callback.split("=", 1)[1])
     assert spec == {
         "class_path": "src.bench.progress.ProgressFile",
-        "init_args": {"path": str(runner.cell_dir(cell) / "progress.json")},
+        "init_args": {"path": str(runner.cell_dir(cell) / "progress.json"), "before_seconds": 0.0},
     }
     assert not any(a.startswith("--trainer.callbacks") for a in test_args)
     fit = json.loads((runner.cell_dir(cell) / "fit.json").read_text())
@@ -296,6 +295,10 @@ def _fit_sees_checkpoints(folder: Path, seen: dict):
         if args[0] == "fit":
             seen["files"] = sorted(p.name for p in folder.glob("*.ckpt"))
             seen["ckpt_path"] = [a for a in args if a.startswith("--ckpt_path=")]
+            (callback,) = [a for a in args if a.startswith("--trainer.callbacks+=")]
+            seen["before_seconds"] = json.loads(callback.split("=", 1)[1])["init_args"][
+                "before_seconds"
+            ]
             shutil.rmtree(folder, ignore_errors=True)  # the stand-in writes a whole fit's files
         return fake_dfbench(args, log, shown_log, **child)
 
@@ -314,7 +317,11 @@ def test_unfinished_fit_resumes_from_its_last_epoch(tmp_path: Path, cells, monke
         },
     }
     _lightning_checkpoint(folder / "best-epoch000.ckpt", 0)
-    _lightning_checkpoint(folder / "last.ckpt", 1, record, **{FIT_SECONDS_KEY: 30.0})
+    _lightning_checkpoint(folder / "last.ckpt", 1, record)
+    # The interrupted attempt's progress file: 30 s of training at the end of epoch 1 (the
+    # checkpoint resumed from), 45 s at the end of epoch 2 (lost: no last.ckpt of it).
+    progress = {"epoch": 2, "epoch_seconds": {"0": 14.0, "1": 30.0, "2": 45.0}}
+    (folder.parent / "progress.json").write_text(json.dumps(progress))
     _lightning_checkpoint(folder / "best-epoch002.ckpt", 2)
     seen: dict = {}
     monkeypatch.setattr(runner_module, "_dfbench", _fit_sees_checkpoints(folder, seen))
@@ -322,6 +329,7 @@ def test_unfinished_fit_resumes_from_its_last_epoch(tmp_path: Path, cells, monke
     assert seen == {
         "files": ["best-epoch000.ckpt", "last.ckpt"],  # the unrecorded best is gone
         "ckpt_path": [f"--ckpt_path={folder / 'last.ckpt'}"],
+        "before_seconds": 30.0,  # handed to the new attempt's progress file
     }
     fit = json.loads((runner.cell_dir(cells[0]) / "fit.json").read_text())
     # The stand-in's 1 s plus the 30 s the interrupted attempt trained before last.ckpt.
@@ -344,6 +352,6 @@ def test_fit_without_a_usable_last_checkpoint_starts_afresh(
     seen: dict = {}
     monkeypatch.setattr(runner_module, "_dfbench", _fit_sees_checkpoints(folder, seen))
     assert runner.run() == 0
-    assert seen == {"files": [], "ckpt_path": []}
+    assert seen == {"files": [], "ckpt_path": [], "before_seconds": 0.0}
     fit = json.loads((runner.cell_dir(cells[0]) / "fit.json").read_text())
     assert fit["train_time_s"] == 1.0 and fit["resumed_after_epoch"] is None

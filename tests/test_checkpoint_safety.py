@@ -199,7 +199,7 @@ def test_bench_starts_afresh_over_a_planted_last_checkpoint(
 
     monkeypatch.setattr(runner_module, "_dfbench", stand_in)
     said = io.StringIO()
-    runner = Runner([cell], tmp_path / "results", [], progress=ProgressLine(1, stream=said))
+    runner = Runner([cell], tmp_path / "results", progress=ProgressLine(1, stream=said))
     folder = runner.cell_dir(cell) / "checkpoints"
     folder.mkdir(parents=True)
     shutil.copy(planted, folder / "last.ckpt")

@@ -11,7 +11,7 @@ reduced to those, and deletes the others (``last.ckpt`` ...).
 
 An unfinished fit (killed, stopped, or failed) resumes from the ``last.ckpt``
 it left (:func:`resume_point`): the last epoch it completed, with its
-optimiser, schedule, best-checkpoint record and training time so far.
+optimiser, schedule and best-checkpoint record.
 
 Every checkpoint is read with ``weights_only=True``
 (:func:`src.checkpoint_files.load_checkpoint`): a file in a cell's folder
@@ -31,7 +31,6 @@ from typing import Any
 
 import torch
 
-from src.bench.progress import FIT_SECONDS_KEY
 from src.checkpoint_files import UntrustedCheckpointError, load_checkpoint
 from src.errors import DFBenchError
 from src.files import atomic_write
@@ -147,7 +146,6 @@ class ResumePoint:
 
     path: Path  # its last.ckpt
     epoch: int  # the last epoch it completed (0-based)
-    fit_seconds: float  # training time up to that checkpoint (ProgressFile's; 0 if not recorded)
 
 
 def resume_point(
@@ -187,7 +185,7 @@ def resume_point(
     for other in last.parent.glob("*.ckpt"):
         if other.name not in (last.name, best):
             other.unlink()
-    return ResumePoint(last, epoch, float(checkpoint.get(FIT_SECONDS_KEY, 0.0)))
+    return ResumePoint(last, epoch)
 
 
 def _not_resumed(explain: Callable[[str], None] | None, why: str) -> None:

@@ -5,9 +5,11 @@ Lightning callback the runner adds to every fit (``--trainer.callbacks+=``):
 it rewrites a small JSON file (``<cell>/progress.json``) at each epoch start
 and at most every few seconds within one. Reading that file is more reliable
 than parsing the fit's log, which holds no per-epoch line once the progress
-bar is off (as it is in every cell, so that logs stay readable). It also keeps
-the fit's training time in every checkpoint, so that a fit resumed from one
-reports the time of all its attempts (:func:`src.bench.checkpoints.resume_point`).
+bar is off (as it is in every cell, so that logs stay readable). It also
+records the training time at the end of every epoch (``epoch_seconds``), so
+that a fit resumed from the checkpoint of epoch E reports the time of all its
+attempts: the runner reads the time at E from the interrupted attempt's file
+and hands it to the new attempt (``before_seconds``).
 
 :class:`ProgressLine` shows it in ``bench``'s output. On a terminal it is one
 line redrawn in place; when the output goes to a file (a cluster job's log)
@@ -29,40 +31,29 @@ from src.files import atomic_write
 
 #: Seconds between two progress-file updates within an epoch.
 WRITE_EVERY_S = 5.0
-#: The checkpoint key of the training time up to that checkpoint (:class:`ProgressFile`).
-FIT_SECONDS_KEY = "dfbench_fit_seconds"
 
 
 class ProgressFile(Callback):
-    """Writes the fit's position (epoch, batch) to a JSON file; rank 0 only.
+    """Writes the fit's position (epoch, batch) and training time to a JSON file; rank 0 only.
 
     Args:
         path: the file to rewrite.
+        before_seconds: training time of the earlier attempts this fit resumes
+            (up to the epoch of its checkpoint).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, before_seconds: float = 0.0) -> None:
         self.path = Path(path)
         self._written = 0.0
         self._started: float | None = None
         self._first_epoch = 0  # where this attempt started: not 0 when resumed
-        self._before = 0.0  # training time of the attempts this fit resumed, from its checkpoint
+        self._before = float(before_seconds)
+        self._epoch_seconds: dict[str, float] = {}
 
     def fit_seconds(self) -> float:
         """Training time so far: earlier attempts' (to the resumed checkpoint) and this one's."""
         running = time.monotonic() - self._started if self._started is not None else 0.0
         return self._before + running
-
-    # A key of the checkpoint, not callback state: Lightning warns about a callback state that
-    # a later `test` of the checkpoint (without this callback) would not restore.
-    def on_save_checkpoint(
-        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        checkpoint[FIT_SECONDS_KEY] = self.fit_seconds()
-
-    def on_load_checkpoint(
-        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        self._before = float(checkpoint.get(FIT_SECONDS_KEY, 0.0))
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._started = time.monotonic()
@@ -82,6 +73,7 @@ class ProgressFile(Callback):
             "max_epochs": max_epochs,
             "batch": batch,
             "batches": batches if isinstance(batches, int) else None,
+            "epoch_seconds": self._epoch_seconds,
         }
         text = json.dumps(state).encode()
         atomic_write(self.path, lambda handle: handle.write(text), durable=False)
@@ -89,6 +81,11 @@ class ProgressFile(Callback):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write(trainer, 0)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # After the epoch's validation: when its last.ckpt is written (LastCheckpoint).
+        self._epoch_seconds[str(trainer.current_epoch)] = self.fit_seconds()
+        self._write(trainer, trainer.num_training_batches or 0)
 
     def on_train_batch_end(
         self,
@@ -100,6 +97,12 @@ class ProgressFile(Callback):
     ) -> None:
         if time.monotonic() - self._written >= WRITE_EVERY_S:
             self._write(trainer, batch_idx + 1)
+
+
+def seconds_at_epoch(progress: dict[str, Any] | None, epoch: int) -> float:
+    """Training time up to the end of ``epoch`` in a progress file's record (0 if not there)."""
+    seconds = (progress or {}).get("epoch_seconds") or {}
+    return float(seconds.get(str(epoch), 0.0))
 
 
 def read_progress(path: Path) -> dict[str, Any] | None:

@@ -65,7 +65,7 @@ from src.bench import process
 from src.bench.checkpoints import keep_only, resume_point, selection
 from src.bench.grid import Cell, GridError, cli_value, with_dependencies
 from src.bench.process import Interrupted, StopSignals, handle_stop_signals, run_child
-from src.bench.progress import ProgressLine, read_progress
+from src.bench.progress import ProgressLine, read_progress, seconds_at_epoch
 from src.bench.schema import RESULT_COLUMNS, rows_of_test
 from src.configs import REPO, RUN_META_ENV, code_version
 from src.files import atomic_write_csv, atomic_write_json, atomic_write_text
@@ -117,9 +117,10 @@ def _dfbench(
     return time.perf_counter() - start
 
 
-def progress_callback(path: Path) -> str:
+def progress_callback(path: Path, before_seconds: float = 0.0) -> str:
     """The fit argument that adds :class:`~src.bench.progress.ProgressFile` writing ``path``."""
-    spec = {"class_path": "src.bench.progress.ProgressFile", "init_args": {"path": str(path)}}
+    init_args = {"path": str(path), "before_seconds": before_seconds}
+    spec = {"class_path": "src.bench.progress.ProgressFile", "init_args": init_args}
     return f"--trainer.callbacks+={json.dumps(spec)}"
 
 
@@ -319,6 +320,8 @@ class Runner:
                     f"[{cell.index}] {cell.id}: resuming its fit after epoch {resume.epoch + 1}"
                 )
             progress_file = folder / "progress.json"
+            # The interrupted attempts' training time up to the checkpoint resumed from.
+            before = seconds_at_epoch(read_progress(progress_file), resume.epoch) if resume else 0.0
             progress_file.unlink(missing_ok=True)
             fit_time = self._run(
                 cell,
@@ -327,7 +330,7 @@ class Runner:
                     *common,
                     *self._logger(cell, folder / "fit"),
                     f"--checkpoint.dirpath={folder / 'checkpoints'}",
-                    progress_callback(progress_file),
+                    progress_callback(progress_file, before),
                     *([maps.side_data_arg(self.root, cell)] if cell.zoo else []),
                     *([f"--ckpt_path={resume.path}"] if resume else []),
                 ],
@@ -343,7 +346,7 @@ class Runner:
             atomic_write_json(
                 fit_marker,
                 {
-                    "train_time_s": fit_time + (resume.fit_seconds if resume else 0.0),
+                    "train_time_s": fit_time + before,
                     "resumed_after_epoch": resume.epoch if resume else None,
                     "checkpoint": self._stored(best[-1]),
                     "params": facts["params"],
