@@ -50,8 +50,8 @@ from src.augment.sbi import (
     final_crop,
     sbi_region,
 )
-from src.data.datamodule import _resize, read_face
 from src.data.faces import FaceDetector, Landmarker, crop_box
+from src.data.frameset import _resize, read_face
 from src.files import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"

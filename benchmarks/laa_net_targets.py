@@ -26,7 +26,7 @@ from augment_throughput import astronaut_face, write_pool
 
 from src.augment.recipes import build_recipe
 from src.augment.sbi import SBI
-from src.data.datamodule import _resize, read_face
+from src.data.frameset import _resize, read_face
 from src.detectors.targets import authors_laa_targets, laa_targets
 from src.files import atomic_write_json
 

@@ -36,7 +36,7 @@ import torch
 from skimage import data
 
 from src.data.faces import FaceDetector, Landmarker, crop_box, landmark_model_path, select_faces
-from src.data.preprocess import _write_png, read_frames
+from src.data.video_io import read_frames, write_png
 from src.files import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -82,7 +82,7 @@ def dfbench_pipeline(
         timings["landmarks"] += time.perf_counter() - start
         start = time.perf_counter()
         x0, y0, x1, y1 = crop_box(chosen[0].box, 1.3, *image.shape[:2])
-        _write_png(out / f"ours_{index:06d}.png", image[y0:y1, x0:x1], 1)
+        write_png(out / f"ours_{index:06d}.png", image[y0:y1, x0:x1], 1)
         timings["crop_png"] += time.perf_counter() - start
         kept += 1
     return timings | {"faces": kept, "frames": len(indices)}
@@ -116,7 +116,7 @@ def hog_pipeline(video: Path, count: int, out: Path, hog, predictor) -> dict:  #
         ).astype(np.float32)
         matrix, _ = cv2.estimateAffinePartial2D(five, TEMPLATE)
         aligned = cv2.warpAffine(image, matrix, (256, 256))
-        _write_png(out / f"hog_{index:06d}.png", aligned, 1)
+        write_png(out / f"hog_{index:06d}.png", aligned, 1)
         timings["crop_png"] += time.perf_counter() - start
         kept += 1
     return timings | {"faces": kept, "frames": len(frames)}

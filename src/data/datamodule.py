@@ -81,30 +81,13 @@ from torch.utils.data import DataLoader
 from src.contracts import Augment, PairAugment, PseudoFakeGenerator
 from src.data.base import DeepfakeDataModuleBase
 from src.data.deepfakebench import read_deepfakebench_json
-from src.data.frameset import (
-    FrameSet,
-    _resize,
-    collate_pairs,
-    frame_seed,
-    read_face,
-    read_side_array,
-)
+from src.data.frameset import FrameSet, collate_pairs
 from src.data.paths import check_name
 from src.data.preprocess import load_frame_table
 from src.data.sampling import BalancedSampler
 from src.errors import DFBenchError
 
-__all__ = [
-    "BALANCED_RATIOS",
-    "DeepfakeDataModule",
-    "FrameSet",
-    "_resize",
-    "collate_pairs",
-    "frame_seed",
-    "read_face",
-    "read_side_array",
-    "resolve_table",
-]
+__all__ = ["BALANCED_RATIOS", "DeepfakeDataModule", "resolve_table"]
 
 #: Real:fake video ratios inside which a training set counts as balanced already.
 BALANCED_RATIOS = (0.8, 1.25)

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from src.data.base import DeepfakeDataModuleBase
-from src.data.datamodule import FrameSet
+from src.data.frameset import FrameSet
 from src.data.paths import key_problem
 from src.data.preprocess import (
     FAILURE_COLUMNS,

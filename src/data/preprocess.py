@@ -53,7 +53,7 @@ import pandas as pd
 from src.data.paths import check_name
 from src.data.settings import DEFAULT_FRAMES, PreprocessConfig
 from src.data.tables import FRAME_COLUMNS, TableError, video_table
-from src.data.video_io import VideoReadError, read_frames, sample_indices, write_png
+from src.data.video_io import VideoReadError, read_frames, sample_indices
 from src.data.worker import FAILURE_COLUMNS, VideoPreprocessor
 from src.files import atomic_write, atomic_write_csv
 from src.progress_bars import progress_bar
@@ -70,8 +70,6 @@ __all__ = [
     "read_frames",
     "sample_indices",
 ]
-
-_write_png = write_png  # the name benchmarks/preprocess_throughput.py imports
 
 
 # ------------------------------------------------------------- a whole table

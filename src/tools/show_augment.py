@@ -19,7 +19,8 @@ import numpy as np
 from src.augment.bi import BI
 from src.augment.prle import PrimaryRegionRemoval
 from src.augment.sbi import SBI
-from src.data.datamodule import read_face, read_side_array, resolve_table
+from src.data.datamodule import resolve_table
+from src.data.frameset import read_face, read_side_array
 from src.data.preprocess import load_frame_table
 from src.errors import DFBenchError
 from src.tools.pictures import grey, header, write_png
