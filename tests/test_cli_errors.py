@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from src.cli import main
 from src.cli.checkpoints import checkpoint_mismatch, load_matching, read_checkpoint
 from src.configs import order_configs
 from src.detectors import BackboneClassifier
+from src.errors import ConfigError, DFBenchError
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str], verb: str) -> str:
@@ -269,3 +271,60 @@ def test_lightning_help_is_plain_and_names_the_new_switches(
     assert not [mark for mark in MARKUP if mark in text]
     for switch in ("--run_name", "--allow_untrained", "--allow_mismatch", "--ckpt_path"):
         assert switch in text
+
+
+# ------------------------------------------------------------------ bug or user error
+@pytest.mark.parametrize(
+    ("raised", "line"),
+    [
+        (DFBenchError("table x.parquet: no test rows"), "table x.parquet: no test rows"),
+        (ConfigError("--model.init_args.k: must be odd"), "--model.init_args.k: must be odd"),
+        (
+            FileNotFoundError(2, "No such file or directory", "/data/x"),
+            "/data/x: No such file or directory",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/cache/a.png"),
+            "/cache/a.png: No space left on device",
+        ),
+    ],
+)
+def test_the_suites_errors_and_os_errors_on_user_paths_print_one_line(
+    raised: Exception,
+    line: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fails(argv: list[str]) -> int:
+        raise raised
+
+    monkeypatch.setattr("src.cli.detectors.run", fails)
+    assert main(["detectors"]) == 2
+    assert one_error_line(capsys, "detectors") == line
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        ValueError("operands could not be broadcast together"),
+        KeyError("video_key"),
+        OSError(errno.EIO, "I/O error"),
+    ],
+)
+def test_any_other_error_is_a_bug_with_its_traceback(
+    raised: Exception, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ValueError from numpy or pandas is not bad input: it keeps its traceback and says so."""
+
+    def fails(argv: list[str]) -> int:
+        raise raised
+
+    monkeypatch.setattr("src.cli.detectors.run", fails)
+    assert main(["detectors"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert f"{type(raised).__name__}: " in err
+    assert err.strip().splitlines()[-1] == (
+        f"dfbench detectors: this is a bug in dfbench, not a problem with your input "
+        f"({type(raised).__name__}); please report it with the traceback above"
+    )
