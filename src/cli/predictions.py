@@ -144,7 +144,7 @@ class MaskWriter(pl.Callback):
         video_idx = outputs.pop("video_idx").tolist()
         frame_idx = outputs.pop("frame_idx").tolist()
         count = len(trainer.num_predict_batches)
-        name = module._set_names("predict", count)[dataloader_idx]
+        name = module.set_names("predict", count)[dataloader_idx]
         keys = trainer.datamodule.video_keys("predict", dataloader_idx)
         declared = {dense.name: dense for dense in module.declared_dense_outputs()}
         for output_name, probabilities in maps.items():

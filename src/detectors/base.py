@@ -457,7 +457,7 @@ class Detector(pl.LightningModule):
         self._log_gathered({f"val/{k}": v for k, v in metrics.items()})
 
     # ------------------------------------------------------- test and predict
-    def _set_names(self, stage: str, count: int) -> list[str]:
+    def set_names(self, stage: str, count: int) -> list[str]:
         datamodule = getattr(self.trainer, "datamodule", None)
         names = list(getattr(datamodule, f"{stage}_set_names", None) or [])
         if len(names) != count:
@@ -480,7 +480,7 @@ class Detector(pl.LightningModule):
         self._update_pixel_metric(f"test_{dataloader_idx}", output, batch)
 
     def on_test_epoch_end(self) -> None:
-        names = self._set_names("test", len(self.test_metrics))
+        names = self.set_names("test", len(self.test_metrics))
         for index, (name, metric) in enumerate(zip(names, self.test_metrics, strict=True)):
             # One gather: the summary is computed from the gathered predictions.
             self.test_predictions[name] = metric.predictions()
@@ -511,7 +511,7 @@ class Detector(pl.LightningModule):
         return result
 
     def on_predict_epoch_end(self) -> None:
-        names = self._set_names("predict", len(self.predict_metrics))
+        names = self.set_names("predict", len(self.predict_metrics))
         for name, metric in zip(names, self.predict_metrics, strict=True):
             self.predictions[name] = metric.predictions()
             metric.reset()
