@@ -26,6 +26,10 @@ class ConfigError(DFBenchError):
     """A configuration (option, config file, constructor argument) that cannot run as given."""
 
 
+class UnsafeNameError(DFBenchError):
+    """A name that cannot be one folder or file name (see :func:`src.files.check_path_name`)."""
+
+
 #: Operating-system errors on a user's path that are the user's to fix.
 USER_OS_ERRORS: tuple[type[OSError], ...] = (
     FileNotFoundError,

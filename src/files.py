@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from src.errors import UnsafeNameError
+
 #: What dfbench reads as a video or as a still image (lower-case suffixes), everywhere.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -131,3 +133,38 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
 def atomic_write_csv(path: str | Path, frame: Any) -> Path:
     """Write a pandas DataFrame as CSV (no index)."""
     return atomic_write(path, lambda handle: frame.to_csv(handle, index=False))
+
+
+#: Longest file name most file systems take, in bytes (ext4, XFS, APFS, NTFS in UTF-16 units).
+MAX_NAME_BYTES = 255
+
+
+def check_path_name(name: object, what: str) -> str:
+    """``name`` if it can be one folder or file name the suite creates, else a one-line error.
+
+    Every name that becomes a path component (grid names, run names, frame
+    table names, detector entries, cell ids) is checked here: not empty, no
+    path separator, not ``.``/``..`` or hidden, no control character, at most
+    :data:`MAX_NAME_BYTES` bytes. So no name can lead a write outside the folder
+    it is meant for.
+
+    Args:
+        name: the name as given.
+        what: what it is, for the message (``grid name``, ``--run_name`` ...).
+
+    Raises:
+        UnsafeNameError: naming ``what``, the value and the problem.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise UnsafeNameError(f"{what} {name!r} is empty")
+    if any(ord(c) < 32 or c == "\x7f" for c in name):
+        problem = "contains a control character"
+    elif "/" in name or "\\" in name:
+        problem = "contains a path separator; give one plain name"
+    elif name.startswith("."):
+        problem = "starts with '.'"
+    elif len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        problem = f"is longer than {MAX_NAME_BYTES} bytes"
+    else:
+        return name
+    raise UnsafeNameError(f"{what} {name!r} {problem}")

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from src.errors import ConfigError
+from src.errors import ConfigError, UnsafeNameError
+from src.files import check_path_name
 
 #: Table shapes a grid's ``table:`` may name (the builders of :mod:`src.bench.report`).
 TABLE_KINDS = ("cross_dataset", "in_dataset", "cross_manipulation", "robustness")
@@ -128,6 +129,10 @@ def _check_profiles(path: Path, profiles: Any) -> None:
         raise _fail(path, "profiles", profiles, "a mapping of profile names, e.g. {demo: {...}}")
     for name, profile in profiles.items():
         key = f"profiles.{name}"
+        try:  # the results folder is <out>/<grid name>/<profile>
+            check_path_name(name, "profile name")
+        except UnsafeNameError as error:
+            raise GridError(f"{path}: {error}") from None
         if profile is None:
             continue
         if not isinstance(profile, Mapping):
@@ -251,6 +256,10 @@ def check_grid(spec: Any, path: str | Path) -> None:
         if required not in spec:
             raise GridError(f"{path}: missing {required!r} (see docs/grids.md)")
     _text(path, "name", spec["name"], "cross_dataset")
+    try:  # the results folder is <out>/<name>/<profile>
+        check_path_name(spec["name"], "name")
+    except UnsafeNameError as error:
+        raise GridError(f"{path}: {error}") from None
     if "table" in spec and spec["table"] not in TABLE_KINDS:
         raise _fail(path, "table", spec["table"], f"one of {', '.join(TABLE_KINDS)}")
     if "train_set" in spec:

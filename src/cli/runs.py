@@ -54,8 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.cli import UsageError
 from src.configs import default_recipe, recipe, recipe_hash
+from src.files import check_path_name
 
 #: Passes the run and session chosen by the first process to the DDP processes it starts.
 LAYOUT_ENV = "DFBENCH_RUN_LAYOUT"
@@ -103,12 +103,8 @@ def slug(text: str) -> str:
 
 
 def checked_run_name(name: str) -> str:
-    """``--run_name`` as given, if it is one plain folder name."""
-    if not name or name in {".", ".."} or _UNSAFE.search(name) or name.startswith("."):
-        raise UsageError(
-            f"--run_name {name!r}: use letters, digits and _ . + = - only (one folder name)"
-        )
-    return name
+    """``--run_name`` as given, if it is one plain folder name (:func:`src.files.check_path_name`)."""
+    return check_path_name(name, "--run_name")
 
 
 def _snake(name: str) -> str:

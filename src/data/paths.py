@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from src.errors import DFBenchError
+from src.errors import DFBenchError, UnsafeNameError
+from src.files import check_path_name
 
 #: First part of a video key that the cache keeps for itself (``<cache>/tables/``).
 RESERVED_KEY_PARTS = ("tables",)
@@ -85,15 +86,8 @@ def check_key(key: object, where: str) -> str:
 
 
 def check_name(name: object, what: str = "table name") -> str:
-    """``name`` if it is a plain file name (no folders, no ``..``, not hidden), else an error."""
-    if not isinstance(name, str) or not name.strip():
-        raise UnsafePathError(f"{what} {name!r} is empty")
-    if "\x00" in name or _has_control(name):
-        problem = "contains a control character"
-    elif "/" in name or "\\" in name:
-        problem = "contains a path separator; give a plain name"
-    elif name.startswith("."):
-        problem = "starts with '.'"
-    else:
-        return name
-    raise UnsafePathError(f"{what} {name!r} {problem}")
+    """``name`` if it is one plain file name (:func:`src.files.check_path_name`), else an error."""
+    try:
+        return check_path_name(name, what)
+    except UnsafeNameError as error:
+        raise UnsafePathError(str(error)) from None
