@@ -35,6 +35,9 @@ TRUST_HINT = "add --weights_only false if you trust the file"
 # builtins.getattr was not an allowed global" or "unsupported GLOBAL posix.system whose
 # module posix is blocked".
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+#: How a file torch.save wrote starts: a zip archive (the default since torch 1.6), or a
+#: pickle's PROTO opcode (the legacy format, ``_use_new_zipfile_serialization=False``).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
 class CheckpointFileError(DFBenchError):
@@ -87,6 +90,11 @@ def load_checkpoint(path: str | Path, *, trusted: bool = False, mmap: bool = Fal
         raise CheckpointFileError(path, "a folder; give a checkpoint file")
     if not path.is_file():
         raise CheckpointFileError(path, "file not found")
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    if start and not start.startswith(_TORCH_MAGIC):
+        shown = start.decode("latin-1").encode("unicode_escape").decode()
+        raise CheckpointFileError(path, f"not a torch file: it starts with {shown!r}")
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted, mmap=mmap)
     except pickle.UnpicklingError as error:

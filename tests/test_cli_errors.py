@@ -116,12 +116,19 @@ def bad_checkpoints(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     text = folder / "notes.ckpt"
     text.write_text("not a checkpoint\n")
+    # A text whose bytes torch's unpickler read as opcodes ('e' = 101): it ended in KeyError 101.
+    words = folder / "words.ckpt"
+    words.write_text("hello world\n")
     bare = folder / "bare.pth"
     torch.save({"bias": torch.zeros(1)}, bare)
     return {
         "empty": (empty, f"not a Lightning checkpoint: {empty} (empty file)"),
         "truncated": (truncated, f"not a Lightning checkpoint: {truncated} ("),
         "text": (text, f"not a Lightning checkpoint: {text} ("),
+        "words": (
+            words,
+            f"not a Lightning checkpoint: {words} (not a torch file: it starts with 'hell')",
+        ),
         "bare": (bare, f"not a Lightning checkpoint: {bare} (no state_dict; found ['bias'])"),
         "folder": (folder, f"--ckpt_path {folder} is a folder; give a .ckpt file"),
         "missing": (folder / "nope.ckpt", f"--ckpt_path {folder / 'nope.ckpt'}: file not found"),

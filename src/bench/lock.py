@@ -34,15 +34,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from src.errors import DFBenchError
+
 #: How long a run waits for the children of a killed run to stop (seconds).
 ORPHAN_WAIT_S = 120.0
 
 
-class FolderInUseError(BlockingIOError):
-    """Another ``dfbench bench`` holds the results folder (or the cell); one line saying which."""
-
-    def __str__(self) -> str:  # OSError would prefix an errno
-        return str(self.args[0]) if self.args else ""
+class FolderInUseError(DFBenchError):
+    """Another ``dfbench`` holds the results folder, the cell or the run; one line saying which."""
 
 
 def _process_start(pid: int) -> str | None:
