@@ -126,3 +126,26 @@ def test_a_cell_run_also_locks_the_zoo_cells_it_trains(tmp_path: Path) -> None:
         BenchLock(root, "002-c", orphan_wait_s=0).acquire().release()
     assert (root / "locks" / "000-a.lock").read_text() == ""
     BenchLock(root, "000-a", orphan_wait_s=0).acquire().release()
+
+
+def test_a_second_bench_on_a_busy_folder_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from src.cli import main
+
+    spec = {
+        "name": "grid",
+        "profiles": {"demo": {"data": ["configs/data/synthetic.yaml"]}},
+        "detectors": [{"name": "xception", "configs": ["configs/detectors/xception.yaml"]}],
+    }
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps(spec))
+    root = tmp_path / "results" / "grid" / "demo"
+    holder = hold(root, tmp_path)
+    try:
+        code = main(["bench", str(grid), "--out", str(tmp_path / "results"), "--no-wandb"])
+    finally:
+        kill(holder)
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"dfbench bench: results folder {root} is in use by dfbench bench ")
