@@ -142,9 +142,23 @@ def _section_reader() -> Any:
 
 
 def _sections(path: str) -> dict[str, Any]:
-    """The sections a config file sets (empty when it cannot be read: the full parse reports it)."""
-    if not Path(path).expanduser().is_file():
+    """The sections a config file sets (empty when it is missing: the full parse reports it).
+
+    Raises:
+        ConfigError: the file is not YAML, or not a mapping of sections.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
         return {}
+    try:
+        content = yaml.safe_load(file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not a YAML file ({str(error).splitlines()[0]})") from None
+    if content is not None and not isinstance(content, dict):
+        raise ConfigError(
+            f"{path}: a config file is a YAML mapping of sections (model, data, trainer ...), "
+            f"not {type(content).__name__} {str(content)[:40]!r}"
+        )
     try:
         return _section_reader().parse_args(["--config", path]).as_dict()
     except Exception:  # noqa: BLE001 (jsonargparse's errors; the full parse names the problem)

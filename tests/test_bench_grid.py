@@ -380,3 +380,26 @@ def test_bench_list_shows_the_checks_per_cell(
     assert capsys.readouterr().out.splitlines()[2] == (
         f"{'':19s}its fit resumes from cells/{lines[1].split()[-1]}/checkpoints/last.ckpt"
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            "just words\n",
+            "a config file is a YAML mapping of sections (model, data, trainer ...), not str",
+        ),
+        ("a: [1, 2\n", "not a YAML file (while parsing a flow sequence)"),
+    ],
+)
+def test_a_config_that_is_not_a_yaml_mapping_is_named(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    """It ended in AttributeError: 'str' object has no attribute 'get'."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text(content)
+    spec = with_({"detectors": [{"name": "x", "configs": [*RUNNABLE, str(notes)]}]})
+    grid = write(tmp_path, spec)
+    with pytest.raises(GridError) as error:
+        load_grid(grid, "demo")
+    assert str(error.value).startswith(f"{grid}: detector 'x': {notes}: {problem}")
