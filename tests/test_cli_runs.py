@@ -13,6 +13,7 @@ import pytest
 import torch
 from cli_helpers import CONFIGS, checkpoint_state, scripted_args
 
+from src.bench.lock import lock_run
 from src.cli import main
 from src.cli.runs import (
     LAYOUT_ENV,
@@ -314,3 +315,29 @@ def test_validate_and_test_print_one_table(
         for lightning_table in ("Validate metric", "Test metric", "DataLoader 0", "frame_auc"):
             assert lightning_table not in printed
         assert printed.count("100.00") >= 2
+
+
+def test_a_run_is_fitted_by_one_process_at_a_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two fits of one --run_name at once wrote one checkpoints/ folder (best-epoch000-v1 ...)."""
+    assert main(["fit", *scripted_args(tmp_path / "runs", "--run_name=first", epochs=1)]) == 0
+    (group,) = tmp_path.glob(GROUP)
+    busy = group / "second"
+    held = lock_run(busy)  # a fit of run "second" is under way
+    try:
+        args = scripted_args(tmp_path / "runs", "--run_name=second", epochs=1)
+        capsys.readouterr()
+        assert main(["fit", *args]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"dfbench fit: run {busy} is in use by dfbench ")
+        assert f"(pid {os.getpid()}, started " in line
+        assert line.endswith("or choose another --run_name")
+        assert not (busy / "checkpoints").exists()
+    finally:
+        os.close(held)
+    assert main(["fit", *args]) == 0  # the lock went with its holder
+    assert sorted(p.name for p in (busy / "checkpoints").iterdir()) == [
+        "best-epoch000.ckpt",
+        "last.ckpt",
+    ]

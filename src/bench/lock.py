@@ -1,4 +1,4 @@
-"""One ``dfbench bench`` at a time per results folder, and one per cell.
+"""One ``dfbench bench`` at a time per results folder, one per cell, and one fit per run.
 
 Two runs writing one cell would delete each other's checkpoints. The lock is
 an advisory ``flock`` on ``<root>/bench.lock`` (``root`` = the benchmark's
@@ -95,7 +95,8 @@ class Holder:
     def __str__(self) -> str:
         where = "" if self.host == socket.gethostname() else f" on {self.host}"
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
-        command = "dfbench bench" + (" --cell" if " --cell" in self.command else "")
+        words = self.command.split()
+        command = " ".join(words[:2]) + (" --cell" if " --cell" in self.command else "")
         return f"{command} (pid {self.pid}{where}, started {started})"
 
 
@@ -210,3 +211,35 @@ class BenchLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def lock_run(run_dir: Path) -> int:
+    """Lock a run folder for one fit: ``<run_dir>/run.lock``, held until the process exits.
+
+    Two fits writing one run's ``checkpoints/`` would leave ``best`` and ``last``
+    picking between two unrelated trainings. The lock is the same advisory
+    ``flock`` as a results folder's, released by the kernel when the fit ends
+    (however it ends).
+
+    Returns:
+        The lock's descriptor (kept open by the caller).
+
+    Raises:
+        FolderInUseError: another live process holds it; the message names it.
+    """
+    path = Path(run_dir) / "run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        holder = Holder.read(path)
+        raise FolderInUseError(
+            f"run {run_dir} is in use by {holder or 'another process'}; wait for it to finish "
+            "or stop it, or choose another --run_name"
+        ) from None
+    data = json.dumps(asdict(Holder.me())).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    return fd

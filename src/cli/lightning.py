@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
+from src.bench.lock import lock_run
 from src.cli import VERBS, UsageError, quiet
 from src.cli.checkpoints import (
     AtomicCheckpointIO,
@@ -57,7 +59,7 @@ from src.cli.predictions import (
     video_predictions,
 )
 from src.cli.records import experiment_record, run_meta, test_summary
-from src.cli.runs import RunLayout, data_name, detector_name, plan_session
+from src.cli.runs import RunLayout, data_name, detector_name, first_process, plan_session
 from src.configs import DEFAULT_ROOT, add_dfbench_arguments, code_version, order_configs
 from src.data.base import DeepfakeDataModuleBase
 from src.detectors import Detector
@@ -73,6 +75,8 @@ NO_WEIGHTS = (
     "written by dfbench import-laa-net from released weights; --allow_untrained true scores the "
     "untrained network anyway"
 )
+#: Descriptors of the run locks this process holds (src.bench.lock.lock_run).
+_RUN_LOCKS: list[int] = []
 # Logger save_dir values that mean "not chosen": ours, and the ones a switched class keeps.
 _UNSET_SAVE_DIRS = {None, "", ".", DEFAULT_ROOT}
 
@@ -220,6 +224,9 @@ class DFBenchCLI(LightningCLI):
             create=not fast,
         )
         self.continues_run = continues
+        if verb == "fit" and not fast and first_process():
+            # One fit per run folder at a time (released when the verb ends: run()).
+            _RUN_LOCKS.append(lock_run(self.layout.run_dir))
         self.partial_weights: tuple[Path, dict] | None = None
         if checkpoint is not None:
             contents = read_checkpoint(
@@ -389,15 +396,19 @@ def run(argv: list[str]) -> int:
     if argv and argv[0] in {"validate", "test"}:
         # The suite prints its own table; an explicit --verbose later on still wins.
         argv.insert(1, "--verbose=false")
-    DFBenchCLI(
-        Detector,
-        DeepfakeDataModuleBase,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_callback=RecordConfig,
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=0,
-        parser_kwargs=parser_kwargs,
-        args=argv,
-    )
+    try:
+        DFBenchCLI(
+            Detector,
+            DeepfakeDataModuleBase,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=RecordConfig,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            parser_kwargs=parser_kwargs,
+            args=argv,
+        )
+    finally:
+        while _RUN_LOCKS:
+            os.close(_RUN_LOCKS.pop())
     return 0

@@ -168,6 +168,12 @@ def _launched_by_first_process() -> bool:
     return os.environ.get("LOCAL_RANK", "0") != "0"
 
 
+def first_process() -> bool:
+    """Whether this is the first process of a (possibly distributed) run, or the only one."""
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(os.environ.get(name, "0") == "0" for name in ranks)
+
+
 def _unique(folder: Path, create: bool) -> Path:
     """``folder``, or ``folder-2``, ``folder-3`` ... if taken; created when ``create``."""
     candidate, n = folder, 1
