@@ -12,7 +12,6 @@ adds when they are not done; ``--list`` shows what each PRLE cell needs.
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 from src.cli import main
@@ -108,7 +107,7 @@ def run(argv: list[str]) -> int:
     )
     from src.bench.lock import BenchLock
     from src.bench.preflight import check_cells
-    from src.bench.process import Interrupted
+    from src.bench.process import Interrupted, Workers
     from src.bench.runner import Runner
 
     args = _parser().parse_args(argv)
@@ -158,9 +157,8 @@ def run(argv: list[str]) -> int:
     # A --cell run of a PRLE cell also trains the zoo cells not done yet: it locks them too.
     also = [c.id for c in needed if lock_cell and c.id != lock_cell]
     if needed and args.gpus <= 1:
-        # Cells start as forks of this process: import what every fit and test needs once.
-        importlib.import_module("src.cli.lightning")
-        runner.fork_main = main
+        # Each fit and test starts from a process that imported what they all need once.
+        runner.workers = Workers(main, preload=["src.cli.lightning"])
     with BenchLock(runner.root, lock_cell, say=runner.progress.say, also=also) as lock:
         runner.lock_fds = lock.fds
         try:
