@@ -131,7 +131,8 @@ class Workers:
     """Starts each fit and test in a process forked from a server that has imported ``preload``.
 
     The server is multiprocessing's ``forkserver`` (a context of its own, not the
-    global default), started at the first cell with this process's environment.
+    global default), started with this process's environment by :meth:`start_server`
+    or else by the first worker.
 
     Args:
         main: ``dfbench``'s main (``main(args) -> exit code``); picklable by reference.
@@ -143,6 +144,20 @@ class Workers:
         self.main = main
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(list(preload))
+
+    def start_server(self) -> None:
+        """Start the server now, in the background, so that its imports overlap this process's.
+
+        Otherwise it starts with the first worker, which then waits for them.
+        """
+
+        def start_nothing() -> None:
+            process = self._context.Process(target=os.getpid, name="dfbench warm-up")
+            process.start()
+            process.join()
+            process.close()
+
+        threading.Thread(target=start_nothing, name="forkserver-start", daemon=True).start()
 
     def start(
         self,
