@@ -13,8 +13,9 @@ folder's lock descriptors (:mod:`src.bench.lock`) until it exits.
 
 How a child starts. A fit or test is a *worker* (:class:`Workers`): a process
 forked from multiprocessing's fork server (a ``forkserver`` context of its own,
-not the global default), which imports torch, Lightning and the detectors once,
-when the first cell starts (``set_forkserver_preload``). The worker then makes
+not the global default), which imports torch, Lightning and the detectors once
+(``set_forkserver_preload``); ``bench`` starts it right after parsing its
+arguments, so that this import runs alongside ``bench``'s own. The worker then makes
 itself what a new ``dfbench`` program would be (session, log on descriptors 1
 and 2, folder, environment, ``sys.argv``) and calls ``dfbench``'s main. A new
 program per child (``command``) is what DDP cells use, since Lightning's launcher
@@ -25,7 +26,7 @@ child that imports everything a fit needs and resolves its configuration): a
 new program per child pays those imports again for every fit, test and map
 build, which multiplies across a grid and does not fit the demo's time budget;
 a worker starts in about the time a fork of ``bench`` did (the fork runner this
-replaces), and the one-off import moves from ``bench`` to the fork server. The
+replaces), for one more import of those modules, in the fork server. The
 fork runner needed private Python APIs to make a fork of ``bench`` behave like a
 new program (``atexit._clear``, ``atexit._run_exitfuncs``, re-registering
 ``multiprocessing.util._exit_function``); the worker uses public ones only:
