@@ -105,6 +105,13 @@ def child_pid(root: Path) -> int:
     return int(pid_file.read_text())
 
 
+def ended(bench: subprocess.Popen, timeout: float) -> tuple[int, str]:
+    """bench's exit status once it has exited, and its whole output (the workers' server,
+    which bench starts, may hold the pipe open a little longer)."""
+    code = bench.wait(timeout=timeout)
+    return code, bench.stdout.read()
+
+
 def status(root: Path) -> dict:
     (path,) = root.glob("cells/*/status.json")
     return json.loads(path.read_text())
@@ -333,8 +340,8 @@ def test_sigterm_stops_the_child_and_leaves_the_cell_resumable(tmp_path: Path, c
     bench, root = start_bench(tmp_path, child)
     pid = child_pid(root)
     bench.send_signal(signal.SIGTERM)
-    output, _ = bench.communicate(timeout=60)
-    assert bench.returncode == 128 + signal.SIGTERM, output
+    code, output = ended(bench, timeout=60)
+    assert code == 128 + signal.SIGTERM, output
     assert gone(pid)
     assert status(root)["status"] == "interrupted" and status(root)["signal"] == "SIGTERM"
     assert "interrupted by SIGTERM; a re-run continues this cell" in output
@@ -351,8 +358,8 @@ def test_second_sigint_kills_a_child_that_ignores_sigterm(tmp_path: Path, child:
     time.sleep(1.0)
     assert not gone(pid) and bench.poll() is None  # within its grace period
     bench.send_signal(signal.SIGINT)  # impatient: no more waiting
-    output, _ = bench.communicate(timeout=20)
-    assert bench.returncode == 128 + signal.SIGINT, output
+    code, output = ended(bench, timeout=20)
+    assert code == 128 + signal.SIGINT, output
     assert gone(pid)
     assert status(root)["status"] == "interrupted" and status(root)["signal"] == "SIGINT"
 
@@ -365,7 +372,7 @@ def test_killed_bench_takes_its_child_along_and_the_lock_waits_for_it(
     bench, root = start_bench(tmp_path, child, on_sigterm="slow")
     pid = child_pid(root)
     bench.send_signal(signal.SIGKILL)
-    bench.communicate(timeout=20)
+    bench.wait(timeout=20)
     assert not gone(pid)  # told to stop (SIGTERM), it takes 2 s and keeps the lock meanwhile
     notes: list[str] = []
     with BenchLock(root, say=notes.append, orphan_wait_s=30):

@@ -149,7 +149,10 @@ class Workers:
     def start_server(self) -> None:
         """Start the server now, in the background, so that its imports overlap this process's.
 
-        Otherwise it starts with the first worker, which then waits for them.
+        Otherwise it starts with the first worker, which then waits for them. Like
+        any child, the server shares this process's stdout and stderr; it ends once
+        this process has ended and its imports are done, so a reader of a pipe from
+        ``bench`` may see the end of the output a few seconds after ``bench`` exits.
         """
 
         def start_nothing() -> None:
