@@ -7,27 +7,54 @@ order. While :func:`handle_stop_signals` is active, SIGINT and SIGTERM raise
 :class:`Interrupted` in ``bench``; :func:`run_child` then sends SIGTERM to the
 child's group (Lightning ends a fit or test at the next batch on SIGTERM),
 waits ``grace_s`` seconds, and sends SIGKILL to whatever is left. A second
-signal skips the wait.
+signal skips the wait. A child writes stdout and stderr, line-buffered, to its
+log, runs in the folder and environment it is given, and holds the results
+folder's lock descriptors (:mod:`src.bench.lock`) until it exits.
 
-If ``bench`` dies without a chance to react (SIGKILL, a crashed node), Linux
-sends the child SIGTERM (``PR_SET_PDEATHSIG``), so no fit goes on writing into
-a cell that the next run continues.
+How a child starts. A fit or test is a *worker* (:class:`Workers`): a process
+forked from multiprocessing's fork server (a ``forkserver`` context of its own,
+not the global default), which imports torch, Lightning and the detectors once
+(``set_forkserver_preload``); ``bench`` starts it right after parsing its
+arguments, so that this import runs alongside ``bench``'s own. The worker then makes
+itself what a new ``dfbench`` program would be (session, log on descriptors 1
+and 2, folder, environment, ``sys.argv``) and calls ``dfbench``'s main. A new
+program per child (``command``) is what DDP cells use, since Lightning's launcher
+starts the command line again, and what tests' stand-in commands use.
 
-A child is either a new program (``command``) or, with ``fork_main``, a fork of
-``bench`` that calls ``fork_main(command)``: ``bench`` imports torch, Lightning
-and the detectors once (about 8 s on 2 cores) and every fit and test starts
-from that copy instead of importing them again. The forked child gets the same
-session, log, folder, environment and death signal as a new program would.
+Why this model. Three were measured with ``benchmarks/cell_overhead.py`` (a
+child that imports everything a fit needs and resolves its configuration): a
+new program per child pays those imports again for every fit, test and map
+build, which multiplies across a grid and does not fit the demo's time budget;
+a worker starts in about the time a fork of ``bench`` did (the fork runner this
+replaces), for one more import of those modules, in the fork server. The
+fork runner needed private Python APIs to make a fork of ``bench`` behave like a
+new program (``atexit._clear``, ``atexit._run_exitfuncs``, re-registering
+``multiprocessing.util._exit_function``); the worker uses public ones only:
+
+* descriptors reach a worker (not forked from ``bench``) over a Unix socket
+  (``socket.send_fds``): the log and the very lock files ``bench`` holds;
+* a multiprocessing child ends with ``os._exit``, so exit handlers do not run;
+  the one a cell needs, W&B's (an offline run is written out when it finishes),
+  is done through W&B's documented ``wandb.teardown``, and logging is flushed
+  (:func:`_finish`; a test fails if either behaviour changes upstream);
+* the worker learns that ``bench`` died, even by SIGKILL, from its parent
+  process's sentinel (``multiprocessing.parent_process().sentinel``, whose
+  other end only ``bench`` holds): a thread then sends SIGTERM to the worker's
+  group and SIGKILL after ``grace_s``, as :func:`stop_child` would.
+
+A new program learns the same through Linux's ``PR_SET_PDEATHSIG``, the one
+operating-system call made through ctypes, kept in :mod:`src.bench.parent_death`.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import ctypes
-import ctypes.util
+import logging
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -37,9 +64,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from src.bench.parent_death import sigterm_on_parent_death
+
 #: Seconds a child gets to stop after SIGTERM before SIGKILL.
 GRACE_S = 30.0
-_PR_SET_PDEATHSIG = 1
+#: The most descriptors a worker receives: its log and the results folder's locks.
+_MAX_FDS = 64
 
 
 class Interrupted(BaseException):  # noqa: N818 (a signal, named like KeyboardInterrupt)
@@ -93,117 +123,198 @@ def handle_stop_signals() -> Iterator[StopSignals]:
             signal.signal(signum, handler)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that asks Linux to send the child SIGTERM when ``bench`` dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    except OSError:
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # bench died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
 def _signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
 
 
-class ForkedChild:
-    """A fork of ``bench`` that runs ``main(args)`` (``subprocess.Popen``'s pid, poll and wait).
+class Workers:
+    """Starts each fit and test in a process forked from a server that has imported ``preload``.
 
-    The fork must happen while ``bench`` has no threads and has run no parallel
-    torch operation, which holds between cells: ``bench`` only reads and writes files.
+    The server is multiprocessing's ``forkserver`` (a context of its own, not the
+    global default), started with this process's environment by :meth:`start_server`
+    or else by the first worker.
+
+    Args:
+        main: ``dfbench``'s main (``main(args) -> exit code``); picklable by reference.
+        preload: modules the server imports once (torch, Lightning and the detectors
+            come with ``src.cli.lightning``).
     """
 
-    def __init__(
+    def __init__(self, main: Callable[[list[str]], int], preload: Sequence[str]) -> None:
+        self.main = main
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(list(preload))
+
+    def start_server(self) -> None:
+        """Start the server now, in the background, so that its imports overlap this process's.
+
+        Otherwise it starts with the first worker, which then waits for them. Like
+        any child, the server shares this process's stdout and stderr; it ends once
+        this process has ended and its imports are done, so a reader of a pipe from
+        ``bench`` may see the end of the output a few seconds after ``bench`` exits.
+        """
+
+        def start_nothing() -> None:
+            process = self._context.Process(target=os.getpid, name="dfbench warm-up")
+            process.start()
+            process.join()
+            process.close()
+
+        threading.Thread(target=start_nothing, name="forkserver-start", daemon=True).start()
+
+    def start(
         self,
-        main: Callable[[list[str]], int],
         args: Sequence[str],
         log_fd: int,
         cwd: Path,
         env: dict[str, str],
-    ) -> None:
-        preexec = _die_with_parent()
-        for stream in (sys.stdout, sys.stderr):  # else the child would print them again
-            stream.flush()
+        pass_fds: Sequence[int],
+        grace_s: float,
+    ) -> Worker:
+        """Start ``main(args)``; returns once the worker runs in its own session with its log."""
+        bench_end, worker_end = socket.socketpair()
+        with bench_end:
+            with worker_end:
+                process = self._context.Process(
+                    target=_run_worker,
+                    args=(self.main, list(args), worker_end, cwd, env, grace_s),
+                    name=f"dfbench {args[0]}",
+                )
+                process.start()
+            worker = Worker(process)
+            try:
+                # A descriptor reaches a process that this one did not fork only through a
+                # Unix socket: the log and the results folder's locks (same open files).
+                socket.send_fds(bench_end, [b"fds"], [log_fd, *pass_fds])
+                bench_end.recv(1)  # b"" if the worker died before it was ready
+            except BaseException:
+                # Stopped before the worker had a session: nothing of the cell ran yet.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+                worker.wait()
+                raise
+        return worker
+
+
+class Worker:
+    """A started worker, with the part of ``subprocess.Popen``'s interface that bench uses."""
+
+    def __init__(self, process) -> None:  # noqa: ANN001 (a started forkserver Process)
+        self._process = process
+        self.pid: int = process.pid
         self.returncode: int | None = None
-        self.pid = os.fork()
-        if self.pid == 0:
-            _run_forked(main, list(args), log_fd, cwd, env, preexec)
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+            self.returncode = self._process.exitcode
+            if self.returncode is not None:
+                self._process.close()  # the worker's sentinel: bench no longer watches it
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
-            time.sleep(0.05)
-        return self.returncode
+        if self.returncode is None:
+            self._process.join(timeout)
+        code = self.poll()
+        if code is None:
+            raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+        return code
 
 
-def _run_forked(
+def _run_worker(
     main: Callable[[list[str]], int],
     args: list[str],
-    log_fd: int,
+    channel: socket.socket,
     cwd: Path,
     env: dict[str, str],
-    preexec: Callable[[], None] | None,
+    grace_s: float,
 ) -> NoReturn:
-    """The forked child: become a new program's equivalent, run ``main(args)``, exit."""
-    code = 1
-    try:
-        os.setsid()
-        if preexec is not None:
-            preexec()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        # bench's exit handlers are not the child's; keep the ones every Python process has.
-        atexit._clear()
-        for module, name in (("logging", "shutdown"), ("multiprocessing.util", "_exit_function")):
-            if module in sys.modules:
-                atexit.register(getattr(sys.modules[module], name))
+    """The worker: become what a new ``dfbench`` program would be, run ``main(args)``, exit."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with channel:
+        _, fds, _, _ = socket.recv_fds(channel, 16, _MAX_FDS)
+        if not fds:  # bench died before it sent them
+            sys.exit(1)
+        log_fd = fds[0]  # the others are the locks: holding them open is their whole use
         stdin = os.open(os.devnull, os.O_RDONLY)
         os.dup2(stdin, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(stdin)
-        # Line-buffered, as PYTHONUNBUFFERED makes a new program's output (bench's own
-        # streams may be captured objects that do not write to descriptors 1 and 2).
+        os.close(log_fd)
+        # Line-buffered, as PYTHONUNBUFFERED makes a new program's output.
         sys.stdout = open(1, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
         sys.argv = ["dfbench", *args]
+        _stop_group_when_bench_dies(grace_s)
+        channel.sendall(b"1")
+    code = 1
+    try:
         code = main(args)
     except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+        code = _exit_status(exit_)
     except BaseException:  # noqa: BLE001 (reported in the log, as an uncaught error would be)
         traceback.print_exc()
-    finally:
-        with contextlib.suppress(BaseException):
-            atexit._run_exitfuncs()
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code & 0xFF)
+    sys.exit(_finish(code))
+
+
+def _exit_status(exit_: SystemExit) -> int:
+    if exit_.code is None or isinstance(exit_.code, int):
+        return exit_.code or 0
+    print(exit_.code, file=sys.stderr)
+    return 1
+
+
+def _stop_group_when_bench_dies(grace_s: float) -> None:
+    """SIGTERM to the worker's group when ``bench`` dies, even by SIGKILL; SIGKILL after ``grace_s``.
+
+    The parent process's sentinel is ready when ``bench`` is gone (only ``bench``
+    holds the other end), which is how the worker learns it although its parent
+    is the fork server.
+    """
+    sentinel = multiprocessing.parent_process().sentinel
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="bench-watch", daemon=True).start()
+
+
+def _finish(code: int) -> int:
+    """What the end of a new program would do that a worker's end does not; returns the status.
+
+    A multiprocessing child ends with ``os._exit``: exit handlers do not run. Of
+    those a cell registers, W&B's matters (an offline run is written out only when
+    it finishes); W&B's documented ``wandb.teardown`` is its exit handler's work.
+    Logging is flushed too; multiprocessing itself still joins or terminates the
+    worker's own children (data-loader workers).
+    """
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        try:
+            wandb.teardown(exit_code=code)
+        except SystemExit as exit_:  # W&B's service failed: its exit status, as at a real exit
+            code = code or _exit_status(exit_)
+        except Exception:  # noqa: BLE001 (a failing teardown fails the run, with its traceback)
+            traceback.print_exc()
+            code = code or 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    return code & 0xFF
 
 
 def stop_child(
-    process: subprocess.Popen | ForkedChild, grace_s: float, state: StopSignals | None
+    process: subprocess.Popen | Worker, grace_s: float, state: StopSignals | None
 ) -> None:
     """SIGTERM to the child's group, SIGKILL after ``grace_s`` (or at a second signal)."""
     _signal_group(process.pid, signal.SIGTERM)
@@ -228,30 +339,29 @@ def run_child(
     state: StopSignals | None = None,
     grace_s: float = GRACE_S,
     poll_s: float = 1.0,
-    fork_main: Callable[[list[str]], int] | None = None,
+    workers: Workers | None = None,
 ) -> int:
     """Run ``command`` with its output in ``log``; returns its exit status.
 
     Args:
-        command: the program and its arguments, or with ``fork_main`` the arguments
-            of ``fork_main``, which a fork of this process runs.
+        command: the program and its arguments, or with ``workers`` the arguments
+            of their ``main``, which a worker runs.
         log: file that receives stdout and stderr.
         cwd, env: the child's folder and environment.
-        pass_fds: descriptors the child inherits (the results folder's lock).
+        pass_fds: descriptors the child inherits (the results folder's locks).
         watch: called every ``poll_s`` seconds while the child runs (progress).
         state: the active :func:`handle_stop_signals` state, if any.
         grace_s: how long a stopped child may take to exit before SIGKILL.
-        fork_main: run ``fork_main(command)`` in a fork instead of starting a program;
-            the fork inherits every descriptor, so ``pass_fds`` is implied.
+        workers: run ``command`` in one of these workers instead of starting a program.
 
     Raises:
         Interrupted: ``bench`` was asked to stop; the child has been stopped.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as handle:
-        if fork_main is not None:
-            process: subprocess.Popen | ForkedChild = ForkedChild(
-                fork_main, command, handle.fileno(), cwd, env
+        if workers is not None:
+            process: subprocess.Popen | Worker = workers.start(
+                command, handle.fileno(), cwd, env, pass_fds, grace_s
             )
         else:
             process = subprocess.Popen(
@@ -262,7 +372,7 @@ def run_child(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 pass_fds=tuple(pass_fds),
-                preexec_fn=_die_with_parent(),  # noqa: PLW1509 (bench has no threads when it forks)
+                preexec_fn=sigterm_on_parent_death(),  # noqa: PLW1509 (bench starts no threads)
             )
         try:
             while True:

@@ -64,7 +64,7 @@ from src.bench import prle_maps as maps
 from src.bench import process
 from src.bench.checkpoints import keep_only, resume_point, selection
 from src.bench.grid import Cell, GridError, cli_value, with_dependencies
-from src.bench.process import Interrupted, StopSignals, handle_stop_signals, run_child
+from src.bench.process import Interrupted, StopSignals, Workers, handle_stop_signals, run_child
 from src.bench.progress import ProgressLine, read_progress, seconds_at_epoch
 from src.bench.schema import RESULT_COLUMNS, rows_of_test
 from src.configs import REPO, RUN_META_ENV, code_version
@@ -86,19 +86,19 @@ def _dfbench(
     watch: Callable[[], None] | None = None,
     state: StopSignals | None = None,
     grace_s: float | None = None,
-    fork_main: Callable[[list[str]], int] | None = None,
+    workers: Workers | None = None,
 ) -> float:
     """Run ``dfbench ARGS`` in a subprocess, output to ``log``; returns the wall time.
 
     ``shown_log`` is how an error message names the log (relative to the results root).
-    With ``fork_main`` (``dfbench``'s main), the subprocess is a fork of this one
-    that calls it, unless ``DFBENCH`` names another command (a test's stand-in).
+    With ``workers`` (:class:`~src.bench.process.Workers` of ``dfbench``'s main), the
+    subprocess is one of them, unless ``DFBENCH`` names another command (a test's stand-in).
     """
     start = time.perf_counter()
     if DFBENCH is not _THIS_DFBENCH:
-        fork_main = None
+        workers = None
     code = run_child(
-        args if fork_main is not None else [*DFBENCH, *args],
+        args if workers is not None else [*DFBENCH, *args],
         log,
         cwd=REPO,
         env=os.environ | {"PYTHONUNBUFFERED": "1"} | env,
@@ -106,7 +106,7 @@ def _dfbench(
         watch=watch,
         state=state,
         grace_s=process.GRACE_S if grace_s is None else grace_s,
-        fork_main=fork_main,
+        workers=workers,
     )
     if code != 0:
         tail = log.read_text()[-2000:]
@@ -142,9 +142,9 @@ class Runner:
         grace_s: how long a stopped subprocess may take before SIGKILL (default
             :data:`src.bench.process.GRACE_S`).
         map_device: where ``dfbench prle-maps`` runs the zoo (``cpu``, ``cuda``).
-        fork_main: ``dfbench``'s main, already imported with torch, Lightning and the
-            detectors: each fit and test is then a fork of ``bench`` that calls it
-            (:mod:`src.bench.process`) instead of a new program that imports them
+        workers: workers that run ``dfbench``'s main with torch, Lightning and the
+            detectors imported already (:class:`src.bench.process.Workers`): each fit
+            and test is one of them instead of a new program that imports those
             again. None for DDP, whose launcher starts the command line again.
     """
 
@@ -159,7 +159,7 @@ class Runner:
         lock_fds: Sequence[int] = (),
         grace_s: float | None = None,
         map_device: str = "cpu",
-        fork_main: Callable[[list[str]], int] | None = None,
+        workers: Workers | None = None,
     ) -> None:
         if not cells:
             raise GridError("the grid has no cells")
@@ -172,7 +172,7 @@ class Runner:
         self.lock_fds = tuple(lock_fds)
         self.grace_s = grace_s
         self.map_device = map_device
-        self.fork_main = fork_main
+        self.workers = workers
         self.version = code_version()
         self._signals: StopSignals | None = None
 
@@ -265,7 +265,7 @@ class Runner:
             watch=watch,
             state=self._signals,
             grace_s=self.grace_s,
-            fork_main=self.fork_main,
+            workers=self.workers,
         )
 
     def _prepare_maps(self, cell: Cell) -> None:

@@ -12,15 +12,12 @@ adds when they are not done; ``--list`` shows what each PRLE cell needs.
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 from src.cli import main
 
 
 def _parser() -> argparse.ArgumentParser:
-    from src.bench.runner import DEFAULT_RESULTS
-
     parser = argparse.ArgumentParser(prog="dfbench bench", description=__doc__)
     parser.add_argument("grid", help="grid file, e.g. benchmarks/cross_dataset.yaml")
     parser.add_argument(
@@ -35,7 +32,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        default=DEFAULT_RESULTS,
         help="results folder (default: benchmarks/results); the grid writes <out>/<name>/<profile>",
     )
     parser.add_argument("--cache-dir", help="frame cache of the real datasets (paper profile)")
@@ -97,6 +93,15 @@ def _list(runner, chosen) -> int:  # noqa: ANN001 (lazy imports)
 
 
 def run(argv: list[str]) -> int:
+    from src.bench.process import Interrupted, Workers
+
+    args = _parser().parse_args(argv)
+    workers = None
+    if args.gpus <= 1 and not args.list:
+        # Each fit and test starts from a process that imports what they all need once;
+        # started now, it does so while this process imports its own modules.
+        workers = Workers(main, preload=["src.cli.lightning"])
+        workers.start_server()
     from src.bench.grid import (
         Cell,
         load_grid,
@@ -107,11 +112,9 @@ def run(argv: list[str]) -> int:
     )
     from src.bench.lock import BenchLock
     from src.bench.preflight import check_cells
-    from src.bench.process import Interrupted
-    from src.bench.runner import Runner
+    from src.bench.runner import DEFAULT_RESULTS, Runner
     from src.configs import REPO
 
-    args = _parser().parse_args(argv)
     sets = [parse_override(text) for text in args.set]
     # Cells run in the repository folder: a relative cache is the caller's.
     cache_dir = str(Path(args.cache_dir).resolve()) if args.cache_dir else None
@@ -142,7 +145,7 @@ def run(argv: list[str]) -> int:
 
     runner = Runner(
         cells,
-        args.out,
+        args.out or DEFAULT_RESULTS,
         logger_args,
         args.keep_checkpoints,
         wandb_group=group,
@@ -155,10 +158,7 @@ def run(argv: list[str]) -> int:
     lock_cell = chosen[0].id if args.cell is not None else None
     # A --cell run of a PRLE cell also trains the zoo cells not done yet: it locks them too.
     also = [c.id for c in needed if lock_cell and c.id != lock_cell]
-    if needed and args.gpus <= 1:
-        # Cells start as forks of this process: import what every fit and test needs once.
-        importlib.import_module("src.cli.lightning")
-        runner.fork_main = main
+    runner.workers = workers
     with BenchLock(runner.root, lock_cell, say=runner.progress.say, also=also) as lock:
         runner.lock_fds = lock.fds
         try:
