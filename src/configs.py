@@ -75,6 +75,9 @@ REPORTING_CALLBACKS = frozenset({"src.bench.progress.ProgressFile"})
 #: The data module whose ``train``/``val``/``test`` name frame tables in its ``cache_dir``.
 FRAME_TABLE_MODULE = "DeepfakeDataModule"
 _CONFIG_FLAGS = ("-c", "--config")
+#: Data options that choose the data (tables, cache, fake methods): a data config's or the
+#: command line's, never a detector, profile or augmentation config's (data_config_files).
+DATA_CHOICE = frozenset({"train", "val", "test", "cache_dir", "deepfakebench_root", "methods"})
 
 
 def add_dfbench_arguments(parser: Any, checkpoint_class: type | None = None) -> None:
@@ -184,7 +187,9 @@ def data_config_files(argv: Sequence[str]) -> list[str]:
     """The ``-c`` files of ``argv`` that are data configs: they choose a DataModule, set no model.
 
     Raises:
-        ConfigError: if a method file chooses another DataModule class than the data config.
+        ConfigError: if a method file chooses another DataModule class than the data config,
+            or another config file chooses the data (:data:`DATA_CHOICE`): such an option
+            would otherwise silently override the data config's, whatever their order.
     """
     data_files: list[str] = []
     data_class: tuple[str, str] | None = None
@@ -195,8 +200,17 @@ def data_config_files(argv: Sequence[str]) -> list[str]:
         if chosen and sections.get("model") is None:
             data_files.append(name)
             data_class = (name, chosen)
-        elif chosen:
+            continue
+        if chosen:
             method_classes.append((name, chosen))
+        named = sorted(set((sections.get("data") or {}).get("init_args") or {}) & DATA_CHOICE)
+        if named:
+            raise ConfigError(
+                f"{name} sets data.init_args.{named[0]}, which chooses the data: a detector, "
+                "profile or augmentation config sets how a detector trains (batch size, "
+                "augmentation, pseudo-fakes), a data config (configs/data/*.yaml) or the "
+                f"command line (--data.init_args.{named[0]}=...) which data"
+            )
     for name, chosen in method_classes:
         if data_class is not None and chosen != data_class[1]:
             raise ConfigError(

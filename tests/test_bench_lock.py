@@ -149,3 +149,36 @@ def test_a_second_bench_on_a_busy_folder_says_so_in_one_line(
     assert code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"dfbench bench: results folder {root} is in use by dfbench bench ")
+
+
+def test_bench_list_tells_a_dead_cell_from_a_running_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a SIGKILL, a cell's status.json still says running; --list said running too."""
+    from src.bench.grid import load_grid
+    from src.cli import main
+
+    spec = {
+        "name": "grid",
+        "profiles": {"demo": {"data": ["configs/data/synthetic.yaml"]}},
+        "detectors": [{"name": "xception", "configs": ["configs/detectors/xception.yaml"]}],
+    }
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps(spec))
+    (cell,) = load_grid(grid, "demo")
+    root = tmp_path / "results" / "grid" / "demo"
+    (root / "cells" / cell.id).mkdir(parents=True)
+    (root / "cells" / cell.id / "status.json").write_text(
+        json.dumps({"status": "running", "cell": cell.id, "pid": 4_000_000})
+    )
+    listing = ["bench", str(grid), "--out", str(tmp_path / "results"), "--no-wandb", "--list"]
+
+    def shown() -> str:
+        assert main(listing) == 0
+        return capsys.readouterr().out.splitlines()[1].split()[1]
+
+    assert shown() == "stopped"  # nobody holds its locks
+    for holder in (BenchLock(root), BenchLock(root, cell.id)):  # a whole-grid run, a --cell run
+        with holder:
+            assert shown() == "running"
+    assert shown() == "stopped"

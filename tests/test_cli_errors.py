@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,15 @@ def test_misspelled_option_and_yaml_key_fail_in_one_line(
         (
             "--trainer.max_epochs=-5",
             "--trainer.max_epochs -5: must be an integer >= -1 (-1: no limit)",
+        ),
+        # It finished "(--ckpt_path best or last)" having written no checkpoint.
+        (
+            "--trainer.max_epochs=0",
+            "--trainer.max_epochs 0: a fit trains at least one epoch (-1: no limit)",
+        ),
+        (
+            "--trainer.max_steps=0",
+            "--trainer.max_steps 0: a fit trains at least one step (-1: no limit)",
         ),
     ],
 )
@@ -335,3 +345,36 @@ def test_any_other_error_is_a_bug_with_its_traceback(
         f"dfbench detectors: this is a bug in dfbench, not a problem with your input "
         f"({type(raised).__name__}); please report it with the traceback above"
     )
+
+
+def test_a_detector_config_that_chooses_the_data_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its test tables silently replaced the grid's data config's (rc 0, nothing said)."""
+    method = tmp_path / "xception_other_tests.yaml"
+    method.write_text(
+        f"config: {CONFIGS / 'detectors/xception.yaml'}\ndata:\n  init_args:\n    test: [dfd]\n"
+    )
+    data = str(CONFIGS / "data/cross_dataset_synthetic.yaml")
+    assert main(["fit", "-c", data, "-c", str(method), "--print_config"]) == 2
+    assert one_error_line(capsys, "fit") == (
+        f"{method} sets data.init_args.test, which chooses the data: a detector, profile or "
+        "augmentation config sets how a detector trains (batch size, augmentation, "
+        "pseudo-fakes), a data config (configs/data/*.yaml) or the command line "
+        "(--data.init_args.test=...) which data"
+    )
+    # The command line chooses the data as it likes.
+    with pytest.raises(SystemExit) as printed:
+        main(
+            [
+                "fit",
+                "-c",
+                data,
+                "-c",
+                str(CONFIGS / "detectors/xception.yaml"),
+                "--data.init_args.test=[dfd]",
+                "--print_config",
+            ]
+        )
+    assert printed.value.code == 0
+    assert re.search(r"\n +test:\n +- dfd\n", capsys.readouterr().out)

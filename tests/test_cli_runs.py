@@ -341,3 +341,30 @@ def test_a_run_is_fitted_by_one_process_at_a_time(
         "best-epoch000.ckpt",
         "last.ckpt",
     ]
+
+
+def test_resuming_with_another_optimiser_setting_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It trained on with the checkpoint's lr while hparams.yaml recorded the new one."""
+    adam = ["--model.init_args.optimizer=torch.optim.Adam", "--trainer.max_epochs=1"]
+    args = scripted_args(tmp_path / "runs", *adam, "--model.init_args.optimizer.init_args.lr=1e-3")
+    assert main(["fit", *args]) == 0
+    (last,) = tmp_path.glob(f"{GROUP}/*/checkpoints/last.ckpt")
+    capsys.readouterr()
+    changed = [*args, "--model.init_args.optimizer.init_args.lr=1e30", f"--ckpt_path={last}"]
+    assert main(["fit", *changed]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "dfbench fit: --model.init_args.optimizer.init_args.lr 1e+30 (checkpoint 0.001): a fit "
+        f"resumed from {last} restores the optimiser and schedule it holds, so this setting "
+        "would not be used; resume with the run's settings, or start a new run (another "
+        "--run_name) to change it"
+    )
+    sgd = [*args, "--model.init_args.optimizer=torch.optim.SGD", f"--ckpt_path={last}"]
+    assert main(["fit", *sgd]) == 2
+    assert "the optimiser SGD (the checkpoint's optimiser has no " in capsys.readouterr().err
+    # A stopping criterion applies on resume: one more epoch is trained.
+    longer = [*args, "--trainer.max_epochs=2", f"--ckpt_path={last}"]
+    assert main(["fit", *longer]) == 0
+    assert torch.load(last, weights_only=True)["epoch"] == 1

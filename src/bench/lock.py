@@ -243,3 +243,30 @@ def lock_run(run_dir: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
     return fd
+
+
+def _held(path: Path, mode: int) -> bool:
+    """Whether another process holds ``path`` so that ``mode`` cannot be had now."""
+    if not path.is_file():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
+
+
+def cell_in_use(root: Path, cell: str) -> bool:
+    """Whether a live ``dfbench bench`` is running ``cell`` of the results folder ``root``.
+
+    A whole-grid run holds ``bench.lock`` exclusively, a ``--cell`` run the cell's
+    own lock: a cell whose ``status.json`` says running while neither is held was
+    left by a process that died (killed, a crashed node).
+    """
+    root = Path(root)
+    return _held(root / "bench.lock", fcntl.LOCK_SH) or _held(
+        root / "locks" / f"{cell}.lock", fcntl.LOCK_EX
+    )

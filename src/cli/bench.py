@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list(runner, chosen) -> int:  # noqa: ANN001 (lazy imports)
+    from src.bench.lock import cell_in_use
     from src.bench.preflight import missing_files
     from src.bench.prle_maps import maps_folder, maps_state
 
@@ -70,7 +71,10 @@ def _list(runner, chosen) -> int:  # noqa: ANN001 (lazy imports)
     problems = 0
     for cell in chosen:
         status = runner.status(cell)
-        print(f"{cell.index:4d}  {status['status']:11s}  {cell.id}")
+        state = status["status"]
+        if state == "running" and not cell_in_use(runner.root, cell.id):
+            state = "stopped"  # its process died; a re-run continues it
+        print(f"{cell.index:4d}  {state:11s}  {cell.id}")
         if cell.zoo:
             zoo = ", ".join(f"{z.index} ({runner.status(z)['status']})" for z in cell.zoo)
             folder = maps_folder(runner.root, cell).relative_to(runner.root)

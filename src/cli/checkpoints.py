@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,54 @@ def checkpoint_mismatch(
     if not differences:
         return None
     return f"{path} and the config of {configured} differ in {', '.join(differences)}"
+
+
+def ignored_on_resume(checkpoint: dict[str, Any], optimizer: dict[str, Any] | None) -> str | None:
+    """Optimiser settings a fit resumed from ``checkpoint`` would ignore (None when none).
+
+    Resuming restores the optimiser's state from the checkpoint, its
+    hyper-parameters (lr, weight decay, betas, momentum ...) included, and the
+    schedule's: a changed value there would be recorded as the run's setting
+    and not used. Stopping criteria (``max_epochs``, ``max_steps``), data
+    loading, logging and devices apply on resume; the optimiser's do not.
+
+    Args:
+        checkpoint: a Lightning checkpoint of a fit (read_checkpoint).
+        optimizer: the configured optimiser (``class_path`` and ``init_args``), or
+            None when the detector's default is used.
+    """
+    states = checkpoint.get("optimizer_states") or []
+    groups = (states[0].get("param_groups") or []) if states and isinstance(states[0], dict) else []
+    if optimizer is None or not groups:
+        return None
+    stored = groups[0]
+    configured = optimizer.get("init_args") or {}
+    name = str(optimizer.get("class_path", "")).rsplit(".", 1)[-1]
+    unknown = sorted(key for key in configured if key not in stored)
+    if unknown:
+        return f"the optimiser {name} (the checkpoint's optimiser has no {unknown[0]})"
+    for key, value in sorted(configured.items()):
+        # A schedule moves lr; the value the run was configured with is initial_lr.
+        field = "initial_lr" if key == "lr" and "initial_lr" in stored else key
+        held = stored[field]
+        if any(not _same_number(group.get(field), held) for group in groups[1:]):
+            continue  # set per parameter group by the detector, not by this option
+        if not _same_number(value, held):
+            return f"--model.init_args.optimizer.init_args.{key} {_short(value)} (checkpoint {_short(held)})"
+    return None
+
+
+def _same_number(configured: Any, stored: Any) -> bool:
+    if isinstance(configured, list | tuple) and isinstance(stored, list | tuple):
+        return len(configured) == len(stored) and all(
+            _same_number(a, b) for a, b in zip(configured, stored, strict=True)
+        )
+    if isinstance(configured, bool) or isinstance(stored, bool) or configured is None:
+        return configured == stored
+    try:
+        return math.isclose(float(configured), float(stored), rel_tol=1e-9, abs_tol=0.0)
+    except (TypeError, ValueError):
+        return configured == stored
 
 
 def load_matching(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> tuple[int, list[str]]:

@@ -48,6 +48,7 @@ from src.cli.checkpoints import (
     LastCheckpoint,
     RunCheckpoint,
     checkpoint_mismatch,
+    ignored_on_resume,
     load_matching,
     read_checkpoint,
 )
@@ -100,8 +101,16 @@ class RecordConfig(SaveConfigCallback):
                 logger.log_hyperparams(self.record)
 
 
-def _check_ranges(config: Namespace) -> None:
+def _check_ranges(config: Namespace, verb: str) -> None:
     """Settings that Lightning or the DataModule would reject late, or silently misuse."""
+    if verb == "fit":
+        for option in ("max_epochs", "max_steps"):
+            if config.trainer.get(option) == 0:
+                # Lightning would end at once, write no checkpoint, and report success.
+                raise UsageError(
+                    f"--trainer.{option} 0: a fit trains at least one "
+                    f"{option.removeprefix('max_')[:-1]} (-1: no limit)"
+                )
     limits = {
         ("trainer", "max_epochs"): -1,
         ("trainer", "min_epochs"): 0,
@@ -202,7 +211,7 @@ class DFBenchCLI(LightningCLI):
         config["ckpt_path"] = None
 
     def _prepare_run(self, verb: str, config: Namespace) -> None:
-        _check_ranges(config)
+        _check_ranges(config, verb)
         model_class = _import_class(config.model.class_path)
         init_args = (config.model.get("init_args") or Namespace()).as_dict()
         data = config.get("data")
@@ -242,6 +251,15 @@ class DFBenchCLI(LightningCLI):
             if mismatch:
                 self.partial_weights = (checkpoint, contents["state_dict"])
                 config["ckpt_path"] = None  # loaded by load_matching, not by Lightning
+            elif verb == "fit":
+                optimizer = resolved["model"].get("init_args", {}).get("optimizer")
+                ignored = ignored_on_resume(contents, optimizer)
+                if ignored:
+                    raise UsageError(
+                        f"{ignored}: a fit resumed from {checkpoint} restores the optimiser and "
+                        "schedule it holds, so this setting would not be used; resume with the "
+                        "run's settings, or start a new run (another --run_name) to change it"
+                    )
         if verb == "fit" and config.checkpoint.get("dirpath") is None:
             config.checkpoint["dirpath"] = str(self.layout.checkpoint_dir)
         elif verb == "fit" and checkpoint is not None:
