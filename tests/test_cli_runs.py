@@ -330,7 +330,7 @@ def test_a_run_is_fitted_by_one_process_at_a_time(
         capsys.readouterr()
         assert main(["fit", *args]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
-        assert line.startswith(f"dfbench fit: run {busy} is in use by dfbench ")
+        assert line.startswith(f"dfbench fit: run {busy} is in use by dfbench fit ")
         assert f"(pid {os.getpid()}, started " in line
         assert line.endswith("or choose another --run_name")
         assert not (busy / "checkpoints").exists()

@@ -62,15 +62,18 @@ class Holder:
     started: float
     command: str
     process_start: str | None = None
+    #: The dfbench verb that holds the lock (``bench``, ``fit``).
+    verb: str = "bench"
 
     @classmethod
-    def me(cls) -> Holder:
+    def me(cls, verb: str = "bench") -> Holder:
         return cls(
             pid=os.getpid(),
             host=socket.gethostname(),
             started=time.time(),
             command=shlex.join(["dfbench", *sys.argv[1:]]),
             process_start=_process_start(os.getpid()),
+            verb=verb,
         )
 
     @classmethod
@@ -95,8 +98,7 @@ class Holder:
     def __str__(self) -> str:
         where = "" if self.host == socket.gethostname() else f" on {self.host}"
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
-        words = self.command.split()
-        command = " ".join(words[:2]) + (" --cell" if " --cell" in self.command else "")
+        command = f"dfbench {self.verb}" + (" --cell" if " --cell" in self.command else "")
         return f"{command} (pid {self.pid}{where}, started {started})"
 
 
@@ -239,7 +241,7 @@ def lock_run(run_dir: Path) -> int:
             f"run {run_dir} is in use by {holder or 'another process'}; wait for it to finish "
             "or stop it, or choose another --run_name"
         ) from None
-    data = json.dumps(asdict(Holder.me())).encode()
+    data = json.dumps(asdict(Holder.me("fit"))).encode()
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
     return fd
