@@ -128,11 +128,8 @@ def test_a_cell_run_also_locks_the_zoo_cells_it_trains(tmp_path: Path) -> None:
     BenchLock(root, "000-a", orphan_wait_s=0).acquire().release()
 
 
-def test_a_second_bench_on_a_busy_folder_says_so_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from src.cli import main
-
+def one_cell_grid(tmp_path: Path) -> Path:
+    """A grid named ``grid`` with one xception cell on the in-memory faces."""
     spec = {
         "name": "grid",
         "profiles": {"demo": {"data": ["configs/data/synthetic.yaml"]}},
@@ -140,6 +137,15 @@ def test_a_second_bench_on_a_busy_folder_says_so_in_one_line(
     }
     grid = tmp_path / "grid.yaml"
     grid.write_text(json.dumps(spec))
+    return grid
+
+
+def test_a_second_bench_on_a_busy_folder_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from src.cli import main
+
+    grid = one_cell_grid(tmp_path)
     root = tmp_path / "results" / "grid" / "demo"
     holder = hold(root, tmp_path)
     try:
@@ -158,13 +164,7 @@ def test_bench_list_tells_a_dead_cell_from_a_running_one(
     from src.bench.grid import load_grid
     from src.cli import main
 
-    spec = {
-        "name": "grid",
-        "profiles": {"demo": {"data": ["configs/data/synthetic.yaml"]}},
-        "detectors": [{"name": "xception", "configs": ["configs/detectors/xception.yaml"]}],
-    }
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(json.dumps(spec))
+    grid = one_cell_grid(tmp_path)
     (cell,) = load_grid(grid, "demo")
     root = tmp_path / "results" / "grid" / "demo"
     (root / "cells" / cell.id).mkdir(parents=True)
