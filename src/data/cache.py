@@ -1,6 +1,7 @@
 """What a cached video was made from, and the marker that says so.
 
-A video's folder in the frame cache (``<cache>/<video_key>/``) holds its face
+A video's folder in the frame cache (``<cache>/<video_key>/``, with over-long
+key parts shortened by :func:`~src.data.paths.key_folder`) holds its face
 crops and, written last, ``frames.parquet``: its frame rows, with a JSON
 record in the file's metadata of
 
