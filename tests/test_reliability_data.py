@@ -385,3 +385,21 @@ def test_a_marker_of_version_2_is_checked_once_by_its_png_ends(tmp_path: Path, t
     assert key == first.frames.video_key.iloc[0] and "not a complete PNG" in why
     assert {read_marker(m)[1]["version"] for m in markers} == {MARKER_VERSION}
     assert all("crop_bytes" in read_marker(m)[1] for m in markers)
+
+
+def test_a_damaged_face_of_a_scored_folder_is_redone_by_predicting_again(
+    tmp_path: Path, toy_videos
+) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(toy_videos[0]["path"], folder / "clip.mp4")
+    module = FolderDataModule(path=str(folder), cache_dir=str(tmp_path / "c"), frames_per_video=2)
+    module.prepare_data()
+    module.setup("predict")
+    crop = tmp_path / "c" / module.sets["predict"][0][1].rows[0]["crop_path"]
+    whole = crop.read_bytes()
+    crop.write_bytes(whole[:40])
+    with pytest.raises(DFBenchError, match="run the same `dfbench predict` again"):
+        module.sets["predict"][0][1][0]
+    module.prepare_data()
+    assert crop.read_bytes() == whole

@@ -220,7 +220,12 @@ class FolderDataModule(DeepfakeDataModuleBase):
             raise DFBenchError(
                 f"no face found in any file under {self.path}; see {self.failures_path}"
             )
-        dataset = FrameSet(frames, self.cache_dir, self.contract.input_size)
+        again = (
+            "run the same `dfbench predict` again: it redoes the files whose cached faces "
+            f"are damaged (cache {self.cache_dir})"
+        )
+        repair = dict.fromkeys(frames["video_key"].unique(), again)
+        dataset = FrameSet(frames, self.cache_dir, self.contract.input_size, repair=repair)
         self.sets["predict"] = self.sets["test"] = [(TABLE, dataset, dataset.video_keys)]
 
     def skipped(self) -> pd.DataFrame:
