@@ -44,9 +44,11 @@ why. The frame table records the command that made it (when given), so an
 error at training time on an unreadable crop can name the exact command that
 repairs it (:func:`repair_hint`).
 
+Face sequences (WildDeepfake) are already face crops: their frames are
+landmarked in place, not re-cropped.
+
 **Long keys.** A video key part too long for a file name gets a shortened,
-hashed folder (:func:`~src.data.paths.key_folder`); the tables keep the full key. Face sequences (WildDeepfake) are already face
-crops: their frames are landmarked in place, not re-cropped.
+hashed folder (:func:`~src.data.paths.key_folder`); the tables keep the full key.
 
 Outputs, for a table named ``NAME`` (a plain name): ``<cache>/tables/NAME.parquet``
 (the frame table, :data:`~src.data.tables.FRAME_COLUMNS`, paths relative to
