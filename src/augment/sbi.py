@@ -65,10 +65,12 @@ region, and doing the photometric steps with lookup tables.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from src.augment.generator import PairedGenerator, side_landmarks
 from src.augment.landmarks import HULL_TYPES, as_68, hull_mask, with_forehead
@@ -226,6 +228,13 @@ def _cut(box: Box, width: int, height: int) -> Box:
     return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
+#: What to do about frames without landmarks, in SBI's messages.
+_NO_LANDMARKS_FIX = (
+    "make the frame table with `dfbench preprocess`, which finds them (a DeepfakeBench "
+    "index needs its landmarks/*.npy files), or drop those frames from the table"
+)
+
+
 class SBI(PairedGenerator):
     """Self-blended pseudo-fakes (see the module docstring).
 
@@ -278,6 +287,20 @@ class SBI(PairedGenerator):
     def __repr__(self) -> str:
         return f"SBI(variant={self.variant!r}, hull_types={self.hull_types})"
 
+    def prepare(self, frames: pd.DataFrame, cache_dir: str | Path) -> None:
+        """Refuse, before training starts, real frames that have no landmarks to blend from."""
+        missing = [
+            v is None or not np.isfinite(np.asarray(v, dtype=np.float32)).all()
+            for v in frames["landmarks"]
+        ]
+        if any(missing):
+            first = frames[missing].sort_values("crop_path").iloc[0]
+            raise DFBenchError(
+                f"SBI (the pseudo-fakes of SBI and LAA-Net) needs each training face's 68 "
+                f"landmarks, but {sum(missing)} of {len(frames)} frames in {cache_dir} have none, "
+                f"e.g. {first['crop_path']} (video {first['video_key']}); " + _NO_LANDMARKS_FIX
+            )
+
     def pair(
         self,
         image: np.ndarray,
@@ -289,7 +312,7 @@ class SBI(PairedGenerator):
         points = side_landmarks(side)
         if not np.isfinite(points).all():
             where = f" of {side['crop_path']}" if "crop_path" in side else ""
-            raise DFBenchError(f"SBI: the face{where} has no landmarks; drop it from the table")
+            raise DFBenchError(f"SBI: the face{where} has no landmarks; {_NO_LANDMARKS_FIX}")
         height, width = image.shape[:2]
         region = sbi_region(points) if self.variant == "sbi" else (0, 0, width, height)
         rx0, ry0, rx1, ry1 = region

@@ -9,6 +9,9 @@ that are done and redoes half-written ones.
 
 from __future__ import annotations
 
+import argparse
+import os
+
 from src.cli.options import VerbParser, existing_file, float_above, int_at_least
 
 
@@ -83,14 +86,18 @@ def run(argv: list[str]) -> int:
         keep_all_faces=args.all_faces,
         detect_size=args.detect_size,
     )
+    table = args.table or args.index.stem
     result = preprocess(
         videos,
         args.cache_dir,
-        args.table or args.index.stem,
+        table,
         config,
         progress=not args.no_progress,
         content_hash=args.content_hash,
+        command=_repeatable(args, table),
     )
+    for key, why in result.redone:
+        print(f"{key}: redone, its cache was damaged ({why})")
     print(
         f"{len(result.frames)} face frames from {result.frames['video_key'].nunique()} videos "
         f"({result.processed} processed, {result.updated} re-indexed, {result.skipped} already "
@@ -103,3 +110,33 @@ def run(argv: list[str]) -> int:
             f"{len(result.failures) - unreadable} frames) listed in {result.failures_path}"
         )
     return 0
+
+
+def _repeatable(args: argparse.Namespace, table: str) -> list[str]:
+    """The command line that makes this table again, from any folder: absolute paths,
+    every setting spelled out (the defaults may change)."""
+    command = [
+        "dfbench",
+        "preprocess",
+        "--index",
+        os.path.abspath(args.index),
+        "--cache-dir",
+        os.path.abspath(os.path.expanduser(args.cache_dir)),
+        "--table",
+        table,
+        "--train-frames",
+        str(args.train_frames),
+        "--eval-frames",
+        str(args.eval_frames),
+        "--crop-scale",
+        str(args.crop_scale),
+        "--detect-size",
+        str(args.detect_size),
+    ]
+    if args.all_faces:
+        command.append("--all-faces")
+    if args.splits:
+        command += ["--splits", *args.splits]
+    if args.content_hash:
+        command.append("--content-hash")
+    return command

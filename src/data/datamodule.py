@@ -83,7 +83,7 @@ from src.data.base import DeepfakeDataModuleBase
 from src.data.deepfakebench import read_deepfakebench_json
 from src.data.frameset import FrameSet, collate_pairs
 from src.data.paths import check_name
-from src.data.preprocess import load_frame_table
+from src.data.preprocess import load_frame_table, repair_hint
 from src.data.sampling import BalancedSampler
 from src.errors import DFBenchError
 
@@ -167,6 +167,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         self.deepfakebench_root = deepfakebench_root
         self.train_tables = list(train)
         self.val_tables = list(val) if val is not None else list(train)
+        self._val_default = val is None
         self.test_tables = list(test)
         self.train_frames_per_video = train_frames_per_video
         self.methods = list(methods) if methods is not None else None
@@ -186,6 +187,8 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         #: What ``balance`` resolved to for the training set (set by ``setup``).
         self.balanced: bool | None = None
         self._tables: dict[str, pd.DataFrame] = {}
+        #: video key -> what repairs its damaged crops (the command its table records).
+        self._repair: dict[str, str] = {}
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in self._tables:
@@ -201,20 +204,35 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
                 self._tables[name] = table
             else:
                 self._tables[name] = load_frame_table(path)
+                hint = repair_hint(path)
+                self._repair.update(dict.fromkeys(self._tables[name]["video_key"].unique(), hint))
         return self._tables[name]
 
     def frames(self, names: Sequence[str], split: str) -> pd.DataFrame:
-        """Rows of ``split`` from the named tables, after the method filter."""
+        """Rows of ``split`` from the named tables, after the method filter.
+
+        Raises:
+            DFBenchError: no tables, or no rows; the message names the setting
+                (``data.init_args.<split>``) and what to give.
+        """
+        setting = f"data.init_args.{split}"
+        if split == "val" and self._val_default:
+            setting = "data.init_args.val (default: the train tables)"
         if not names:
-            raise DFBenchError(f"no tables given for the {split} split")
+            raise DFBenchError(
+                f"{setting} is empty: give the frame tables whose {split} rows to use, "
+                f"e.g. --data.init_args.{split} '[ffpp_c23]'"
+            )
         parts = [self.table(name) for name in names]
         frames = pd.concat([p[p["split"] == split] for p in parts], ignore_index=True)
         if self.methods is not None:
             frames = frames[(frames["label"] == 0) | frames["method"].isin(self.methods)]
         if frames.empty:
+            found = sorted(set().union(*(p["split"].unique() for p in parts)))
             raise DFBenchError(
-                f"tables {list(names)} hold no {split} frames"
+                f"{setting}: tables {list(names)} hold no {split} frames"
                 + (f" of methods {self.methods}" if self.methods is not None else "")
+                + f" (splits found: {', '.join(found) or 'none'}); give tables with {split} rows"
             )
         return frames.reset_index(drop=True)
 
@@ -222,10 +240,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         self, name: str, frames: pd.DataFrame, **options: Any
     ) -> tuple[str, FrameSet, list[str]]:
         dataset = FrameSet(
-            frames,
-            self.cache_dir,
-            self.contract.input_size,
-            **options,
+            frames, self.cache_dir, self.contract.input_size, repair=self._repair, **options
         )
         return name, dataset, dataset.video_keys
 
@@ -249,6 +264,8 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
             ]
         if stage in (None, "fit", "validate"):
             self.sets["validate"] = [self._set("val", self.frames(self.val_tables, "val"))]
+        if stage in ("test", "predict") and not self.test_tables:
+            self.frames(self.test_tables, "test")  # says which setting to fill
         if stage in (None, "test", "predict"):
             self.sets["test"] = self.sets["predict"] = [
                 self._set(name, self.frames([name], "test"), perturb=self.test_perturbation)

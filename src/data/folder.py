@@ -16,14 +16,18 @@ within the same second would otherwise keep its old score);
 ``content_hash=False`` uses size and modification time instead.
 
 Files that give no score (unreadable, no face in any frame, a name that cannot
-be a cache key) are listed with their reason by :meth:`FolderDataModule.skipped`,
+be a cache key, a link that loops or points to nothing, a FIFO, socket or
+device: those are judged by ``stat`` alone and never opened) are listed with their reason by :meth:`FolderDataModule.skipped`,
 which ``predict`` writes beside the scores; per-frame failures are in the
 cache's failures table.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -47,26 +51,40 @@ SKIPPED_COLUMNS = ("path", "reason")
 
 def folder_files(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A video table of every video and image under ``path`` (labels unknown), and the
-    files left out because their relative path cannot be a cache key (``path, reason``)."""
+    files with a video or image suffix left out, with why (``path, reason``): not a
+    regular file (a broken or looping link, a FIFO ...), or a relative path that
+    cannot be a cache key."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"folder to score not found: {root}")
-    files = sorted(
+    candidates = sorted(
         p
         for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in (*VIDEO_SUFFIXES, *IMAGE_SUFFIXES)
+        if p.suffix.lower() in (*VIDEO_SUFFIXES, *IMAGE_SUFFIXES) and not _is_folder(p)
     )
-    if not files:
-        raise FileNotFoundError(
-            f"no videos ({', '.join(VIDEO_SUFFIXES)}) or images ({', '.join(IMAGE_SUFFIXES)}) under {root}"
-        )
+    unusable = {p: _not_a_file(p) for p in candidates}
+    files = [p for p in candidates if unusable[p] is None]
     keys = {p: f"{TABLE}/{p.relative_to(root).as_posix()}" for p in files}
-    bad = {p: key_problem(key) for p, key in keys.items()}
+    unusable |= {
+        p: f"its name cannot be a cache key: {why}"
+        for p, key in keys.items()
+        if (why := key_problem(key)) is not None
+    }
     skipped = pd.DataFrame(
-        [(str(p), f"its name cannot be a cache key: {why}") for p, why in bad.items() if why],
+        [(str(p), why) for p, why in sorted(unusable.items()) if why],
         columns=list(SKIPPED_COLUMNS),
     )
-    files = [p for p in files if bad[p] is None]
+    files = [p for p in files if unusable[p] is None]
+    if not files:
+        raise FileNotFoundError(
+            f"no videos ({', '.join(VIDEO_SUFFIXES)}) or images ({', '.join(IMAGE_SUFFIXES)}) "
+            f"under {root}"
+            + (
+                f" that can be read ({len(skipped)} skipped: {skipped['reason'].iloc[0]})"
+                if len(skipped)
+                else ""
+            )
+        )
     videos = pd.DataFrame(
         {
             "video_key": [keys[p] for p in files],
@@ -79,6 +97,38 @@ def folder_files(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         }
     )
     return videos, skipped
+
+
+def _is_folder(path: Path) -> bool:
+    """A real folder (not followed through a link), which ``rglob`` walks into itself."""
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be scored as a file, decided from ``stat`` alone (never opened:
+    opening a FIFO would wait for a writer), or None for a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link that loops (it leads back to itself); not opened"
+        if path.is_symlink() and error.errno == errno.ENOENT:
+            return f"a symbolic link that points to nothing ({os.readlink(path)}); not opened"
+        return f"cannot be read ({error.strerror}); not opened"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder (through a symbolic link)"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"{kind}, not a regular file; not opened"
 
 
 def scan_folder(path: str | Path) -> pd.DataFrame:
@@ -170,7 +220,12 @@ class FolderDataModule(DeepfakeDataModuleBase):
             raise DFBenchError(
                 f"no face found in any file under {self.path}; see {self.failures_path}"
             )
-        dataset = FrameSet(frames, self.cache_dir, self.contract.input_size)
+        again = (
+            "run the same `dfbench predict` again: it redoes the files whose cached faces "
+            f"are damaged (cache {self.cache_dir})"
+        )
+        repair = dict.fromkeys(frames["video_key"].unique(), again)
+        dataset = FrameSet(frames, self.cache_dir, self.contract.input_size, repair=repair)
         self.sets["predict"] = self.sets["test"] = [(TABLE, dataset, dataset.video_keys)]
 
     def skipped(self) -> pd.DataFrame:

@@ -25,21 +25,40 @@ from src.contracts import Augment, PairAugment, PseudoFakeGenerator, SideData
 from src.data.base import batch_item
 from src.errors import DFBenchError
 
+#: What to do about a damaged crop when its table does not record its command.
+DEFAULT_REPAIR = (
+    "re-run `dfbench preprocess` with the arguments that wrote its table "
+    "(videos with damaged crops are redone)"
+)
 
-def read_face(cache_dir: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The cached RGB face crop of a frame-table row and its uint8 mask (None: no mask)."""
+
+class DamagedCropError(DFBenchError):
+    """A cached crop that is missing or cannot be decoded; the message says how to repair it."""
+
+
+def read_face(
+    cache_dir: Path, row: dict[str, Any], repair: str = DEFAULT_REPAIR
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The cached RGB face crop of a frame-table row and its uint8 mask (None: no mask).
+
+    Raises:
+        DamagedCropError: a crop is missing or cannot be decoded (cut short); the
+            message names it and ends with ``repair``.
+    """
     path = cache_dir / row["crop_path"]
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise FileNotFoundError(
-            f"face crop missing or unreadable: {path} (re-run `dfbench preprocess`)"
+        raise DamagedCropError(
+            f"face crop missing or unreadable: {path} (video {row['video_key']}); {repair}"
         )
     mask = None
     if row.get("crop_mask_path"):
         mask_path = cache_dir / row["crop_mask_path"]
         mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
         if mask is None:
-            raise FileNotFoundError(f"mask crop missing or unreadable: {mask_path}")
+            raise DamagedCropError(
+                f"mask crop missing or unreadable: {mask_path} (video {row['video_key']}); {repair}"
+            )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), mask
 
 
@@ -83,6 +102,8 @@ class FrameSet(Dataset):
         pair_transform: a photometric transform with one draw for both images
             of each (real, pseudo-fake) pair, applied after ``augment``.
         side_data: ``{name: folder}`` of per-frame arrays added to the side data.
+        repair: ``{video_key: what to run}`` when a video's crop turns out damaged
+            (the command its frame table records); others get generic advice.
     """
 
     def __init__(
@@ -96,6 +117,7 @@ class FrameSet(Dataset):
         perturb: Augment | None = None,
         pair_transform: PairAugment | None = None,
         side_data: Mapping[str, str | Path] | None = None,
+        repair: Mapping[str, str] | None = None,
     ) -> None:
         if frames.empty:
             raise DFBenchError("a set with no frames")
@@ -111,6 +133,7 @@ class FrameSet(Dataset):
         self.perturb = perturb
         self.pair_transform = pair_transform
         self.side_data = {name: Path(folder) for name, folder in (side_data or {}).items()}
+        self.repair = repair or {}
         self.video_keys: list[str] = sorted(frames["video_key"].unique())
         video_of = {key: i for i, key in enumerate(self.video_keys)}
         self.video_idx = np.array([video_of[k] for k in frames["video_key"]], dtype=np.int64)
@@ -154,7 +177,9 @@ class FrameSet(Dataset):
         row_index = self._row_for(index)
         row = self.rows[row_index]
         side = self.side(row)
-        image, mask = read_face(self.cache_dir, row)
+        image, mask = read_face(
+            self.cache_dir, row, self.repair.get(row["video_key"], DEFAULT_REPAIR)
+        )
         has_mask = mask is not None or row["label"] == 0
         if mask is None:
             mask = np.zeros(image.shape[:2], np.uint8)

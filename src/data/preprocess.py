@@ -34,8 +34,21 @@ differ in settings redo each other's videos; give them separate caches.
 A missing source's failure is not cached (the next run looks again); the
 others are part of the video's marker. Errors of the machine (a full disk, a
 permission) are not the data's fault: they stop the run rather than being
-cached as a video's failure. Face sequences (WildDeepfake) are already face
-crops: their frames are landmarked in place, not re-cropped.
+cached as a video's failure; a full disk is one line naming the file being
+written, the space left and the space the video needs
+(:class:`~src.data.space.DiskFullError`).
+
+**Damaged crops.** A cached video whose crops are missing or of another size
+than its marker records is redone, and the result lists it (``redone``) with
+why. The frame table records the command that made it (when given), so an
+error at training time on an unreadable crop can name the exact command that
+repairs it (:func:`repair_hint`).
+
+Face sequences (WildDeepfake) are already face crops: their frames are
+landmarked in place, not re-cropped.
+
+**Long keys.** A video key part too long for a file name gets a shortened,
+hashed folder (:func:`~src.data.paths.key_folder`); the tables keep the full key.
 
 Outputs, for a table named ``NAME`` (a plain name): ``<cache>/tables/NAME.parquet``
 (the frame table, :data:`~src.data.tables.FRAME_COLUMNS`, paths relative to
@@ -44,18 +57,22 @@ Outputs, for a table named ``NAME`` (a plain name): ``<cache>/tables/NAME.parque
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from src.data.paths import check_name
+from src.data.cache import read_record, write_with_record
+from src.data.paths import check_name, key_folder
 from src.data.settings import DEFAULT_FRAMES, PreprocessConfig
+from src.data.space import writing
 from src.data.tables import FRAME_COLUMNS, TableError, video_table
 from src.data.video_io import VideoReadError, read_frames, sample_indices
 from src.data.worker import FAILURE_COLUMNS, VideoPreprocessor
-from src.files import atomic_write, atomic_write_csv
+from src.files import atomic_write_csv
 from src.progress_bars import progress_bar
 
 __all__ = [
@@ -67,6 +84,7 @@ __all__ = [
     "VideoReadError",
     "load_frame_table",
     "preprocess",
+    "repair_hint",
     "read_frames",
     "sample_indices",
 ]
@@ -75,7 +93,9 @@ __all__ = [
 # ------------------------------------------------------------- a whole table
 @dataclass
 class PreprocessResult:
-    """What a run produced; ``updated`` counts videos whose rows were re-indexed only."""
+    """What a run produced; ``updated`` counts videos whose rows were re-indexed only;
+    ``redone`` lists the cached videos redone because their crops were damaged
+    (``(video_key, why)``)."""
 
     frames: pd.DataFrame
     failures: pd.DataFrame
@@ -84,6 +104,7 @@ class PreprocessResult:
     processed: int
     skipped: int
     updated: int = 0
+    redone: list[tuple[str, str]] = field(default_factory=list)
 
 
 def preprocess(
@@ -94,6 +115,7 @@ def preprocess(
     progress: bool = True,
     limit: int | None = None,
     content_hash: bool = False,
+    command: Sequence[str] | None = None,
 ) -> PreprocessResult:
     """Preprocess every video of ``videos`` into ``cache_root``; resumable, never stale.
 
@@ -107,17 +129,24 @@ def preprocess(
         limit: process at most this many unfinished videos, then stop without
             writing the combined tables (for tests of interrupted runs).
         content_hash: identify sources by content (SHA-256) instead of size + mtime.
+        command: the command line that makes this table again (``dfbench
+            preprocess ...``, absolute paths), recorded in the table so that a
+            damaged crop found later can name it.
 
     Raises:
         UnsafePathError: ``name`` or a video key would leave the cache.
-        TableError: ``videos`` breaks the video-table schema.
+        TableError: ``videos`` breaks the video-table schema, or two keys would
+            share a cache folder.
+        DiskFullError: the disk filled up; the message names the file and the space.
     """
     check_name(name, "frame table name")
     videos = video_table(videos, name)
+    _check_folders(videos["video_key"], name)
     config = config or PreprocessConfig()
     worker = VideoPreprocessor(cache_root, config, content_hash)
     frame_parts, failures = [], []
     processed = skipped = updated = 0
+    redone: list[tuple[str, str]] = []
     bar = progress_bar(
         videos.to_dict("records"),
         total=len(videos),
@@ -128,6 +157,9 @@ def preprocess(
     for video in bar:
         produced_by = worker.produced_by(video)
         reused = worker.reuse(video, produced_by)
+        if isinstance(reused, str):
+            redone.append((video["video_key"], reused))
+            reused = None
         if reused is None:
             if limit is not None and processed >= limit:
                 break
@@ -150,10 +182,38 @@ def preprocess(
         frames = frames.sort_values(
             ["video_key", "frame_idx", "crop_path"], kind="stable"
         ).reset_index(drop=True)
-        atomic_write(table_path, lambda handle: frames.to_parquet(handle, index=False))
-        atomic_write_csv(failures_path, failure_table)
+        record = {"command": list(command)} if command else {}
+        with writing(table_path):
+            write_with_record(table_path, frames, record)
+        with writing(failures_path):
+            atomic_write_csv(failures_path, failure_table)
     return PreprocessResult(
-        frames, failure_table, table_path, failures_path, processed, skipped, updated
+        frames, failure_table, table_path, failures_path, processed, skipped, updated, redone
+    )
+
+
+def _check_folders(keys: pd.Series, name: str) -> None:
+    """Refuse two keys that would share a cache folder (a long key's hashed folder
+    spelled out as another key)."""
+    folders = keys.map(key_folder)
+    shared = folders.duplicated(keep=False)
+    if shared.any():
+        first, second = keys[folders == folders[shared].iloc[0]].iloc[:2]
+        raise TableError(
+            f"{name}: video keys {first!r} and {second!r} would share the cache folder "
+            f"{folders[shared].iloc[0]!r}; rename one"
+        )
+
+
+def repair_hint(table_path: str | Path) -> str:
+    """What to run to redo a frame table's damaged crops: the command it records, or advice."""
+    record = read_record(Path(table_path)) or {}
+    command = record.get("command")
+    if command:
+        return f"run `{shlex.join(command)}` to redo it (videos with damaged crops are redone)"
+    return (
+        f"re-run the preprocessing that wrote {table_path} with the same arguments "
+        "(videos with damaged crops are redone)"
     )
 
 
@@ -166,7 +226,12 @@ def load_frame_table(path: str | Path) -> pd.DataFrame:
     missing = [c for c in FRAME_COLUMNS if c not in table.columns]
     if missing:
         raise TableError(f"{path}: not a frame table, missing columns {missing}")
+    # A frame without landmarks (null) gets NaN points, as DeepfakeBench frames do:
+    # what needs landmarks (SBI) says which frame has none.
     table["landmarks"] = [
-        np.asarray(v, dtype=np.float32).reshape(-1, 2) for v in table["landmarks"]
+        np.full((68, 2), np.nan, np.float32)
+        if v is None
+        else np.asarray(v, dtype=np.float32).reshape(-1, 2)
+        for v in table["landmarks"]
     ]
     return table

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from src.data.paths import member_folder
 from src.errors import DFBenchError
 from src.files import IMAGE_SUFFIXES, atomic_write
 
@@ -98,14 +99,13 @@ def _sequence_frames(path: str, count: int) -> tuple[dict[int, np.ndarray], np.n
             archive_path, folder = path.split("::", 1)
             if not Path(archive_path).is_file():
                 raise VideoReadError("archive not found")
-            prefix = "" if folder in ("", ".") else folder.rstrip("/") + "/"
+            folder = folder.rstrip("/") or "."
             with tarfile.open(archive_path) as archive:
                 names = sorted(
                     m.name
                     for m in archive.getmembers()
                     if m.isfile()
-                    and m.name.startswith(prefix)
-                    and "/" not in m.name[len(prefix) :]
+                    and member_folder(m.name) == folder
                     and m.name.lower().endswith(IMAGE_SUFFIXES)
                 )
                 return _decode_sequence(names, count, lambda name: archive.extractfile(name).read())

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from functools import cached_property
+from collections.abc import Callable
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,19 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from src.data.cache import MARKER, index_record, read_marker, source_identity, write_marker
+from src.data.cache import (
+    MARKER,
+    MARKER_VERSION,
+    crop_damage,
+    index_record,
+    read_marker,
+    source_identity,
+    write_marker,
+)
 from src.data.faces import Face, FaceDetector, Landmarker, crop_box, select_faces
-from src.data.paths import check_key, inside
+from src.data.paths import check_key, inside, key_folder
 from src.data.settings import PreprocessConfig
+from src.data.space import DiskFullError, writing
 from src.data.tables import FRAME_COLUMNS
 from src.data.video_io import VideoReadError, is_sequence, read_frames, read_masks, write_png
 from src.errors import DFBenchError
@@ -40,6 +50,17 @@ def _absent(path: str) -> str:
     if file.exists():
         return "cannot be read (permissions?)"
     return "archive not found" if "::" in path else "file not found"
+
+
+def _total_bytes(files: list[Path]) -> int:
+    return sum(file.stat().st_size for file in files)
+
+
+def _estimate(written: list[Path], expected: int) -> int | None:
+    """About how many bytes a video's ``expected`` crops take, from those ``written`` so far."""
+    if not written:
+        return None
+    return _total_bytes(written) * max(expected, len(written)) // len(written)
 
 
 def _first_line(error: BaseException) -> str:
@@ -77,9 +98,9 @@ class VideoPreprocessor:
         return Landmarker()
 
     def folder(self, video_key: str) -> Path:
-        """The video's cache folder, checked to stay inside the cache."""
+        """The video's cache folder (:func:`~src.data.paths.key_folder`), inside the cache."""
         check_key(video_key, "preprocess")
-        return inside(self.cache_root, video_key, f"video key {video_key!r}")
+        return inside(self.cache_root, key_folder(video_key), f"video key {video_key!r}")
 
     def marker(self, video_key: str) -> Path:
         return self.folder(video_key) / MARKER
@@ -99,16 +120,39 @@ class VideoPreprocessor:
 
     def reuse(
         self, video: dict[str, Any], produced_by: dict[str, Any]
-    ) -> tuple[str, pd.DataFrame, list[dict]] | None:
-        """``("fresh" | "reindexed", rows, failures)`` when the cached video can serve, else None."""
+    ) -> tuple[str, pd.DataFrame, list[dict]] | str | None:
+        """What the cache holds for ``video``.
+
+        Returns:
+            ``("fresh" | "reindexed", rows, failures)`` when the cached video can
+            serve; a string saying why when it was made from the same source and
+            settings but its crops are damaged (missing, another size than
+            recorded); None when there is nothing to reuse.
+        """
         if produced_by["source"] is None:
             return None
-        found = read_marker(self.marker(video["video_key"]))
+        marker = self.marker(video["video_key"])
+        found = read_marker(marker)
         if found is None or found[1].get("produced_by") != produced_by:
             return None
         rows, record = found
+        files = [
+            self.cache_root / relative
+            for column in ("crop_path", "crop_mask_path")
+            for relative in rows[column]
+            if relative
+        ]
+        damage = crop_damage(files, record.get("crop_bytes"))
+        if damage is not None:
+            return damage
         failures = list(record.get("failures", []))
         index = index_record(video)
+        if record.get("version") != MARKER_VERSION:
+            # Checked the slow way once; from now on their sizes tell.
+            record["crop_bytes"] = {file.name: file.stat().st_size for file in files}
+            if record.get("index") == index:
+                with writing(marker):
+                    write_marker(marker, rows, record)
         if record.get("index") == index:
             return "fresh", rows, failures
         # Only the index row changed: new values into the rows, no face detection.
@@ -120,13 +164,16 @@ class VideoPreprocessor:
             if failure.get("path") == old_path:
                 failure["path"] = video["path"]
         record = {**record, "index": index, "failures": failures}
-        write_marker(self.marker(video["video_key"]), rows, record)
+        with writing(marker):
+            write_marker(marker, rows, record)
         return "reindexed", rows, failures
 
     def run(self, video: dict[str, Any], produced_by: dict[str, Any]) -> tuple[pd.DataFrame, list]:
         """:meth:`__call__`, with any data error of the video recorded as its failure."""
         try:
             return self(video, produced_by)
+        except DiskFullError:
+            raise  # the machine's problem, not the video's: stop the run
         except DATA_ERRORS as error:
             reason = f"preprocessing failed ({type(error).__name__}: {_first_line(error)})"
             failure = {"video_key": video["video_key"], "frame_idx": -1, "path": video["path"]}
@@ -175,6 +222,7 @@ class VideoPreprocessor:
             else:
                 fail(index, problem)
         rows, written = [], []
+        expected = len(usable) * (2 if mask_path else 1)
         sequence = is_sequence(path)
         for index, found in self._detect(usable).items():
             if isinstance(found, str):
@@ -196,8 +244,13 @@ class VideoPreprocessor:
                     if sequence
                     else crop_box(face.box, self.config.crop_scale, height, width)
                 )
+                needed = partial(_estimate, written, expected)
                 try:
-                    row, files = self._save(video, out_dir, index, face_idx, face, box, image, mask)
+                    row, files = self._save(
+                        video, out_dir, index, face_idx, face, box, image, mask, needed
+                    )
+                except DiskFullError:
+                    raise
                 except DATA_ERRORS as error:
                     fail(index, f"face {face_idx} could not be saved: {_first_line(error)}")
                     continue
@@ -270,11 +323,17 @@ class VideoPreprocessor:
         written: list[Path],
     ) -> tuple[pd.DataFrame, list[dict]]:
         # The crops reach the disk before the marker that vouches for them.
-        fsync_files(written)
-        if written:
-            fsync_directory(out_dir)
-        record = {"produced_by": produced_by, "index": index_record(video), "failures": failures}
-        write_marker(out_dir / MARKER, table, record)
+        with writing(out_dir / MARKER, _total_bytes(written)):
+            fsync_files(written)
+            if written:
+                fsync_directory(out_dir)
+            record = {
+                "produced_by": produced_by,
+                "index": index_record(video),
+                "failures": failures,
+                "crop_bytes": {file.name: file.stat().st_size for file in written},
+            }
+            write_marker(out_dir / MARKER, table, record)
         keep = {p.name for p in written}
         for entry in out_dir.iterdir():
             if entry.name not in keep and _VIDEO_FILE.match(entry.name) and entry.is_file():
@@ -291,21 +350,24 @@ class VideoPreprocessor:
         box: np.ndarray,
         image: np.ndarray,
         mask: np.ndarray | None,
+        needed: Callable[[], int | None] | None = None,
     ) -> tuple[dict[str, Any], list[Path]]:
+        """Write one face's crop (and mask crop); ``needed`` estimates the video's space
+        for the message of a full disk."""
         x0, y0, x1, y1 = (int(v) for v in box)
         if x1 - x0 < 1 or y1 - y0 < 1:
             height, width = image.shape[:2]
             raise DFBenchError(f"the face box leaves no crop inside the {width} x {height} frame")
         stem = f"{index:06d}" if face_idx == 0 else f"{index:06d}_face{face_idx}"
-        crop_path = write_png(
-            out_dir / f"{stem}.png", image[y0:y1, x0:x1], self.config.png_compression
-        )
+        crop_path = out_dir / f"{stem}.png"
+        with writing(crop_path, needed):
+            write_png(crop_path, image[y0:y1, x0:x1], self.config.png_compression)
         written = [crop_path]
         mask_rel = ""
         if mask is not None:
-            mask_path = write_png(
-                out_dir / f"{stem}_mask.png", mask[y0:y1, x0:x1], self.config.png_compression
-            )
+            mask_path = out_dir / f"{stem}_mask.png"
+            with writing(mask_path, needed):
+                write_png(mask_path, mask[y0:y1, x0:x1], self.config.png_compression)
             written.append(mask_path)
             mask_rel = mask_path.relative_to(self.cache_root).as_posix()
         landmarks = self.landmarker(image, face.box) - np.array([x0, y0], dtype=np.float32)

@@ -20,7 +20,7 @@ from src.data.indexers.base import (
     check_split,
     read_json,
 )
-from src.data.paths import check_key, inside
+from src.data.paths import check_key, inside, no_parent_parts
 from src.data.tables import FRAME_COLUMNS, SPLITS, frame_table
 
 PREFIX = "dfb"
@@ -124,13 +124,16 @@ def _resolve(frame: Any, data_root: Path | None, path: Path, where: str) -> Path
 
     Without ``data_root`` only absolute paths are accepted (the file is then
     the user's own list of files); with it, relative and absolute paths alike
-    must lie inside it.
+    must lie inside it. A path with a ``..`` part is refused either way.
     """
     if not isinstance(frame, str) or not frame.strip():
         raise DatasetLayoutError(path, FORMAT, f"{where}: frame path {frame!r} is not a path")
     text = frame.replace("\\", "/")
     if data_root is not None:
-        return inside(data_root, text, f"{path}: {where}")
+        resolved = inside(data_root, text, f"{path}: {where}")
+        no_parent_parts(text, f"{path}: {where}")
+        return resolved
+    no_parent_parts(text, f"{path}: {where}")
     if PurePosixPath(text).is_absolute():
         return absolute(text)
     raise DatasetLayoutError(

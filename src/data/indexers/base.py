@@ -28,9 +28,10 @@ Conventions that hold for every dataset (decided once, here):
 * **Paths** are absolute but not resolved: symbolic links stay as the user
   wrote them, so a table stays valid when a dataset disk is re-linked.
 * **Containment.** A path named by a dataset's own file (a list line, a JSON
-  entry, a tar member) is normalised and must stay inside the root
-  (:func:`listed_path`, :func:`file_name`); ``../x.mp4`` or ``/abs/x.mp4`` is an
-  :class:`~src.data.paths.UnsafePathError` naming the file and line or entry.
+  entry, a tar member) must be relative, without ``..`` parts, and stay inside
+  the root (:func:`listed_path`, :func:`file_name`); ``../x.mp4``, ``a/../x.mp4``
+  or ``/abs/x.mp4`` is an :class:`~src.data.paths.UnsafePathError` naming the
+  file and line or entry, never rewritten.
   Two rows naming one source file are an error naming both.
 * **Options** are checked against the indexer's signature before it runs
   (:func:`check_options`): an unknown name, or a value of the wrong type or
@@ -57,7 +58,7 @@ from typing import Any
 import pandas as pd
 
 from src.data.options import describe, matches
-from src.data.paths import UnsafePathError, inside
+from src.data.paths import UnsafePathError, inside, no_parent_parts
 from src.data.tables import SPLITS, video_table
 from src.errors import DFBenchError
 from src.files import VIDEO_SUFFIXES
@@ -269,16 +270,18 @@ def scan_or_skip(folder: Path, expected: str, strict: bool) -> dict[str, Path] |
 def listed_path(root: Path, relative: str, where: str) -> PurePosixPath:
     """A path named by a dataset's own file, relative to ``root`` and checked to stay inside it.
 
-    ``a/../b/x.mp4`` becomes ``b/x.mp4`` (so two spellings of one video meet as
-    one name); ``../x.mp4``, ``/abs/x.mp4`` and ``C:\\x.mp4`` are refused.
+    ``/abs/x.mp4``, ``C:\\x.mp4`` and any path with a ``..`` part (``../x.mp4``, and
+    ``a/../b/x.mp4`` too, rather than quietly reading it as ``b/x.mp4``) are refused.
 
     Raises:
-        UnsafePathError: the path leaves ``root``; the message starts with ``where``.
+        UnsafePathError: the path is absolute, has a ``..`` part or names the root;
+            the message starts with ``where``.
     """
     text = relative.replace("\\", "/")
     if PurePosixPath(text).is_absolute() or (len(text) > 1 and text[1] == ":"):
         raise UnsafePathError(f"{where}: {relative!r} is absolute; expected a path inside {root}")
     resolved = inside(root, text, where)
+    no_parent_parts(relative, where)
     if resolved == root:
         raise UnsafePathError(f"{where}: {relative!r} names the dataset root, not a file in it")
     return PurePosixPath(resolved.relative_to(root).as_posix())

@@ -52,6 +52,7 @@ from src.data.indexers.base import (
     video_dir,
     video_row,
 )
+from src.errors import DFBenchError
 
 _PART = re.compile(r"^dfdc_train_part_(\d+)$")
 LABELS_CSV = 'a CSV with the header "filename,label" and labels 0 (real) / 1 (fake)'
@@ -141,8 +142,18 @@ def read_metadata(path: Path) -> dict[str, tuple[int, str]]:
 
 
 def _part_number(value: int | str) -> int:
+    """A training part's number from ``49``, ``"49"`` or ``"dfdc_train_part_49"``."""
     match = _PART.match(str(value))
-    return int(match[1]) if match else int(value)
+    if match:
+        return int(match[1])
+    try:
+        return int(value)
+    except ValueError:
+        raise DFBenchError(
+            f"dfdc: option val_parts: {value!r} is not a training part; expected an integer "
+            "(e.g. -o val_parts=49 or -o 'val_parts=[48, 49]') or a folder name such as "
+            "dfdc_train_part_49"
+        ) from None
 
 
 @register_indexer("dfdc")

@@ -46,6 +46,7 @@ from src.data.indexers.base import (
     video_dir,
     video_row,
 )
+from src.data.paths import member_folder
 from src.errors import DFBenchError
 from src.files import IMAGE_SUFFIXES
 
@@ -90,7 +91,7 @@ def archive_sequences(archive: Path) -> tuple[list[str], list[str]]:
             if member_problem(member.name) is not None:
                 unsafe.append(member.name)
                 continue
-            folders.add(str(name.parent))
+            folders.add(member_folder(member.name))
     return sorted(folders), unsafe
 
 
