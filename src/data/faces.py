@@ -12,8 +12,8 @@ Speed decisions, measured by ``benchmarks/preprocess_throughput.py``:
 * All sampled frames of a video go to MTCNN as one batch (on the GPU when
   there is one); frames of different sizes (a face sequence may mix them)
   go in one batch per size, each scaled and mapped back by its own factor.
-* dlib's landmark model runs once per kept face on the full-resolution frame
-  (about 1 ms each); the model file is loaded once per process.
+* dlib's landmark model runs once per kept face on the full-resolution frame;
+  the model file is loaded once per process.
 
 Images are RGB uint8 everywhere in this module (OpenCV's BGR stays at the
 decoding boundary).

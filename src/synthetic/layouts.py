@@ -454,7 +454,7 @@ def synthesize(
         seed: fixes every identity, motion, id and pixel.
         size: ``"default"`` (about 700 videos of 2-3 frames at 256 px, sized for the
             demo benchmark) or
-            ``"tiny"`` (a few 6-frame videos per dataset at 128 px, ~1.5 s).
+            ``"tiny"`` (a few 6-frame videos per dataset at 128 px, for tests).
 
     Returns:
         ``{name: root}``; ``ffpp`` and ``dfd`` share the ``FaceForensics++`` root.

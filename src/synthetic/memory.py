@@ -15,10 +15,10 @@ Each test set is named after a fake style (:data:`FAKE_STYLES`):
 ``test_sets: [blend, matched]`` gives two test sets with differently made
 fakes, reported separately.
 
-Cost at 64 px, CPU time of one core: drawing a person takes about 4 ms and
-happens once per identity of a set (the drawings are kept, 0.3 MB each at
-64 px); after that a frame takes about 1.2 ms (real) or 2.1 ms (fake), against
-35-40 ms for a person drawn on the full photograph as the on-disk writer does.
+Drawing a person happens once per identity of a set (the drawings are kept,
+0.3 MB each at 64 px), on a square around the head; a frame then only
+composes the kept drawings, an order of magnitude less work than a person
+drawn on the full photograph as the on-disk writer does.
 """
 
 from __future__ import annotations

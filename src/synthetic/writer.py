@@ -56,7 +56,7 @@ class SizePreset:
 
 
 SIZE_PRESETS: dict[str, SizePreset] = {
-    # Sized for the demo benchmark (80-100 s to synthesise and preprocess on two cores):
+    # Sized for the demo benchmark (a small share of its 15 minutes on two cores):
     # many short videos rather than few long ones, since a detector learns from identities
     # and scenes and a test interval narrows with videos, not frames. FF++ videos hold 3
     # frames (training draws all of them); the others 2 (tests use both). FF++ test has 28
