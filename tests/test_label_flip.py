@@ -24,7 +24,7 @@ def _fit_and_test(flip_training: bool) -> dict[bool, float]:
     name = f"flip_{flip_training}"
     configs = [*xception_learning_args(), f"--run_name={name}"]
     assert main(["fit", *configs, f"--data.init_args.flip_labels={flip_training}"]) == 0
-    (run,) = Path("runs").glob(f"xception/*/{name}")
+    (run,) = Path("runs").glob(f"xception*/*/{name}")
     aucs = {}
     for flip_test in (False, True):
         before = set(run.glob("test-*"))

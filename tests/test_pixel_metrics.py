@@ -145,7 +145,7 @@ def test_pixel_metrics_on_two_processes_equal_one(
     common += ["--trainer.limit_train_batches=2"]
     fit_dirs = ["--trainer.default_root_dir=fit", "--trainer.logger.init_args.save_dir=fit"]
     run_dfbench(tmp_path, "fit", *common, *fit_dirs)
-    (checkpoint,) = tmp_path.glob("fit/ynet/synthetic_face/*/checkpoints/last.ckpt")
+    (checkpoint,) = tmp_path.glob("fit/ynet*/synthetic_face/*/checkpoints/last.ckpt")
     results = {}
     for name, extra in {
         "single": ["--trainer.devices=1"],
