@@ -368,3 +368,22 @@ def test_resuming_with_another_optimiser_setting_is_refused(
     longer = [*args, "--trainer.max_epochs=2", f"--ckpt_path={last}"]
     assert main(["fit", *longer]) == 0
     assert torch.load(last, weights_only=True)["epoch"] == 1
+
+
+def test_evaluating_a_checkpoint_file_joins_its_run(tmp_path: Path) -> None:
+    """A test without the fit's optimiser options still lands in the run that holds the file."""
+    root = tmp_path / "runs"
+    fake_run(root / "det-0a1b2c/data", "exp", [0], recorded=0, age=1_000)
+    checkpoint = root / "det-0a1b2c/data/exp/checkpoints/best-epoch000.ckpt"
+    layout, found, _ = plan_session("test", root, "det", "data", None, str(checkpoint), False)
+    assert (layout.detector, layout.data, layout.run, found) == (
+        "det-0a1b2c",
+        "data",
+        "exp",
+        checkpoint,
+    )
+    # A file outside any run gets a run named after it, under this command's detector.
+    elsewhere = tmp_path / "weights.ckpt"
+    elsewhere.write_bytes(b"x")
+    layout, _, _ = plan_session("test", root, "det", "data", None, str(elsewhere), False)
+    assert (layout.detector, layout.run) == ("det", "weights")

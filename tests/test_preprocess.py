@@ -161,7 +161,7 @@ def test_killed_preprocess_resumes_to_the_clean_result(tmp_path, toy_videos, toy
     assert not (cache / "tables" / "toy.parquet").exists()
 
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    assert f"{6 - finished_before} processed, {finished_before} already done" in out
+    assert f"{6 - finished_before} processed, 0 re-indexed, {finished_before} already done" in out
     resumed = load_frame_table(cache / "tables" / "toy.parquet")
     expected = load_frame_table(clean.table_path)
     pd.testing.assert_frame_equal(

@@ -220,14 +220,16 @@ def test_ynet_learns_to_detect_and_localise_synthetic_fakes(
         "--model.init_args.lr_scheduler.init_args.T_max=8",
     ]
     assert main(["fit", *common, *training]) == 0
-    log = pd.read_csv(tmp_path / "runs/lightning_logs/version_0/metrics.csv")
+    (run,) = tmp_path.glob("runs/ynet*/synthetic_face/*")
+    (metrics_csv,) = run.glob("fit-*/metrics.csv")
+    log = pd.read_csv(metrics_csv)
     epochs = log.dropna(subset=["train/loss_epoch"])
     for term in ("bce", "similarity", "localisation"):
         first, last = epochs[f"train/{term}_epoch"].iloc[[0, -1]]
         assert last < 0.8 * first, (term, first, last)
-    (best,) = tmp_path.glob("runs/lightning_logs/version_0/checkpoints/best-*.ckpt")
+    (best,) = run.glob("checkpoints/best-*.ckpt")
     assert main(["test", *common, f"--ckpt_path={best}"]) == 0
-    (metrics,) = tmp_path.glob("runs/lightning_logs/version_1/test_metrics.json")
+    (metrics,) = run.glob("test-*/test_metrics.json")
     result = json.loads(metrics.read_text())["blend"]
     assert result["frame_auc"] > 0.85, result
     assert result["pixel_auc"] > 0.9 and result["pixel_auc_binning_bound"] < 0.01, result

@@ -30,7 +30,9 @@ folder inside it::
   trained on FF++ on the cross-dataset config finds the FF++ run.
 * run: --run_name, else the time the fit started (20250601-101500). Evaluation
   sessions join the run of their checkpoint: the named run for best/last, the
-  run holding an explicit checkpoint file, else a run named after the file.
+  run holding an explicit checkpoint file (whatever options of the training
+  recipe the evaluation's command line leaves out), else a run named after
+  the file.
 
 --ckpt_path last is the run's last.ckpt; best is the checkpoint its
 ModelCheckpoint recorded as best (read from last.ckpt, which always holds the
@@ -260,6 +262,17 @@ def _other_recipes(root: Path, detector: str, data: str) -> str:
     )
 
 
+def _owner_run(checkpoint: Path, root: Path) -> tuple[str, str, str] | None:
+    """(detector, data, run) of the run under ``root`` whose checkpoints folder holds the file."""
+    folder = checkpoint.resolve().parent
+    if folder.name != "checkpoints" or not root.is_dir():
+        return None
+    run_dir = folder.parent
+    if run_dir.parent.parent.parent != root.resolve():
+        return None
+    return run_dir.parent.parent.name, run_dir.parent.name, run_dir.name
+
+
 def _run_of(checkpoint: Path, group_dir: Path) -> str | None:
     """The run of ``group_dir`` that holds ``checkpoint`` in its checkpoints folder, if any."""
     folder = checkpoint.resolve().parent
@@ -320,6 +333,12 @@ def plan_session(
         checkpoint = resolve_alias(ckpt_path, group_dir / run)
     elif ckpt_path:
         checkpoint = Path(ckpt_path).expanduser()
+        owner = _owner_run(checkpoint, root) if verb != "fit" and run is None else None
+        if owner is not None:
+            # Evaluating a run's checkpoint joins that run, whatever recipe options (an
+            # optimiser, a schedule) this command line leaves out.
+            detector, data, run = owner
+            group_dir = root / detector / data
         if run is None:
             run = _run_of(checkpoint, group_dir)
         if run is None and verb != "fit":
