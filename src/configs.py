@@ -311,6 +311,28 @@ def frame_tables(config: Mapping[str, Any]) -> dict[str, Path]:
     return {str(name): resolve_table(str(name), folder) for name in dict.fromkeys(names)}
 
 
+def resolved_val_fakes(data_args: Mapping[str, Any]) -> str:
+    """What a data configuration validates on: its ``val_fakes``, or the default for it.
+
+    ``pseudo`` with a ``pseudo_fake`` generator, ``real`` without.
+    """
+    return data_args.get("val_fakes") or ("pseudo" if data_args.get("pseudo_fake") else "real")
+
+
+def _explicit_val_fakes(data_args: dict[str, Any]) -> None:
+    """Write the validation fakes a pseudo-fake run uses; leave a plain run's default unset.
+
+    So a default and its explicit spelling are one identity, and runs from before
+    the option existed keep theirs unless they train on pseudo-fakes (whose
+    validation it changed).
+    """
+    chosen = resolved_val_fakes(data_args)
+    if data_args.get("pseudo_fake") or chosen != "real":
+        data_args["val_fakes"] = chosen
+    else:
+        data_args.pop("val_fakes", None)
+
+
 def identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """What of a resolved configuration decides what a run computes (see the module docstring)."""
     kept = plain(dict(config))
@@ -326,6 +348,7 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
             if not (isinstance(c, dict) and c.get("class_path") in REPORTING_CALLBACKS)
         ]
     data_args = (kept.get("data") or {}).get("init_args") or {}
+    _explicit_val_fakes(data_args)
     if isinstance(data_args.get("side_data"), dict):
         data_args["side_data"] = {
             name: "/".join(Path(str(folder)).parts[-2:])
@@ -421,6 +444,7 @@ def recipe(config: Mapping[str, Any]) -> dict[str, Any]:
     model = config.get("model") or {}
     data = config.get("data") or {}
     trainer = config.get("trainer") or {}
+    _explicit_val_fakes(data.get("init_args") or {})
     return {
         "model": {
             "class_path": model.get("class_path"),

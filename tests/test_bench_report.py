@@ -128,3 +128,8 @@ def test_sanity_line_names_each_cell_and_flags_chance() -> None:
         ": xception undefined at epoch 0 (one class in the validation batches?), "
         "laa_net undefined at epoch 0 (one class in the validation batches?)"
     )
+    pseudo = one_seed.assign(val_auc=0.971, best_epoch=3, val_fakes="pseudo")
+    pseudo.loc[pseudo["detector"] == "xception", "val_fakes"] = "real"
+    assert sanity_line(pseudo).endswith(
+        ": xception 97.10 at epoch 3, laa_net pseudo-fake val 97.10 at epoch 3"
+    )

@@ -57,6 +57,7 @@ def fake_dfbench(args: list[str], log: Path, shown_log: str, **child) -> float:
                 {
                     "state_dict": weights,
                     "hyper_parameters": {"backbone": "legacy_xception"},
+                    "datamodule_hyper_parameters": {"val_fakes": "pseudo"},
                     "pytorch-lightning_version": "2.6.6",
                     "epoch": 1,
                     "optimizer_states": [{"exp_avg": torch.ones(64, 64)}],
@@ -136,7 +137,13 @@ def test_finished_cell_keeps_one_weights_only_checkpoint(tmp_path: Path, cells) 
     folder = runner.cell_dir(cells[0]) / "checkpoints"
     assert [p.name for p in folder.iterdir()] == ["best-epoch001.ckpt"]
     kept = torch.load(folder / "best-epoch001.ckpt", weights_only=False)
-    assert set(kept) == {"state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch"}
+    assert set(kept) == {
+        "state_dict",
+        "hyper_parameters",
+        "datamodule_hyper_parameters",
+        "pytorch-lightning_version",
+        "epoch",
+    }
     assert torch.equal(kept["state_dict"]["layer.weight"], torch.ones(64, 64))
     assert runner.status(cells[0])["checkpoint_bytes_freed"] > 2 * 64 * 64 * 4
 
@@ -194,8 +201,10 @@ def test_cells_carry_run_meta_progress_and_selection_score(tmp_path: Path, cells
     fit = json.loads((runner.cell_dir(cell) / "fit.json").read_text())
     assert (fit["val_score"], fit["best_epoch"], fit["monitor"]) == (VAL_AUC, 1, "val/frame_auc")
     assert fit["params"] == 64 * 64
+    assert fit["val_fakes"] == "pseudo"  # what the checkpoint's data module validated on
     results = runner.collect()
     assert (results["val_auc"] == VAL_AUC).all() and (results["best_epoch"] == 1).all()
+    assert (results["val_fakes"] == "pseudo").all()
     # No pixel metrics from this detector: NaN, and no pixel table.
     assert results[["pixel_auc", "pixel_iou", "pixel_f1", "n_pixel_frames"]].isna().all().all()
     written = report(results, runner.root, wandb=False, stream=io.StringIO())
@@ -250,7 +259,10 @@ def test_report_prints_legend_and_sanity_line(tmp_path: Path, cells) -> None:
         "videos; (1) = best, (2) = second best per column"
     )
     assert legend in lines and legend.replace("frame level", "video level", 1) in lines
-    sanity = "validation frame AUC (%) at the selected checkpoints: xception 87.50 at epoch 1"
+    sanity = (
+        "validation frame AUC (%) at the selected checkpoints: xception pseudo-fake val 87.50 "
+        "at epoch 1"
+    )
     assert sanity in lines
     assert sanity in (runner.root / "tables" / "cross_dataset_frame.md").read_text()
     assert not any("*" in line or "<u>" in line for line in lines)

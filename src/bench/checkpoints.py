@@ -113,7 +113,9 @@ def selection(path: str | Path) -> dict[str, Any]:
         excluded), ``epoch`` (0-based) and, from the ModelCheckpoint callback's
         state, ``monitor`` (e.g. ``val/frame_auc``) and ``val_score``: the
         validation score the checkpoint was chosen by (NaN when the file does
-        not record it, e.g. once stripped).
+        not record it, e.g. once stripped), and ``val_fakes``: ``"pseudo"`` when
+        that validation set's fakes were pseudo-fakes of its reals, ``"real"``
+        when they were the dataset's own (None when not recorded).
 
     Raises:
         ValueError: the file is not a Lightning checkpoint, or holds more than
@@ -127,6 +129,7 @@ def selection(path: str | Path) -> dict[str, Any]:
         "epoch": int(checkpoint.get("epoch", -1)),
         "monitor": None,
         "val_score": math.nan,
+        "val_fakes": (checkpoint.get("datamodule_hyper_parameters") or {}).get("val_fakes"),
     }
     for key, callback in (checkpoint.get("callbacks") or {}).items():
         if not key.startswith("ModelCheckpoint") or not isinstance(callback, dict):

@@ -87,7 +87,10 @@ def sanity_line(results: pd.DataFrame) -> str | None:
     Cells are named as the tables name their rows (plus the seed when there
     are several); an AUC under :data:`NEAR_CHANCE` is flagged. A checkpoint
     chosen while the validation AUC was undefined (NaN, e.g. a validation run
-    cut to batches of one class) records -inf: it reads "undefined".
+    cut to batches of one class) records -inf: it reads "undefined". A cell
+    that validated on pseudo-fakes of its validation reals (``val_fakes``
+    ``pseudo``) reads "pseudo-fake val", e.g. ``laa_net pseudo-fake val 97.10 at
+    epoch 3``.
     """
     frame = results[results["level"] == "frame"]
     if frame.empty or "val_auc" not in frame or frame["val_auc"].isna().all():
@@ -107,7 +110,8 @@ def sanity_line(results: pd.DataFrame) -> str | None:
             parts.append(f"{name} undefined{epoch} (one class in the validation batches?)")
             continue
         warning = " (near chance)" if auc < NEAR_CHANCE else ""
-        parts.append(f"{name} {auc:.2f}{epoch}{warning}")
+        kind = "pseudo-fake val " if row.get("val_fakes") == "pseudo" else ""
+        parts.append(f"{name} {kind}{auc:.2f}{epoch}{warning}")
     return "validation frame AUC (%) at the selected checkpoints: " + ", ".join(parts)
 
 

@@ -353,6 +353,7 @@ class Runner:
                     "best_epoch": facts["epoch"],
                     "monitor": facts["monitor"],
                     "val_score": facts["val_score"],
+                    "val_fakes": facts["val_fakes"],
                 },
             )
         return json.loads(fit_marker.read_text())

@@ -56,6 +56,7 @@ RESULT_COLUMNS = (
     "prediction_set",  # the test set's name inside that file
     "val_auc",  # validation frame AUC the checkpoint was chosen at (the fit's best score)
     "best_epoch",  # the selected checkpoint's epoch (0-based)
+    "val_fakes",  # what val_auc's fakes were: pseudo (pseudo-fakes of the val reals) | real
     "pixel_auc",  # pixel level, detectors that output a mask; frame rows only, NaN otherwise
     "pixel_iou",  # IoU of the mask thresholded at 0.5, over fakes with a mask
     "pixel_f1",  # F1 at 0.5, same pixels
@@ -157,6 +158,7 @@ def rows_of_test(
                 "prediction_set": name,
                 "val_auc": fit.get("val_score", nan) if by_auc else nan,
                 "best_epoch": fit.get("best_epoch", nan),
+                "val_fakes": fit.get("val_fakes") or "real",
             }
             for key in (*PIXEL_METRICS, "n_pixel_frames"):
                 row[key] = m.get(key, nan) if frame_level else nan

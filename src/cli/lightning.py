@@ -61,7 +61,13 @@ from src.cli.predictions import (
 )
 from src.cli.records import experiment_record, run_meta, test_summary
 from src.cli.runs import RunLayout, data_name, detector_name, first_process, plan_session
-from src.configs import DEFAULT_ROOT, add_dfbench_arguments, code_version, order_configs
+from src.configs import (
+    DEFAULT_ROOT,
+    add_dfbench_arguments,
+    code_version,
+    order_configs,
+    resolved_val_fakes,
+)
 from src.data.base import DeepfakeDataModuleBase
 from src.detectors import Detector
 from src.errors import ConfigError, one_line
@@ -285,6 +291,10 @@ class DFBenchCLI(LightningCLI):
         weights_given = config.get("ckpt_path") or self.partial_weights
         if weights_given and init_args is not None and init_args.get("pretrained"):
             init_args["pretrained"] = False
+        data_args = config.data.get("init_args") if config.get("data") else None
+        if data_args is not None and data_args.get("val_fakes", "given") is None:
+            # The run's config says what validation chose checkpoints on.
+            data_args["val_fakes"] = resolved_val_fakes(data_args)
         dumped = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False))
         files = [str(path) for path in (config.get("config") or [])]
         self.record = experiment_record(

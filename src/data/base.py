@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from src.contracts import InputContract, as_size
+from src.data.pseudo import pairs_collate
 
 DEFAULT_CONTRACT = InputContract(input_size=(256, 256))
 
@@ -167,13 +168,18 @@ class DeepfakeDataModuleBase(pl.LightningDataModule):
         if stage not in self.sets:
             raise RuntimeError(f"{type(self).__name__} has no {stage} sets; was setup() called?")
         return [
-            self._loader(ds, self.eval_batch_size, shuffle=False) for _, ds, _ in self.sets[stage]
+            self._loader(ds, self.eval_batch_size, shuffle=False, collate_fn=pairs_collate(ds))
+            for _, ds, _ in self.sets[stage]
         ]
 
     def train_dataloader(self) -> DataLoader:
         ((_, dataset, _),) = self.sets["fit"]
         return self._loader(
-            dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size
+            dataset,
+            self.batch_size,
+            shuffle=True,
+            drop_last=len(dataset) > self.batch_size,
+            collate_fn=pairs_collate(dataset),
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -35,6 +35,14 @@ Options for the papers' protocols:
   ``batch_size`` counts reals, so a batch holds twice as many images. The
   generator's ``prepare(frames, cache_dir)`` gets the real training frames
   first (BI builds its pool of faces there).
+* ``val_fakes``: what the checkpoint is chosen on. ``pseudo`` (the default with
+  ``pseudo_fake``, as LAA-Net's and SBI's authors validate): the validation
+  reals, each with a pseudo-fake made by the same generator with a fixed seed
+  (``pseudo_val_seed``), the same images every epoch; a method that never sees
+  a fake in training never picks its weights with one. ``real``: the
+  validation split as it is, reals and the dataset's fakes (the default
+  without ``pseudo_fake``). ``eval_batch_size`` then counts pairs. The choice
+  is saved with the run's hyper-parameters (``val_fakes``).
 * ``train_augment``: an :class:`~src.contracts.Augment` applied to training
   faces at the input size (the papers' recipes: ``src.augment.recipes.Recipe``);
   a real and its pseudo-fake share every draw. ``pair_transform``: a
@@ -81,9 +89,10 @@ from torch.utils.data import DataLoader
 from src.contracts import Augment, PairAugment, PseudoFakeGenerator
 from src.data.base import DeepfakeDataModuleBase
 from src.data.deepfakebench import read_deepfakebench_json
-from src.data.frameset import FrameSet, collate_pairs
+from src.data.frameset import FrameSet
 from src.data.paths import check_name
 from src.data.preprocess import load_frame_table, repair_hint
+from src.data.pseudo import pairs_collate, resolve_val_fakes
 from src.data.sampling import BalancedSampler
 from src.errors import DFBenchError
 
@@ -148,6 +157,8 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         side_data: dict[str, str] | None = None,
         deepfakebench_root: str | None = None,
         balance: bool | None = None,
+        val_fakes: str | None = None,
+        pseudo_val_seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -184,6 +195,11 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
                 "so batches are balanced by construction; leave balance unset"
             )
         self.balance = balance
+        #: ``"pseudo"`` or ``"real"``: what validation's fakes are (see the module docstring).
+        self.val_fakes = resolve_val_fakes(val_fakes, pseudo_fake)
+        self.pseudo_val_seed = pseudo_val_seed
+        self._prepared = False  # the generator has seen the training reals
+        self.save_hyperparameters({"val_fakes": self.val_fakes})
         #: What ``balance`` resolved to for the training set (set by ``setup``).
         self.balanced: bool | None = None
         self._tables: dict[str, pd.DataFrame] = {}
@@ -244,12 +260,36 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
         )
         return name, dataset, dataset.video_keys
 
+    def _real_training_frames(self) -> pd.DataFrame:
+        """The training reals, after the pseudo-fake generator has been prepared on them."""
+        train = self.frames(self.train_tables, "train")
+        train = train[train["label"] == 0].reset_index(drop=True)
+        self.pseudo_fake.prepare(train, self.cache_dir)
+        self._prepared = True
+        return train
+
+    def _validation_set(self) -> tuple[str, FrameSet, list[str]]:
+        val = self.frames(self.val_tables, "val")
+        if self.val_fakes == "real":
+            return self._set("val", val)
+        if not self._prepared:
+            self._real_training_frames()  # BI draws validation faces from the training pool
+        reals = val[val["label"] == 0].reset_index(drop=True)
+        if reals.empty:
+            raise DFBenchError(
+                f"val_fakes=pseudo: tables {self.val_tables} hold no real val frames to make "
+                "pseudo-fakes from; give tables with real val rows or use val_fakes: real"
+            )
+        return self._set(
+            "val", reals, pseudo_fake=self.pseudo_fake, pseudo_seed=self.pseudo_val_seed
+        )
+
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            train = self.frames(self.train_tables, "train")
             if self.pseudo_fake is not None:
-                train = train[train["label"] == 0].reset_index(drop=True)
-                self.pseudo_fake.prepare(train, self.cache_dir)
+                train = self._real_training_frames()
+            else:
+                train = self.frames(self.train_tables, "train")
             self._resolve_balance(train)
             self.sets["fit"] = [
                 self._set(
@@ -263,7 +303,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
                 )
             ]
         if stage in (None, "fit", "validate"):
-            self.sets["validate"] = [self._set("val", self.frames(self.val_tables, "val"))]
+            self.sets["validate"] = [self._validation_set()]
         if stage in ("test", "predict") and not self.test_tables:
             self.frames(self.test_tables, "test")  # says which setting to fill
         if stage in (None, "test", "predict"):
@@ -306,7 +346,7 @@ class DeepfakeDataModule(DeepfakeDataModuleBase):
 
     def train_dataloader(self) -> DataLoader:
         ((_, dataset, _),) = self.sets["fit"]
-        collate = collate_pairs if self.pseudo_fake is not None else None
+        collate = pairs_collate(dataset)
         sampler = None
         if self.balanced:
             trainer = getattr(self, "trainer", None)

@@ -3,8 +3,10 @@
 Evaluation sets serve every cached frame in a fixed order; training sets serve
 ``k`` items per video, each a frame drawn afresh (from torch's RNG) from one of
 ``k`` equal stretches of the video's frames. Pseudo-fake training items are
-(real, fake) pairs that share every augmentation draw. The options are
-described with :class:`~src.data.datamodule.DeepfakeDataModule`.
+(real, fake) pairs that share every augmentation draw; an evaluation set given a
+generator and ``pseudo_seed`` serves every frame with its fixed-seed
+pseudo-fake (:mod:`src.data.pseudo`). The options are described with
+:class:`~src.data.datamodule.DeepfakeDataModule`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
 from src.contracts import Augment, PairAugment, PseudoFakeGenerator, SideData
 from src.data.base import batch_item
+from src.data.pseudo import make_pseudo_fake, pseudo_video_keys, stack_pair, validation_rng
 from src.errors import DFBenchError
 
 #: What to do about a damaged crop when its table does not record its command.
@@ -97,6 +100,9 @@ class FrameSet(Dataset):
             k items per video, each a frame drawn afresh on every access (training).
         augment: training augmentation at the output size.
         pseudo_fake: with it, every item is a (real, pseudo-fake) pair.
+        pseudo_seed: an evaluation set's pseudo-fakes come from generators seeded by
+            this and the frame (the same images on every pass); its fakes count as
+            videos of their own (see :mod:`src.data.pseudo`).
         perturb: a test-time perturbation of the face crop (before resizing),
             seeded by the frame.
         pair_transform: a photometric transform with one draw for both images
@@ -118,6 +124,7 @@ class FrameSet(Dataset):
         pair_transform: PairAugment | None = None,
         side_data: Mapping[str, str | Path] | None = None,
         repair: Mapping[str, str] | None = None,
+        pseudo_seed: int | None = None,
     ) -> None:
         if frames.empty:
             raise DFBenchError("a set with no frames")
@@ -134,11 +141,15 @@ class FrameSet(Dataset):
         self.pair_transform = pair_transform
         self.side_data = {name: Path(folder) for name, folder in (side_data or {}).items()}
         self.repair = repair or {}
-        self.video_keys: list[str] = sorted(frames["video_key"].unique())
-        video_of = {key: i for i, key in enumerate(self.video_keys)}
+        self.pseudo_seed = pseudo_seed
+        if pseudo_seed is not None and (pseudo_fake is None or frames_per_video is not None):
+            raise DFBenchError("pseudo_seed is for evaluation sets given a pseudo_fake generator")
+        keys: list[str] = sorted(frames["video_key"].unique())
+        video_of = {key: i for i, key in enumerate(keys)}
         self.video_idx = np.array([video_of[k] for k in frames["video_key"]], dtype=np.int64)
-        starts = np.searchsorted(self.video_idx, np.arange(len(self.video_keys) + 1))
-        self.video_rows = [np.arange(starts[v], starts[v + 1]) for v in range(len(self.video_keys))]
+        starts = np.searchsorted(self.video_idx, np.arange(len(keys) + 1))
+        self.video_rows = [np.arange(starts[v], starts[v + 1]) for v in range(len(keys))]
+        self.video_keys = pseudo_video_keys(keys) if pseudo_seed is not None else keys
 
     def __len__(self) -> int:
         if self.frames_per_video is None:
@@ -157,6 +168,8 @@ class FrameSet(Dataset):
 
     def item_labels(self) -> np.ndarray:
         """The label of every item, in item order (what a class-balanced sampler draws from)."""
+        if self.pseudo_seed is not None:
+            raise RuntimeError("an evaluation set of pairs has no per-item label to sample by")
         labels = np.array([self.rows[r[0]]["label"] for r in self.video_rows], dtype=np.int64)
         if self.frames_per_video is None:
             return np.array([row["label"] for row in self.rows], dtype=np.int64)
@@ -194,10 +207,13 @@ class FrameSet(Dataset):
         if self.pseudo_fake is None:
             image, mask = self._prepare(image, mask, rng, side)
             return batch_item(image, mask, row["label"], has_mask, index, video, frame)
+        fake_video = video
         if rng is None:
-            raise RuntimeError("pseudo-fakes are for training sets (frames_per_video set)")
-        image, fake, fake_mask = self.pseudo_fake.pair(image, mask, rng, side)
-        fake_mask = np.round(np.clip(fake_mask, 0, 1) * 255).astype(np.uint8)
+            if self.pseudo_seed is None:
+                raise RuntimeError("an evaluation set of pairs needs pseudo_seed")
+            rng = validation_rng(self.pseudo_seed, str(row["crop_path"]))
+            fake_video = len(self.video_rows) + video
+        image, fake, fake_mask = make_pseudo_fake(self.pseudo_fake, image, rng, side)
         # The pair shares every draw of the recipe (flip, crop, colour), as the
         # authors transform a real and its fake together; then the paired
         # photometric transform (SBI's) sees both at once.
@@ -205,13 +221,12 @@ class FrameSet(Dataset):
         blank = np.zeros_like(fake_mask)  # a real's blend mask (the real may be re-cropped)
         real, real_mask = self._prepare(image, blank, np.random.default_rng(shared), side)
         fake, fake_mask = self._prepare(fake, fake_mask, np.random.default_rng(shared), side)
-        if self.pair_transform is not None:
+        if self.pair_transform is not None and self.frames_per_video:
             real, fake = self.pair_transform(real, fake, rng)
-        items = [
+        return stack_pair(
             batch_item(real, real_mask, 0, True, 2 * index, video, frame),
-            batch_item(fake, fake_mask, 1, True, 2 * index + 1, video, frame),
-        ]
-        return {key: torch.stack([items[0][key], items[1][key]]) for key in items[0]}
+            batch_item(fake, fake_mask, 1, True, 2 * index + 1, fake_video, frame),
+        )
 
     def _prepare(
         self,
@@ -224,9 +239,3 @@ class FrameSet(Dataset):
         if self.augment is not None and rng is not None:
             image, mask = self.augment(image, mask, rng, side)
         return image, mask
-
-
-def collate_pairs(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Collate (real, pseudo-fake) pairs into one flat batch: real, fake, real, fake, ..."""
-    batch = default_collate(items)
-    return {key: value.flatten(0, 1) for key, value in batch.items()}

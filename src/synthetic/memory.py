@@ -15,6 +15,16 @@ Each test set is named after a fake style (:data:`FAKE_STYLES`):
 ``test_sets: [blend, matched]`` gives two test sets with differently made
 fakes, reported separately.
 
+With ``pseudo_fake`` (an SBI or BI generator) the module trains as the
+real-only methods do: every training video is real and each real comes with
+its pseudo-fake in the same batch; validation is, by default
+(``val_fakes: pseudo``), the validation reals and their fixed-seed
+pseudo-fakes (:mod:`src.data.pseudo`). The test set named ``pseudo`` is the
+test identities' reals and their pseudo-fakes, made the same way: held-out
+people, the real-only method's own task. BI needs a pool of real faces on
+disk: one frame of every training video is written to a temporary folder
+(removed at teardown) and the generator is prepared on it.
+
 Drawing a person happens once per identity of a set (the drawings are kept,
 0.3 MB each at 64 px), on a square around the head; a frame then only
 composes the kept drawings, an order of magnitude less work than a person
@@ -23,16 +33,29 @@ drawn on the full photograph as the on-disk writer does.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from src.contracts import PseudoFakeGenerator
 from src.data.base import DeepfakeDataModuleBase, batch_item
+from src.data.pseudo import (
+    make_pseudo_fake,
+    pseudo_video_keys,
+    resolve_val_fakes,
+    stack_pair,
+    validation_rng,
+)
 from src.errors import DFBenchError
 from src.synthetic.faces import Identity, Person, build_person, head_canvas, random_identity
 from src.synthetic.frames import Motion, Scene, compose, random_motion, random_scene
@@ -86,6 +109,10 @@ def pick_source(
     return int(rng.choice(candidates))
 
 
+#: The in-memory test set of held-out reals and their fixed-seed pseudo-fakes.
+PSEUDO_TEST_SET = "pseudo"
+
+
 @dataclass(frozen=True)
 class _Clip:
     """Everything one item needs: who, how they move, where, and the pixel-noise RNG."""
@@ -117,6 +144,9 @@ class SyntheticFaceDataset(Dataset):
         flip_labels: report every item's label swapped (real as fake and fake as real)
             while the pictures stay as they are: a data set that lies, against which a
             working pipeline must score the mirror of its honest result.
+        pseudo_fake: every video is real and every item a (real, pseudo-fake) pair.
+        pseudo_seed: with ``pseudo_fake``, a fixed-seed evaluation set of pairs (see
+            :mod:`src.data.pseudo`); None: a training set, fresh draws every access.
     """
 
     def __init__(
@@ -131,6 +161,8 @@ class SyntheticFaceDataset(Dataset):
         seed: int = 0,
         resample: bool = False,
         flip_labels: bool = False,
+        pseudo_fake: PseudoFakeGenerator | None = None,
+        pseudo_seed: int | None = None,
     ) -> None:
         if n_videos < 1 or frames_per_video < 1:
             raise DFBenchError(f"set {name!r}: n_videos and frames_per_video must be positive")
@@ -140,6 +172,10 @@ class SyntheticFaceDataset(Dataset):
         self.style = style
         self.resample = resample
         self.flip_labels = flip_labels
+        self.pseudo_fake = pseudo_fake
+        self.pseudo_seed = pseudo_seed
+        if pseudo_fake is not None:
+            fake_fraction = 0.0
         self._seed = [seed, zlib.crc32(name.encode())]
         rng = np.random.default_rng(self._seed)
         n_identities = max(2, n_identities or n_videos)
@@ -154,7 +190,12 @@ class SyntheticFaceDataset(Dataset):
         self.motions = [random_motion(rng) for _ in range(n_videos)]
         # The source actor's own motion drives the pasted face's expression.
         self.source_motions = [random_motion(rng) for _ in range(n_videos)]
-        self.video_keys = [f"synthetic/{name}/{v:05d}" for v in range(n_videos)]
+        self.real_video_keys = [f"synthetic/{name}/{v:05d}" for v in range(n_videos)]
+        self.video_keys = (
+            pseudo_video_keys(self.real_video_keys)
+            if pseudo_seed is not None
+            else self.real_video_keys
+        )
         self.canvas = head_canvas(FACE_FRAMING[1] * size)
         self._people: dict[int, Person] = {}
 
@@ -188,6 +229,18 @@ class SyntheticFaceDataset(Dataset):
             rng,
         )
 
+    def render_real(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The real frame of item ``index`` (before any swap) and its 68 landmarks."""
+        video, frame = divmod(index, self.frames_per_video)
+        clip = self._clip(video, frame)
+        return compose(self.person(clip.target), clip.motion, clip.scene, frame, clip.rng)
+
+    def side(self, index: int, landmarks: np.ndarray) -> dict[str, Any]:
+        """What a pseudo-fake generator reads of item ``index``: landmarks, frame and video keys."""
+        video, frame = divmod(index, self.frames_per_video)
+        key = self.real_video_keys[video]
+        return {"landmarks": landmarks, "crop_path": f"{key}/{frame:06d}.png", "video_key": key}
+
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """uint8 RGB image (H, W, 3) and float32 mask (H, W) of item ``index``."""
         video, frame = divmod(index, self.frames_per_video)
@@ -212,11 +265,48 @@ class SyntheticFaceDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
+        if self.pseudo_fake is not None:
+            return self._pair(index)
         image, mask = self.render(index)
         video, frame = divmod(index, self.frames_per_video)
         mask_u8 = np.round(mask * 255).astype(np.uint8)
         label = int(self.labels[video]) ^ int(self.flip_labels)
         return batch_item(image, mask_u8, label, True, index, video, frame)
+
+    def _pair(self, index: int) -> dict[str, Any]:
+        video, frame = divmod(index, self.frames_per_video)
+        image, landmarks = self.render_real(index)
+        side = self.side(index, landmarks)
+        if self.pseudo_seed is None:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+            fake_video = video
+        else:
+            rng = validation_rng(self.pseudo_seed, side["crop_path"])
+            fake_video = len(self.real_video_keys) + video
+        real, fake, fake_mask = make_pseudo_fake(self.pseudo_fake, image, rng, side)
+        size = (self.size, self.size)
+        real, fake, fake_mask = (
+            cv2.resize(a, size, interpolation=cv2.INTER_AREA) if a.shape[:2] != size else a
+            for a in (real, fake, fake_mask)
+        )
+        blank = np.zeros_like(fake_mask)
+        return stack_pair(
+            batch_item(real, blank, 0, True, 2 * index, video, frame),
+            batch_item(fake, fake_mask, 1, True, 2 * index + 1, fake_video, frame),
+        )
+
+    def write_pool(self, folder: Path) -> pd.DataFrame:
+        """Frame 0 of every video as PNG under ``folder``, and its frame table (BI's pool)."""
+        rows = []
+        for video in range(len(self.real_video_keys)):
+            index = video * self.frames_per_video
+            image, landmarks = self.render_real(index)
+            side = self.side(index, landmarks)
+            path = folder / side["crop_path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            rows.append(side | {"label": 0, "frame_idx": 0})
+        return pd.DataFrame(rows)
 
 
 class SyntheticFaceDataModule(DeepfakeDataModuleBase):
@@ -234,6 +324,11 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         seed: global seed.
         flip_labels: swap real and fake labels in every set (pictures unchanged): the
             control that a detector's scores follow the labels it is given.
+        pseudo_fake: train on reals, each with its pseudo-fake from this generator
+            (see the module docstring); ``batch_size`` counts reals.
+        val_fakes: ``pseudo`` (the default with ``pseudo_fake``) or ``real``, as
+            :class:`~src.data.datamodule.DeepfakeDataModule` takes it.
+        pseudo_val_seed: seed of the validation and ``pseudo`` test pseudo-fakes.
         **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
     """
 
@@ -250,12 +345,27 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         resample_train: bool = True,
         seed: int = 0,
         flip_labels: bool = False,
+        pseudo_fake: PseudoFakeGenerator | None = None,
+        val_fakes: str | None = None,
+        pseudo_val_seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        unknown = sorted({train_style, *test_sets} - FAKE_STYLES.keys())
+        unknown = sorted({train_style, *test_sets} - FAKE_STYLES.keys() - {PSEUDO_TEST_SET})
         if unknown:
-            raise DFBenchError(f"unknown fake styles {unknown}; choose from {sorted(FAKE_STYLES)}")
+            raise DFBenchError(
+                f"unknown fake styles {unknown}; choose from {sorted(FAKE_STYLES)} "
+                f"or {PSEUDO_TEST_SET!r} (reals and their pseudo-fakes)"
+            )
+        if PSEUDO_TEST_SET in test_sets and pseudo_fake is None:
+            raise DFBenchError(
+                f"test set {PSEUDO_TEST_SET!r} needs data.init_args.pseudo_fake (the generator)"
+            )
+        self.pseudo_fake = pseudo_fake
+        self.val_fakes = resolve_val_fakes(val_fakes, pseudo_fake)
+        self.pseudo_val_seed = pseudo_val_seed
+        self.save_hyperparameters({"val_fakes": self.val_fakes})
+        self._pool_dir: Path | None = None
         self.counts = {"train": train_videos, "val": val_videos, "test": test_videos}
         self.frames_per_video = frames_per_video
         self.train_frames_per_video = train_frames_per_video
@@ -267,8 +377,15 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         self.flip_labels = flip_labels
 
     def _dataset(
-        self, seed_name: str, n_videos: int, style: str, frames: int, resample: bool = False
+        self,
+        seed_name: str,
+        n_videos: int,
+        style: str,
+        frames: int,
+        resample: bool = False,
+        pairs: str | None = None,
     ) -> SyntheticFaceDataset:
+        """A set; ``pairs``: None (its own fakes), "train" or "eval" (pseudo-fake pairs)."""
         height, width = self.contract.input_size
         if height != width:
             raise DFBenchError(f"synthetic faces are square; got input size {height}x{width}")
@@ -282,7 +399,20 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
             seed=self.seed,
             resample=resample,
             flip_labels=self.flip_labels,
+            pseudo_fake=self.pseudo_fake if pairs else None,
+            pseudo_seed=self.pseudo_val_seed if pairs == "eval" else None,
         )
+
+    def _prepare_generator(self, train: SyntheticFaceDataset) -> None:
+        """Give the generator its real training faces (BI's pool) in a temporary folder."""
+        if self._pool_dir is None:
+            self._pool_dir = Path(tempfile.mkdtemp(prefix="dfbench-pool-"))
+            self.pseudo_fake.prepare(train.write_pool(self._pool_dir), self._pool_dir)
+
+    def teardown(self, stage: str) -> None:
+        if self._pool_dir is not None and stage == "fit":
+            shutil.rmtree(self._pool_dir, ignore_errors=True)
+            self._pool_dir = None
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
@@ -292,17 +422,29 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
                 self.train_style,
                 self.train_frames_per_video,
                 self.resample_train,
+                pairs="train" if self.pseudo_fake is not None else None,
             )
             self.sets["fit"] = [("train", train, train.video_keys)]
+        if self.pseudo_fake is not None and stage in (None, "fit", "validate", "test", "predict"):
+            self._prepare_generator(
+                self._dataset("train", self.counts["train"], self.train_style, 1)
+            )
         if stage in (None, "fit", "validate"):
-            val = self._dataset("val", self.counts["val"], self.train_style, self.frames_per_video)
+            pairs = "eval" if self.val_fakes == "pseudo" else None
+            val = self._dataset(
+                "val", self.counts["val"], self.train_style, self.frames_per_video, pairs=pairs
+            )
             self.sets["validate"] = [("val", val, val.video_keys)]
         if stage in (None, "test", "predict"):
             tests = [
                 (
                     style,
                     self._dataset(
-                        f"test_{style}", self.counts["test"], style, self.frames_per_video
+                        f"test_{style}",
+                        self.counts["test"],
+                        self.train_style if style == PSEUDO_TEST_SET else style,
+                        self.frames_per_video,
+                        pairs="eval" if style == PSEUDO_TEST_SET else None,
                     ),
                 )
                 for style in self.test_styles
