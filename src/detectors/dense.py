@@ -12,15 +12,15 @@ undeclared ``mask_logit`` is not scored.
 Every dense output is a (B, 1, h, w) map of logits of a per-pixel probability
 (at any size: the metrics resize it to the target's). Its target is built on
 the device from the batch (DESIGN: the data pipeline never knows which
-detector runs)::
+detector runs). Face X-ray (:mod:`src.detectors.face_xray`) declares its X-ray so::
 
     class FaceXRay(Detector):
         dense_outputs = (
             DenseOutput(
-                key="boundary_logit",            # DetectorOutput.extras["boundary_logit"]
-                name="boundary",                 # files <frame>_boundary.png, metrics boundary_pixel_*
-                description="the blending boundary of the face swap",
-                target=BLENDING_BOUNDARY,
+                key="xray_logit",                # DetectorOutput.extras["xray_logit"]
+                name="xray",                     # files <frame>_xray.png, metrics xray_pixel_*
+                description="the face X-ray: P(pixel on a blending boundary)",
+                target=FACE_XRAY,
             ),
         )
 """
