@@ -158,6 +158,8 @@ def test_deepfakebench_classifier_is_their_mlp_on_the_xray_pooled_to_128() -> No
     assert sum(p.numel() for p in model.classifier.parameters()) == expected
     with pytest.raises(DFBenchError, match="classifier must be 'paper' or 'deepfakebench'"):
         small_model(classifier="mlp")
+    with pytest.raises(DFBenchError, match="backbone must be a timm HRNet .* got 'resnet18'"):
+        build_detector("face_xray", backbone="resnet18")
 
 
 def test_grad_cam_reads_the_fused_representation() -> None:

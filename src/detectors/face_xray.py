@@ -125,6 +125,11 @@ class FaceXRay(Detector):
                 f"face_xray: classifier must be 'paper' or 'deepfakebench', got {classifier!r}"
             )
         data = backbone_data_config(backbone)
+        if not backbone.startswith("hrnet"):
+            raise DFBenchError(
+                f"face_xray: backbone must be a timm HRNet (hrnet_w48, hrnet_w18_small ...), "
+                f"got {backbone!r}"
+            )
         self.default_contract = InputContract((256, 256), data["mean"], data["std"])
         self.xray_weight = xray_weight
         self.label_smoothing = label_smoothing
