@@ -169,14 +169,19 @@ def assert_outputs(output: Any, inner: dict[str, Tensor], expected: dict[str, An
 def test_the_authors_tensors_map_one_to_one_onto_recce(
     authors_tensors: dict[str, Tensor], imported: RECCE
 ) -> None:
+    """Every tensor of theirs but timm's unused classifier has one place in RECCE.
+
+    Which place is checked by the forwards below: two same-shaped tensors swapped
+    (the two graph-reasoning gates, say) change their numbers.
+    """
     assert len(authors_tensors) == 362
     weights = authors_to_dfbench(authors_tensors)
     own = imported.state_dict()
     assert sorted(weights.state_dict) == sorted(own)
     assert weights.unused == ["encoder.fc.weight", "encoder.fc.bias"]
     assert weights.classes == 1
-    # Each filled tensor is distinct: two same-shaped ones swapped would not be equal here.
-    for ours, theirs in weights.origin.items():
+    assert sorted(weights.origin.values()) == sorted(set(authors_tensors) - set(weights.unused))
+    for ours, theirs in weights.origin.items():  # what the file held is what the model holds
         assert torch.equal(own[ours], authors_tensors[theirs]), f"{theirs} -> {ours}"
 
 
