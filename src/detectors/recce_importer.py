@@ -46,10 +46,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor
 
-from src.checkpoint_files import load_checkpoint
+from src.checkpoint_files import load_checkpoint, write_detector_checkpoint
 from src.detectors.recce import RECCE
 from src.errors import DFBenchError
 
@@ -227,30 +226,11 @@ class Written(NamedTuple):
 def write_checkpoint(source: str | Path, out: str | Path, *, trusted: bool = False) -> Written:
     """Convert the authors' file into a Lightning checkpoint ``dfbench test`` takes.
 
-    The hyper-parameters record the class (``_class_path``, as ``dfbench fit``
-    does), so :meth:`Detector.from_checkpoint` rebuilds it and ``dfbench test``
-    checks it against the configured model.
-
     Args:
         source: their trainer's ``.bin`` or a state dict saved alone.
         out: the checkpoint to write.
         trusted: see :func:`import_authors_weights`.
     """
-    import pytorch_lightning as pl
-
-    from src.files import atomic_write
-
     model, weights = import_authors_weights(source, trusted=trusted)
-    model_class = type(model)
-    payload = {
-        "state_dict": model.state_dict(),
-        "hyper_parameters": {
-            "_class_path": f"{model_class.__module__}.{model_class.__qualname__}",
-            **model.hparams,
-        },
-        "pytorch-lightning_version": pl.__version__,
-        "epoch": 0,
-        "global_step": 0,
-    }
-    path = atomic_write(out, lambda handle: torch.save(payload, handle))
-    return Written(path, len(payload["state_dict"]), weights)
+    path, tensors = write_detector_checkpoint(model, out)
+    return Written(path, tensors, weights)
