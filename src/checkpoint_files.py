@@ -111,8 +111,10 @@ def load_checkpoint(path: str | Path, *, trusted: bool = False, mmap: bool = Fal
 def write_detector_checkpoint(model: Any, out: str | Path) -> tuple[Path, int]:
     """Save a detector as a Lightning checkpoint that ``dfbench test --ckpt_path`` takes.
 
-    The hyper-parameters record the class (``_class_path``, as ``dfbench fit``
-    does), so :meth:`Detector.from_checkpoint` rebuilds it and ``dfbench test``
+    The hyper-parameters record the class and how to build it (``_class_path``
+    and Lightning's ``_instantiator``, as ``dfbench fit`` does), so
+    :meth:`Detector.from_checkpoint` rebuilds it (without the instantiator
+    Lightning would pass ``_class_path`` to the constructor) and ``dfbench test``
     checks it against the configured model. The importers of authors' weights
     write their conversions with it.
 
@@ -132,6 +134,7 @@ def write_detector_checkpoint(model: Any, out: str | Path) -> tuple[Path, int]:
         "state_dict": model.state_dict(),
         "hyper_parameters": {
             "_class_path": f"{model_class.__module__}.{model_class.__qualname__}",
+            "_instantiator": "pytorch_lightning.cli.instantiate_module",
             **model.hparams,
         },
         "pytorch-lightning_version": pl.__version__,

@@ -32,6 +32,7 @@ from deterministic_weights import deterministic_input, fill_state_dict
 from torch import Tensor
 
 from src.cli import main
+from src.detectors.base import Detector
 from src.detectors.recce import RECCE
 from src.detectors.recce_importer import authors_to_dfbench, load_authors_checkpoint
 
@@ -269,6 +270,16 @@ def test_import_recce_writes_a_checkpoint_of_recce_with_their_tensors(
     )
 
 
+def test_the_imported_checkpoint_loads_as_dfbench_loads_trained_detectors(
+    written: Path, imported: RECCE
+) -> None:
+    loaded = Detector.from_checkpoint(written)  # as cam, show-masks and prle-maps load
+    assert type(loaded) is RECCE and loaded.scheduler_interval == "step"
+    expected = imported.state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in loaded.state_dict().items())
+
+
+@pytest.mark.slow
 def test_dfbench_test_takes_the_imported_checkpoint(
     written: Path, toy_cache, tmp_path: Path
 ) -> None:
