@@ -1,0 +1,95 @@
+"""What every importer of an authors' released checkpoint does around its own key mapping.
+
+An importer (``src/detectors/laa_net/importer.py``, ``src/detectors/sbi.py``)
+renames the authors' tensors to its detector's names; the steps before and
+after are these:
+
+1. :func:`read_state_dict`: the file, read with ``weights_only=True``
+   (:mod:`src.checkpoint_files`), and the state dict under the authors' entry;
+2. :func:`load_exactly`: the renamed tensors loaded strictly, after a check
+   that names the first missing, unexpected or misshapen tensor in one line;
+3. :func:`write_lightning_checkpoint`: a Lightning checkpoint that
+   ``dfbench test`` takes, whose hyper-parameters rebuild the detector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from src.checkpoint_files import load_checkpoint
+from src.errors import DFBenchError
+
+
+def read_state_dict(
+    path: str | Path, entry: str, method: str, *, trusted: bool = False
+) -> dict[str, Tensor]:
+    """The authors' state dict, ``checkpoint[entry]`` (or the file itself when it is one).
+
+    Args:
+        path: their released file.
+        entry: the key under which they save the weights (``state_dict``, ``model``).
+        method: the method's name, for messages.
+        trusted: load it even if it holds more than tensors and plain values.
+
+    Raises:
+        DFBenchError: not a dict of tensors under ``entry``; the message names the file.
+    """
+    path = Path(path)
+    checkpoint = load_checkpoint(path, trusted=trusted)
+    state_dict = checkpoint.get(entry, checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(value, Tensor) for value in state_dict.values()
+    ):
+        raise DFBenchError(
+            f"{path}: expected a dict with a {entry!r} entry of tensors (the {method} authors' format)"
+        )
+    return {key.removeprefix("module."): value for key, value in state_dict.items()}
+
+
+def load_exactly(
+    model: nn.Module, mapped: dict[str, Tensor], path: str | Path, method: str
+) -> None:
+    """Load ``mapped`` into ``model`` strictly, or fail in one line naming the file and a misfit."""
+    own = model.state_dict()
+    misfits = sorted(set(own) ^ set(mapped)) + [
+        key for key in own if key in mapped and mapped[key].shape != own[key].shape
+    ]
+    if misfits:
+        raise DFBenchError(
+            f"{path} does not fit the authors' {method}: {len(misfits)} tensor(s) missing, "
+            f"unexpected or of another shape, e.g. {misfits[0]}"
+        )
+    model.load_state_dict(mapped, strict=True)
+
+
+def write_lightning_checkpoint(model: nn.Module, out: str | Path) -> tuple[Path, int]:
+    """Write ``model`` as a Lightning checkpoint that ``dfbench test`` takes.
+
+    The hyper-parameters record the class (``_class_path``, as ``dfbench fit``
+    does), so :meth:`Detector.from_checkpoint` rebuilds it and ``dfbench test``
+    checks it against the configured model.
+
+    Returns:
+        The written path and the number of tensors it holds.
+    """
+    import pytorch_lightning as pl
+
+    from src.files import atomic_write
+
+    model_class = type(model)
+    payload: dict[str, Any] = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": {
+            "_class_path": f"{model_class.__module__}.{model_class.__qualname__}",
+            **model.hparams,
+        },
+        "pytorch-lightning_version": pl.__version__,
+        "epoch": 0,
+        "global_step": 0,
+    }
+    path = atomic_write(out, lambda handle: torch.save(payload, handle))
+    return path, len(payload["state_dict"])
