@@ -70,6 +70,9 @@ VERBS: dict[str, Verb] = {
     "import-laa-net": Verb(
         "import_laa_net", "convert the LAA-Net authors' released weights into a dfbench checkpoint"
     ),
+    "import-sbi": Verb(
+        "import_sbi", "convert the SBI authors' released weights into a dfbench checkpoint"
+    ),
     "export-deepfakebench": Verb(
         "export_deepfakebench", "write a frame table of the cache as a DeepfakeBench JSON index"
     ),

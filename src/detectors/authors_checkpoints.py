@@ -69,8 +69,8 @@ def load_exactly(
 def write_lightning_checkpoint(model: nn.Module, out: str | Path) -> tuple[Path, int]:
     """Write ``model`` as a Lightning checkpoint that ``dfbench test`` takes.
 
-    The hyper-parameters record the class (``_class_path``, as ``dfbench fit``
-    does), so :meth:`Detector.from_checkpoint` rebuilds it and ``dfbench test``
+    The hyper-parameters record the class and its instantiator (``_class_path``,
+    ``_instantiator``, as ``dfbench fit`` does), so :meth:`Detector.from_checkpoint` rebuilds it and ``dfbench test``
     checks it against the configured model.
 
     Returns:
@@ -85,6 +85,9 @@ def write_lightning_checkpoint(model: nn.Module, out: str | Path) -> tuple[Path,
         "state_dict": model.state_dict(),
         "hyper_parameters": {
             "_class_path": f"{model_class.__module__}.{model_class.__qualname__}",
+            # What dfbench fit's LightningCLI records: it builds the class from these
+            # hyper-parameters, also for a detector whose __init__ takes **kwargs.
+            "_instantiator": "pytorch_lightning.cli.instantiate_module",
             **model.hparams,
         },
         "pytorch-lightning_version": pl.__version__,
