@@ -289,12 +289,12 @@ def test_dfbench_test_takes_the_imported_checkpoint(
     [
         (
             {"net._fc.weight": torch.zeros(3, 1792), "net._fc.bias": torch.zeros(3)},
-            "is not the authors' SBI detector: a tensor outside their model "
+            "is not the authors' SBI detector: a tensor name outside their model "
             "(net._fc.weight has 3 classes, their model has 2)",
         ),
         (
             {"_conv_stem.weight": torch.zeros(48, 3, 3, 3)},
-            "is not the authors' SBI detector: a tensor outside their model ('_conv_stem.weight')",
+            "is not the authors' SBI detector: a tensor name outside their model ('_conv_stem.weight')",
         ),
         (
             {"net._conv_stem.weight": torch.zeros(48, 3, 3, 3)},

@@ -6,22 +6,26 @@ after are these:
 
 1. :func:`read_state_dict`: the file, read with ``weights_only=True``
    (:mod:`src.checkpoint_files`), and the state dict under the authors' entry;
-2. :func:`load_exactly`: the renamed tensors loaded strictly, after a check
-   that names the first missing, unexpected or misshapen tensor in one line;
+2. :func:`load_exactly`: the tensors renamed by the importer's mapping and
+   loaded strictly, after a check that names the first unknown, missing,
+   unexpected or misshapen tensor in one line;
 3. :func:`write_lightning_checkpoint`: a Lightning checkpoint that
    ``dfbench test`` takes, whose hyper-parameters rebuild the detector.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from src.checkpoint_files import load_checkpoint
 from src.errors import DFBenchError
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def read_state_dict(
@@ -51,9 +55,36 @@ def read_state_dict(
 
 
 def load_exactly(
-    model: nn.Module, mapped: dict[str, Tensor], path: str | Path, method: str
-) -> None:
-    """Load ``mapped`` into ``model`` strictly, or fail in one line naming the file and a misfit."""
+    model: M,
+    state_dict: dict[str, Tensor],
+    to_model: Callable[[dict[str, Tensor], M], dict[str, Tensor]],
+    path: str | Path,
+    method: str,
+) -> M:
+    """Load the authors' tensors, renamed by ``to_model``, into ``model`` strictly.
+
+    Args:
+        model: the detector to fill.
+        state_dict: the authors' tensors.
+        to_model: the importer's mapping to ``model``'s names; it raises
+            ``KeyError``, ``IndexError`` or ``ValueError`` for a tensor their model
+            does not have.
+        path: their file, for messages.
+        method: the method's name, for messages.
+
+    Returns:
+        ``model``, filled.
+
+    Raises:
+        DFBenchError: a tensor outside their model, or tensors missing,
+            unexpected or misshapen; one line naming the file and the first.
+    """
+    try:
+        mapped = to_model(state_dict, model)
+    except (KeyError, IndexError, ValueError) as error:
+        raise DFBenchError(
+            f"{path} is not the authors' {method}: a tensor name outside their model ({error})"
+        ) from error
     own = model.state_dict()
     misfits = sorted(set(own) ^ set(mapped)) + [
         key for key in own if key in mapped and mapped[key].shape != own[key].shape
@@ -64,6 +95,7 @@ def load_exactly(
             f"unexpected or of another shape, e.g. {misfits[0]}"
         )
     model.load_state_dict(mapped, strict=True)
+    return model
 
 
 def write_lightning_checkpoint(model: nn.Module, out: str | Path) -> tuple[Path, int]:

@@ -44,7 +44,6 @@ from src.detectors.baseline import BackboneClassifier
 from src.detectors.efficientnet_keys import block_positions, to_timm
 from src.detectors.registry import register_detector
 from src.detectors.training import LinearDecay
-from src.errors import DFBenchError
 
 #: The authors' ``efficientnet_pytorch`` settings for EfficientNet-B4, in timm's words.
 AUTHORS_BACKBONE_KWARGS: dict[str, Any] = {"drop_path_rate": 0.2, "bn_momentum": 0.01}
@@ -138,14 +137,7 @@ def load_authors_checkpoint(
     """
     state_dict = read_state_dict(path, "model", "SBI", trusted=trusted)
     model = SBIDetector(**overrides)
-    try:
-        mapped = authors_to_dfbench(state_dict, model)
-    except (KeyError, IndexError, ValueError) as error:
-        raise DFBenchError(
-            f"{path} is not the authors' SBI detector: a tensor outside their model ({error})"
-        ) from error
-    load_exactly(model, mapped, path, "SBI detector")
-    return model
+    return load_exactly(model, state_dict, authors_to_dfbench, path, "SBI detector")
 
 
 def write_checkpoint(

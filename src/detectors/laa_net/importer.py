@@ -34,7 +34,6 @@ from src.detectors.authors_checkpoints import (
 )
 from src.detectors.efficientnet_keys import block_positions, to_efficientnet_pytorch, to_timm
 from src.detectors.laa_net.model import LAANet
-from src.errors import DFBenchError
 
 #: Constructor arguments of the authors' released configuration.
 AUTHORS_CONFIG: dict[str, Any] = {
@@ -88,14 +87,7 @@ def load_authors_checkpoint(path: str | Path, *, trusted: bool = False, **overri
     """
     state_dict = read_state_dict(path, "state_dict", "LAA-Net", trusted=trusted)
     model = LAANet(**(AUTHORS_CONFIG | overrides))
-    try:
-        mapped = authors_to_dfbench(state_dict, model)
-    except (KeyError, IndexError, ValueError) as error:
-        raise DFBenchError(
-            f"{path} is not the authors' LAA-Net: a tensor name outside their model ({error})"
-        ) from error
-    load_exactly(model, mapped, path, "LAA-Net")
-    return model
+    return load_exactly(model, state_dict, authors_to_dfbench, path, "LAA-Net")
 
 
 def write_checkpoint(
