@@ -73,6 +73,9 @@ VERBS: dict[str, Verb] = {
     "import-recce": Verb(
         "import_recce", "convert the RECCE authors' trained weights into a dfbench checkpoint"
     ),
+    "import-sbi": Verb(
+        "import_sbi", "convert the SBI authors' released weights into a dfbench checkpoint"
+    ),
     "export-deepfakebench": Verb(
         "export_deepfakebench", "write a frame table of the cache as a DeepfakeBench JSON index"
     ),

@@ -25,6 +25,12 @@ detector config can switch them on without code::
   to ``lr`` over the first ``warmup_fraction`` of the run's optimiser steps,
   then falls linearly to ``end_factor x lr`` (LAA-Net: 5e-5 -> 2e-4 over a
   quarter, then to 0). The run's length comes from the Trainer.
+* **LinearDecay**: the learning rate stays at ``lr`` for the first
+  ``decay_start`` of the run, then falls linearly towards ``end_factor x lr``
+  (SBI's ``LinearDecayLR``: constant for 75 of 100 epochs, then 0.96, 0.92 ...
+  0.04 times lr). ``levels`` cuts the run into that many equal parts with one
+  learning rate each (SBI's per-epoch schedule: 100); without it the rate
+  changes every step.
 * **Backbone freezing**: for the first N epochs the backbone's gradients are
   dropped after every backward pass (``requires_grad`` is left alone because DDP
   registers its hooks once), so the optimiser leaves those weights as they are.
@@ -32,6 +38,7 @@ detector config can switch them on without code::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -172,3 +179,58 @@ class WarmupDecay(LambdaLR):
             return self.start_factor + (1 - self.start_factor) * step / warm
         progress = min((step - warm) / max(total - warm, 1), 1.0)
         return 1 + (self.end_factor - 1) * progress
+
+
+class LinearDecay(LambdaLR):
+    """Constant learning rate, then a linear decay over the rest of the run.
+
+    The run (the Trainer's optimiser steps) is cut into ``levels`` equal parts
+    ``0 .. levels - 1``; part ``k`` trains at ``lr`` while ``k <= s`` with
+    ``s = floor(levels * decay_start)``, then at
+    ``lr * (1 - (1 - end_factor) * (k - s) / (levels - s))``. With ``levels =
+    100`` (one part per epoch of a 100-epoch run), ``decay_start = 0.75`` and
+    ``end_factor = 0`` this is SBI's ``LinearDecayLR(optimizer, 100, 75)``: lr
+    for epochs 0-75, then 0.96 lr at epoch 76 down to 0.04 lr at epoch 99.
+
+    Args:
+        optimizer: the optimiser whose learning rates are the constant part's.
+        decay_start: share of the run before the decay.
+        end_factor: the rate the decay heads for, as a fraction of ``lr``
+            (reached one part after the run ends, as SBI's schedule does).
+        levels: parts of the run with one learning rate each; ``None``: one per
+            optimiser step.
+        total_steps: the run's optimiser steps; ``None`` lets the detector fill
+            it in from the Trainer (``estimated_stepping_batches``).
+    """
+
+    #: Stepped after every optimiser step; ``levels`` makes it a staircase.
+    interval = "step"
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        decay_start: float = 0.75,
+        end_factor: float = 0.0,
+        levels: int | None = None,
+        total_steps: int | None = None,
+        last_epoch: int = -1,
+    ) -> None:
+        if not 0 <= decay_start < 1:
+            raise DFBenchError(f"decay_start must be in [0, 1), got {decay_start}")
+        if levels is not None and levels < 1:
+            raise DFBenchError(f"levels must be a positive number of parts, got {levels}")
+        self.decay_start = decay_start
+        self.end_factor = end_factor
+        self.levels = levels
+        self.total_steps = total_steps
+        super().__init__(optimizer, self.factor, last_epoch)
+
+    def factor(self, step: int) -> float:
+        """The multiplier of ``lr`` at optimiser step ``step``."""
+        total = max(int(self.total_steps or 1), 1)
+        levels = self.levels or total
+        level = min(step * levels // total, levels - 1)
+        start = math.floor(levels * self.decay_start)
+        if level <= start:
+            return 1.0
+        return 1 - (1 - self.end_factor) * (level - start) / (levels - start)
