@@ -228,6 +228,7 @@ def test_one_fit_step_on_reals_and_bi_pseudo_fakes(
         f"--data.init_args.train=[{path}]",
         f"--data.init_args.test=[{path}]",
         "--data.init_args.pseudo_fake.init_args.k=10",
+        "--data.init_args.val_fakes=real",  # every real trains here: no real left to validate on
         "--data.init_args.batch_size=2",
         "--data.init_args.train_frames_per_video=1",
         "--data.init_args.num_workers=0",
