@@ -7,9 +7,10 @@ values only (dicts, lists, tuples, strings, numbers, None ...) and refuses any
 other global before calling it. Everything dfbench writes is of that kind:
 Lightning checkpoints of ``dfbench fit`` (weights, optimiser and scheduler
 states, loops, the ModelCheckpoint record, hyper-parameters, the bench's
-training time), the runner's weights-only copies and ``dfbench import-laa-net``'s
-files, so no global is added to torch's allowlist (``tests/test_checkpoint_safety.py``
-loads each of them this way). The LAA-Net authors' released file is described
+training time), the runner's weights-only copies and the files of the importers
+of authors' weights (:func:`write_detector_checkpoint`), so no global is added
+to torch's allowlist (``tests/test_checkpoint_safety.py`` loads each of them
+this way). The LAA-Net authors' released file is described
 as weights, epoch and optimiser state, which would be of that kind too.
 
 Every checkpoint the suite reads goes through :func:`load_checkpoint`; a file
@@ -105,6 +106,43 @@ def load_checkpoint(path: str | Path, *, trusted: bool = False, mmap: bool = Fal
     except (EOFError, RuntimeError, OSError, ValueError, AttributeError) as error:
         reason = "empty file" if path.stat().st_size == 0 else _first_line(error)
         raise CheckpointFileError(path, reason) from error
+
+
+def write_detector_checkpoint(model: Any, out: str | Path) -> tuple[Path, int]:
+    """Save a detector as a Lightning checkpoint that ``dfbench test --ckpt_path`` takes.
+
+    The hyper-parameters record the class and how to build it (``_class_path``
+    and Lightning's ``_instantiator``, as ``dfbench fit`` does), so
+    :meth:`Detector.from_checkpoint` rebuilds it (without the instantiator
+    Lightning would pass ``_class_path`` to the constructor) and ``dfbench test``
+    checks it against the configured model. The importers of authors' weights
+    write their conversions with it.
+
+    Args:
+        model: a :class:`~src.detectors.base.Detector` holding the weights.
+        out: the checkpoint to write (atomically).
+
+    Returns:
+        The written path and the number of tensors it holds.
+    """
+    import pytorch_lightning as pl
+
+    from src.files import atomic_write
+
+    model_class = type(model)
+    payload = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": {
+            "_class_path": f"{model_class.__module__}.{model_class.__qualname__}",
+            "_instantiator": "pytorch_lightning.cli.instantiate_module",
+            **model.hparams,
+        },
+        "pytorch-lightning_version": pl.__version__,
+        "epoch": 0,
+        "global_step": 0,
+    }
+    path = atomic_write(out, lambda handle: torch.save(payload, handle))
+    return path, len(payload["state_dict"])
 
 
 def _unpickler_reason(error: BaseException) -> str:

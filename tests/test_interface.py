@@ -160,7 +160,10 @@ def test_evaluation_layout_gives_the_same_outputs_and_is_undone(name: str) -> No
     assert all(p.is_contiguous() for p in model.parameters())
     assert default.keys() == evaluated.keys()
     for key, value in default.items():
-        torch.testing.assert_close(evaluated[key], value, rtol=1e-4, atol=1e-5, msg=key)
+        # An untrained network in eval mode (BN running stats 0 / 1) can reach huge activations
+        # (timm's HRNet: about 1e8); rounding then follows the map's scale, not each element's.
+        scale = max(1.0, value.abs().max().item())
+        torch.testing.assert_close(evaluated[key], value, rtol=1e-4, atol=1e-5 * scale, msg=key)
 
 
 def test_lightning_evaluates_in_the_evaluation_layout_and_trains_in_the_default() -> None:

@@ -70,6 +70,9 @@ VERBS: dict[str, Verb] = {
     "import-laa-net": Verb(
         "import_laa_net", "convert the LAA-Net authors' released weights into a dfbench checkpoint"
     ),
+    "import-recce": Verb(
+        "import_recce", "convert the RECCE authors' trained weights into a dfbench checkpoint"
+    ),
     "export-deepfakebench": Verb(
         "export_deepfakebench", "write a frame table of the cache as a DeepfakeBench JSON index"
     ),

@@ -12,15 +12,15 @@ undeclared ``mask_logit`` is not scored.
 Every dense output is a (B, 1, h, w) map of logits of a per-pixel probability
 (at any size: the metrics resize it to the target's). Its target is built on
 the device from the batch (DESIGN: the data pipeline never knows which
-detector runs)::
+detector runs). Face X-ray (:mod:`src.detectors.face_xray`) declares its X-ray so::
 
     class FaceXRay(Detector):
         dense_outputs = (
             DenseOutput(
-                key="boundary_logit",            # DetectorOutput.extras["boundary_logit"]
-                name="boundary",                 # files <frame>_boundary.png, metrics boundary_pixel_*
-                description="the blending boundary of the face swap",
-                target=BLENDING_BOUNDARY,
+                key="xray_logit",                # DetectorOutput.extras["xray_logit"]
+                name="xray",                     # files <frame>_xray.png, metrics xray_pixel_*
+                description="the face X-ray: P(pixel on a blending boundary)",
+                target=FACE_XRAY,
             ),
         )
 """
@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from src.detectors.targets import blending_boundary
@@ -61,11 +63,41 @@ def _boundary(batch: Batch) -> Tensor:
     return blending_boundary(mask, tuple(mask.shape[-2:])).unsqueeze(1)
 
 
+def soften_binary_masks(mask: Tensor) -> Tensor:
+    """Masks (B, 1, H, W) whose values are all 0 or 1 blurred by a 3 x 3 Gaussian; others kept.
+
+    Face X-ray's rule for its Eq. 2: ``4 M (1 - M)`` of a binary mask is zero
+    everywhere, so a binary mask (a dataset's manipulation mask) is first made
+    soft with a 3 x 3 Gaussian. The kernel is OpenCV's for that size, ``[1, 2,
+    1] / 4`` on each axis (``cv2.GaussianBlur(mask, (3, 3), 0)``, the call of
+    DeepfakeBench's Face X-ray data), with OpenCV's default reflected border.
+    A soft blend mask (BI's feathered weights) is left as it is.
+    """
+    mask = mask.float()
+    binary = ((mask == 0) | (mask == 1)).flatten(1).all(1).view(-1, 1, 1, 1)
+    taps = torch.tensor([0.25, 0.5, 0.25], device=mask.device)
+    kernel = (taps[:, None] * taps[None, :]).view(1, 1, 3, 3)
+    blurred = F.conv2d(F.pad(mask, (1, 1, 1, 1), mode="reflect"), kernel)
+    return torch.where(binary, blurred, mask)
+
+
+def _xray(batch: Batch) -> Tensor:
+    mask = soften_binary_masks(batch["mask"])
+    return 4 * mask * (1 - mask)
+
+
 #: The batch's manipulation (or blend) mask, zeros for reals.
 MANIPULATION_MASK = DenseTarget("manipulation mask", "the batch's mask (1 = manipulated)", _mask)
 #: Face X-ray's blending boundary ``4 M (1 - M)`` of the batch's mask M (1 on the seam).
 BLENDING_BOUNDARY = DenseTarget(
     "blending boundary", "4 M (1 - M) of the batch's mask M (1 on the blend's seam)", _boundary
+)
+#: Face X-ray's target: ``4 M (1 - M)`` after :func:`soften_binary_masks` (a binary mask's
+#: seam gets a 3 x 3 Gaussian's width; a soft blend mask gives its own boundary).
+FACE_XRAY = DenseTarget(
+    "face X-ray",
+    "4 M (1 - M) of the batch's mask, a binary mask softened by a 3 x 3 Gaussian",
+    _xray,
 )
 
 

@@ -173,8 +173,10 @@ class RECCE(Detector):
         contract = self.input_contract
         mean = images.new_tensor(contract.mean).view(1, 3, 1, 1)
         std = images.new_tensor(contract.std).view(1, 3, 1, 1)
+        # The draws above 1 - p are chosen, as the authors choose those above 0.5: seeded
+        # alike, both noise the same samples.
         chosen = torch.rand(images.shape[0], 1, 1, 1, device=images.device)
-        chosen = (chosen < self.noise_probability).to(images.dtype)
+        chosen = (chosen > 1 - self.noise_probability).to(images.dtype)
         noised = images + torch.randn_like(images) * self.noise_std * chosen
         return torch.maximum(torch.minimum(noised, (1 - mean) / std), -mean / std)
 

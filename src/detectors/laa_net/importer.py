@@ -36,10 +36,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from src.checkpoint_files import load_checkpoint
+from src.checkpoint_files import load_checkpoint, write_detector_checkpoint
 from src.detectors.laa_net.model import LAANet
 from src.errors import DFBenchError
 
@@ -185,21 +184,5 @@ def write_checkpoint(
     Returns:
         The written path and the number of tensors it holds.
     """
-    import pytorch_lightning as pl
-
-    from src.files import atomic_write
-
     model = load_authors_checkpoint(source, trusted=trusted)
-    model_class = type(model)
-    payload = {
-        "state_dict": model.state_dict(),
-        "hyper_parameters": {
-            "_class_path": f"{model_class.__module__}.{model_class.__qualname__}",
-            **model.hparams,
-        },
-        "pytorch-lightning_version": pl.__version__,
-        "epoch": 0,
-        "global_step": 0,
-    }
-    path = atomic_write(out, lambda handle: torch.save(payload, handle))
-    return path, len(payload["state_dict"])
+    return write_detector_checkpoint(model, out)

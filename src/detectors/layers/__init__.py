@@ -7,11 +7,14 @@ from src.detectors.layers.localisation import (
     ForgeryLocalisation,
     SkipFusionBlock,
 )
+from src.detectors.layers.multiscale import MultiResolutionHead, upsample_concat
 
 __all__ = [
     "BinaryHead",
     "CrossLevelAttention",
     "ForgeryLocalisation",
     "LearnableLocalSimilarity",
+    "MultiResolutionHead",
     "SkipFusionBlock",
+    "upsample_concat",
 ]

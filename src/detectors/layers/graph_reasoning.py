@@ -137,4 +137,7 @@ class MultiScaleGraphReasoning(nn.Module):
         query = self.query(coarse).flatten(2).transpose(1, 2)  # (B, N, width)
         nodes = [branch(coarse, query, f) for branch, f in zip(self.branches, fine, strict=True)]
         nodes = torch.sigmoid(torch.cat([*nodes, query], dim=2))
-        return self.reproject(nodes.transpose(1, 2).reshape(b, -1, h, w))
+        # Contiguous, not the channels-last view the transpose gives: the convolutions would
+        # keep that layout and the dropout draw its mask in another order than for a
+        # contiguous map, so the same seed would drop other positions than the authors' code.
+        return self.reproject(nodes.transpose(1, 2).reshape(b, -1, h, w).contiguous())
