@@ -69,7 +69,12 @@ def test_the_datamodule_balances_an_imbalanced_training_set(toy_cache, tmp_path)
     table = str(imbalanced_table(toy_cache, tmp_path))
     dm = make_dm(cache, train=[table], val=[table], test=[table], batch_size=2)
     assert dm.balanced is True
-    assert dict(dm.hparams) == {"balance": True, "train_real_videos": 1, "train_fake_videos": 3}
+    assert dict(dm.hparams) == {
+        "val_fakes": "real",
+        "balance": True,
+        "train_real_videos": 1,
+        "train_fake_videos": 3,
+    }
     loader = dm.train_dataloader()
     assert isinstance(loader.sampler, BalancedSampler)
     labels = Counter(int(v) for batch in loader for v in batch["label"])

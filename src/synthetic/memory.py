@@ -147,6 +147,8 @@ class SyntheticFaceDataset(Dataset):
         pseudo_fake: every video is real and every item a (real, pseudo-fake) pair.
         pseudo_seed: with ``pseudo_fake``, a fixed-seed evaluation set of pairs (see
             :mod:`src.data.pseudo`); None: a training set, fresh draws every access.
+        output_size: with ``pseudo_fake``, pairs are made at ``size`` (the face crop a
+            generator blends on) and then resized to this (default: ``size``).
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class SyntheticFaceDataset(Dataset):
         flip_labels: bool = False,
         pseudo_fake: PseudoFakeGenerator | None = None,
         pseudo_seed: int | None = None,
+        output_size: int | None = None,
     ) -> None:
         if n_videos < 1 or frames_per_video < 1:
             raise DFBenchError(f"set {name!r}: n_videos and frames_per_video must be positive")
@@ -174,6 +177,7 @@ class SyntheticFaceDataset(Dataset):
         self.flip_labels = flip_labels
         self.pseudo_fake = pseudo_fake
         self.pseudo_seed = pseudo_seed
+        self.output_size = output_size or size
         if pseudo_fake is not None:
             fake_fraction = 0.0
         self._seed = [seed, zlib.crc32(name.encode())]
@@ -284,7 +288,7 @@ class SyntheticFaceDataset(Dataset):
             rng = validation_rng(self.pseudo_seed, side["crop_path"])
             fake_video = len(self.real_video_keys) + video
         real, fake, fake_mask = make_pseudo_fake(self.pseudo_fake, image, rng, side)
-        size = (self.size, self.size)
+        size = (self.output_size, self.output_size)
         real, fake, fake_mask = (
             cv2.resize(a, size, interpolation=cv2.INTER_AREA) if a.shape[:2] != size else a
             for a in (real, fake, fake_mask)
@@ -329,6 +333,10 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         val_fakes: ``pseudo`` (the default with ``pseudo_fake``) or ``real``, as
             :class:`~src.data.datamodule.DeepfakeDataModule` takes it.
         pseudo_val_seed: seed of the validation and ``pseudo`` test pseudo-fakes.
+        pseudo_crop_size: with ``pseudo_fake``, reals are rendered at least this large,
+            blended, and resized to the input size, as the suite blends on cached face
+            crops of their own size (a 64 px input is not what SBI's and BI's pixel
+            sizes of masks and blurs were set for).
         **kwargs: :class:`~src.data.base.DeepfakeDataModuleBase` arguments.
     """
 
@@ -348,6 +356,7 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         pseudo_fake: PseudoFakeGenerator | None = None,
         val_fakes: str | None = None,
         pseudo_val_seed: int = 0,
+        pseudo_crop_size: int = 128,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -364,6 +373,7 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         self.pseudo_fake = pseudo_fake
         self.val_fakes = resolve_val_fakes(val_fakes, pseudo_fake)
         self.pseudo_val_seed = pseudo_val_seed
+        self.pseudo_crop_size = pseudo_crop_size
         self.save_hyperparameters({"val_fakes": self.val_fakes})
         self._pool_dir: Path | None = None
         self.counts = {"train": train_videos, "val": val_videos, "test": test_videos}
@@ -385,7 +395,8 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
         resample: bool = False,
         pairs: str | None = None,
     ) -> SyntheticFaceDataset:
-        """A set; ``pairs``: None (its own fakes), "train" or "eval" (pseudo-fake pairs)."""
+        """A set; ``pairs``: None (its own fakes), "train" or "eval" (pseudo-fake pairs), or
+        "pool" (the reals a generator is prepared on, at the pairs' size)."""
         height, width = self.contract.input_size
         if height != width:
             raise DFBenchError(f"synthetic faces are square; got input size {height}x{width}")
@@ -393,14 +404,15 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
             seed_name,
             n_videos,
             frames,
-            height,
+            max(height, self.pseudo_crop_size) if pairs else height,
             FAKE_STYLES[style],
             self.fake_fraction,
             seed=self.seed,
             resample=resample,
             flip_labels=self.flip_labels,
-            pseudo_fake=self.pseudo_fake if pairs else None,
+            pseudo_fake=self.pseudo_fake if pairs in ("train", "eval") else None,
             pseudo_seed=self.pseudo_val_seed if pairs == "eval" else None,
+            output_size=height,
         )
 
     def _prepare_generator(self, train: SyntheticFaceDataset) -> None:
@@ -427,7 +439,7 @@ class SyntheticFaceDataModule(DeepfakeDataModuleBase):
             self.sets["fit"] = [("train", train, train.video_keys)]
         if self.pseudo_fake is not None and stage in (None, "fit", "validate", "test", "predict"):
             self._prepare_generator(
-                self._dataset("train", self.counts["train"], self.train_style, 1)
+                self._dataset("train", self.counts["train"], self.train_style, 1, pairs="pool")
             )
         if stage in (None, "fit", "validate"):
             pairs = "eval" if self.val_fakes == "pseudo" else None
