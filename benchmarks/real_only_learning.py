@@ -21,6 +21,7 @@ how much of the blend mask is its core, and the feature sizes of the backbone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -243,6 +244,7 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--probe", action="store_true", help="print target statistics only")
     parser.add_argument("--train-videos", type=int, default=256, help="fresh reals per epoch")
+    parser.add_argument("--epochs", type=int, help="override every experiment's epochs")
     options = parser.parse_args()
     if options.list:
         for experiment in EXPERIMENTS:
@@ -256,6 +258,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown experiments {unknown}; --list names them")
     chosen = [known[name] for name in options.only] if options.only else EXPERIMENTS
+    if options.epochs:
+        chosen = [dataclasses.replace(e, epochs=options.epochs) for e in chosen]
     rows = []
     for experiment in chosen:
         with tempfile.TemporaryDirectory(prefix=f"real-only-{experiment.name}-") as folder:

@@ -322,6 +322,9 @@ def resolved_val_fakes(data_args: Mapping[str, Any]) -> str:
 def _explicit_val_fakes(data_args: dict[str, Any]) -> None:
     """Write the validation fakes a pseudo-fake run uses; leave a plain run's default unset.
 
+    The options only pseudo-fakes read (their validation seed, the in-memory
+    faces' blending size) are left out of runs without them.
+
     So a default and its explicit spelling are one identity, and runs from before
     the option existed keep theirs unless they train on pseudo-fakes (whose
     validation it changed).
@@ -331,6 +334,11 @@ def _explicit_val_fakes(data_args: dict[str, Any]) -> None:
         data_args["val_fakes"] = chosen
     else:
         data_args.pop("val_fakes", None)
+    # Options of pseudo-fakes that a run without them never reads.
+    if chosen == "real":
+        data_args.pop("pseudo_val_seed", None)
+    if not data_args.get("pseudo_fake"):
+        data_args.pop("pseudo_crop_size", None)
 
 
 def identity(config: Mapping[str, Any]) -> dict[str, Any]:

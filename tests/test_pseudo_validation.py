@@ -146,6 +146,9 @@ def test_the_default_and_its_explicit_spelling_are_one_identity() -> None:
     assert config_hash(default) == config_hash(explicit) != config_hash(real)
     assert recipe_hash(default) == recipe_hash(explicit) != recipe_hash(real)
     plain = ["-c", "configs/data/ffpp.yaml", "-c", "configs/detectors/xception.yaml"]
-    assert config_hash(resolve(plain)) == config_hash(
-        resolve([*plain, "--data.init_args.val_fakes=real"])
-    )
+    for unread in ("val_fakes=real", "pseudo_val_seed=3"):
+        assert config_hash(resolve(plain)) == config_hash(
+            resolve([*plain, f"--data.init_args.{unread}"])
+        )
+    seeded = resolve([*base, "--data.init_args.pseudo_val_seed=3"])
+    assert config_hash(seeded) != config_hash(default)
