@@ -9,39 +9,14 @@ and predict take with --ckpt_path, stacked on configs/detectors/recce.yaml
 
 from __future__ import annotations
 
-from src.cli.options import VerbParser, existing_file, output_file
-from src.cli.trust import add_weights_only_option
+from src.cli.import_weights import ImportVerb
 
-
-def build_parser() -> VerbParser:
-    parser = VerbParser("import-recce", __doc__)
-    parser.add_argument(
-        "--weights",
-        required=True,
-        type=existing_file,
-        help="the authors' .bin file (their trainer's checkpoint) or state dict",
-    )
-    parser.add_argument(
-        "--out", required=True, type=output_file, help="Lightning checkpoint to write (.ckpt)"
-    )
-    add_weights_only_option(parser, "the authors' file")
-    return parser
-
-
-def run(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    from src.detectors.recce_importer import write_checkpoint
-
-    written = write_checkpoint(args.weights, args.out, trusted=not args.weights_only)
-    weights = written.weights
-    if weights.unused:
-        left_out = ", ".join(weights.unused)
-        print(f"left out {left_out}: timm's ImageNet classifier, which their forward never uses")
-    if weights.classes == 2:
-        print("their two-class head became one logit, class 1 - class 0 (sigmoid = softmax[1])")
-    print(f"imported {written.tensors} tensors -> {written.path}")
-    print(
-        "test it with: dfbench test -c configs/data/cross_dataset.yaml -c configs/detectors/recce.yaml "
-        f"--ckpt_path {written.path}"
-    )
-    return 0
+VERB = ImportVerb(
+    "import-recce",
+    __doc__,
+    weights_help="the authors' .bin file (their trainer's checkpoint) or state dict",
+    converter="src.detectors.recce_importer:write_checkpoint",
+    test_args="-c configs/detectors/recce.yaml",
+)
+build_parser = VERB.build_parser
+run = VERB.run

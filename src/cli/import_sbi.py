@@ -8,33 +8,14 @@ stacked on configs/detectors/sbi.yaml (the printed command shows how).
 
 from __future__ import annotations
 
-from src.cli.options import VerbParser, existing_file, output_file
-from src.cli.trust import add_weights_only_option
+from src.cli.import_weights import ImportVerb
 
-
-def build_parser() -> VerbParser:
-    parser = VerbParser("import-sbi", __doc__)
-    parser.add_argument(
-        "--weights",
-        required=True,
-        type=existing_file,
-        help="the authors' released file (FFraw.tar or FFc23.tar)",
-    )
-    parser.add_argument(
-        "--out", required=True, type=output_file, help="Lightning checkpoint to write (.ckpt)"
-    )
-    add_weights_only_option(parser, "the authors' file")
-    return parser
-
-
-def run(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    from src.detectors.sbi import write_checkpoint
-
-    path, count = write_checkpoint(args.weights, args.out, trusted=not args.weights_only)
-    print(f"imported {count} tensors -> {path}")
-    print(
-        "test it with: dfbench test -c configs/data/cross_dataset.yaml -c configs/detectors/sbi.yaml "
-        f"--ckpt_path {path}"
-    )
-    return 0
+VERB = ImportVerb(
+    "import-sbi",
+    __doc__,
+    weights_help="the authors' released file (FFraw.tar or FFc23.tar)",
+    converter="src.detectors.sbi:write_checkpoint",
+    test_args="-c configs/detectors/sbi.yaml",
+)
+build_parser = VERB.build_parser
+run = VERB.run

@@ -215,22 +215,30 @@ def load_authors_checkpoint(path: str | Path, *, trusted: bool = False, **overri
     return import_authors_weights(path, trusted=trusted, **overrides)[0]
 
 
-class Written(NamedTuple):
-    """What :func:`write_checkpoint` wrote: the file, its tensor count and what was converted."""
-
-    path: Path
-    tensors: int
-    weights: AuthorsWeights
-
-
-def write_checkpoint(source: str | Path, out: str | Path, *, trusted: bool = False) -> Written:
+def write_checkpoint(
+    source: str | Path, out: str | Path, *, trusted: bool = False
+) -> tuple[Path, int, list[str]]:
     """Convert the authors' file into a Lightning checkpoint ``dfbench test`` takes.
 
     Args:
         source: their trainer's ``.bin`` or a state dict saved alone.
         out: the checkpoint to write.
         trusted: see :func:`import_authors_weights`.
+
+    Returns:
+        The written path, its number of tensors, and notes on what was converted
+        (tensors left out, a two-class head made one logit).
     """
     model, weights = import_authors_weights(source, trusted=trusted)
     path, tensors = write_detector_checkpoint(model, out)
-    return Written(path, tensors, weights)
+    notes = []
+    if weights.unused:
+        notes.append(
+            f"left out {', '.join(weights.unused)}: timm's ImageNet classifier, which their "
+            "forward never uses"
+        )
+    if weights.classes == 2:
+        notes.append(
+            "their two-class head became one logit, class 1 - class 0 (sigmoid = softmax[1])"
+        )
+    return path, tensors, notes
