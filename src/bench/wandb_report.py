@@ -226,6 +226,7 @@ CELL_COLUMNS = (
     "seed",
     "val_auc",
     "best_epoch",
+    "val_fakes",
     "params",
     "train_time_s",
 )
