@@ -310,6 +310,7 @@ def test_datamodule_pairs_reals_with_their_blends(toy_frames, tmp_path) -> None:
         input_size=64,
         train_frames_per_video=2,
         pseudo_fake=BI(k=10),
+        val_fakes="real",  # every real trains here: none is left to make validation pairs from
     )
     dm.setup()
     assert len(dm.sets["fit"][0][1]) == 3 * 2
