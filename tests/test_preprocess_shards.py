@@ -185,3 +185,32 @@ def test_merge_and_shard_options_fail_in_one_line(tmp_path, toy_videos, capsys) 
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith(expected), line
     assert not (tmp_path / "cache" / "tables" / "toy.parquet").exists()
+
+
+def test_the_batch_lines_run_a_shard_per_array_task_and_the_merge(
+    tmp_path, toy_videos, monkeypatch
+) -> None:
+    """What a Slurm script runs: the shell expands the task id; paths are absolute."""
+    import subprocess
+
+    from src.cli.preprocess import build_parser, sharded_command_lines
+
+    pd.DataFrame(toy_videos).to_csv(tmp_path / "toy.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    options = ["--index", "toy.csv", "--cache-dir", "cache", "--train-frames", "6"]
+    shard_line, merge_line = sharded_command_lines([*options, "--shard", "0/9"], 3)
+
+    def shell_words(line: str) -> list[str]:
+        script = f'set -- {line}; printf "%s\\n" "$@"'
+        environment = {"PATH": "/usr/bin:/bin", "SLURM_ARRAY_TASK_ID": "2"}
+        run = subprocess.run(["bash", "-c", script], env=environment, capture_output=True)
+        return run.stdout.decode().splitlines()
+
+    shard_words, merge_words = shell_words(shard_line), shell_words(merge_line)
+    assert shard_words[:2] == merge_words[:2] == ["dfbench", "preprocess"]
+    shard, merge = (build_parser().parse_args(w[2:]) for w in (shard_words, merge_words))
+    assert (shard.shard, shard.merge_shards) == (Shard(2, 3), None)
+    assert (merge.shard, merge.merge_shards) == (None, 3)
+    for args in (shard, merge):
+        assert args.index == tmp_path / "toy.csv" and args.cache_dir == str(tmp_path / "cache")
+        assert (args.table, args.train_frames, args.no_progress) == ("toy", 6, True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from typing import TYPE_CHECKING
 
 from src.cli.options import VerbParser, existing_file, float_above, int_at_least
@@ -165,6 +166,29 @@ def run(argv: list[str]) -> int:
             f"command and --merge-shards {args.shard.count} instead of --shard"
         )
     return 0
+
+
+def sharded_command_lines(argv: list[str], count: int) -> tuple[str, str]:
+    """The two shell lines of a sharded run, for a batch script: a shard and the merge.
+
+    The shard line takes its number from ``$SLURM_ARRAY_TASK_ID`` (expanded by
+    the shell): run it as an array of ``count`` tasks (``--array=0-<count-1>``),
+    and the merge line after the array (``--dependency=afterany:<array job>``:
+    when a shard failed, the merge fails too, naming it).
+
+    Args:
+        argv: the options of one ``dfbench preprocess`` (a ``--shard`` or
+            ``--merge-shards`` among them is replaced); paths become absolute,
+            since a batch job may start in another folder, and progress bars
+            are turned off for the job logs.
+        count: the number of shards.
+    """
+    from src.data.shards import Shard
+
+    Shard(0, count)  # refuses a count below 1
+    args = build_parser().parse_args(argv)
+    line = shlex.join([*_repeatable(args, args.table or args.index.stem), "--no-progress"])
+    return f'{line} --shard "$SLURM_ARRAY_TASK_ID/{count}"', f"{line} --merge-shards {count}"
 
 
 def _repeatable(args: argparse.Namespace, table: str) -> list[str]:

@@ -50,6 +50,11 @@ landmarked in place, not re-cropped.
 **Long keys.** A video key part too long for a file name gets a shortened,
 hashed folder (:func:`~src.data.paths.key_folder`); the tables keep the full key.
 
+**Shards.** With ``shard`` a run does only the videos of one shard (a hash
+of their keys) and writes that shard's part instead of the tables;
+:func:`merge_shards` writes the tables from all parts, equal to a single
+run's (:mod:`src.data.shards`).
+
 Outputs, for a table named ``NAME`` (a plain name): ``<cache>/tables/NAME.parquet``
 (the frame table, :data:`~src.data.tables.FRAME_COLUMNS`, paths relative to
 ``<cache>``) and ``<cache>/tables/NAME_failures.csv``.
