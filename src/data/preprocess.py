@@ -50,6 +50,11 @@ landmarked in place, not re-cropped.
 **Long keys.** A video key part too long for a file name gets a shortened,
 hashed folder (:func:`~src.data.paths.key_folder`); the tables keep the full key.
 
+**Shards.** With ``shard`` a run does only the videos of one shard (a hash
+of their keys) and writes that shard's part instead of the tables;
+:func:`merge_shards` writes the tables from all parts, equal to a single
+run's (:mod:`src.data.shards`).
+
 Outputs, for a table named ``NAME`` (a plain name): ``<cache>/tables/NAME.parquet``
 (the frame table, :data:`~src.data.tables.FRAME_COLUMNS`, paths relative to
 ``<cache>``) and ``<cache>/tables/NAME_failures.csv``.
@@ -68,6 +73,14 @@ import pandas as pd
 from src.data.cache import read_record, write_with_record
 from src.data.paths import check_name, key_folder
 from src.data.settings import DEFAULT_FRAMES, PreprocessConfig
+from src.data.shards import (
+    Shard,
+    finish_shard,
+    gather_shards,
+    part_path,
+    plan_digest,
+    start_shard,
+)
 from src.data.space import writing
 from src.data.tables import FRAME_COLUMNS, TableError, video_table
 from src.data.video_io import VideoReadError, read_frames, sample_indices
@@ -82,7 +95,9 @@ __all__ = [
     "PreprocessResult",
     "VideoPreprocessor",
     "VideoReadError",
+    "Shard",
     "load_frame_table",
+    "merge_shards",
     "preprocess",
     "repair_hint",
     "read_frames",
@@ -116,6 +131,7 @@ def preprocess(
     limit: int | None = None,
     content_hash: bool = False,
     command: Sequence[str] | None = None,
+    shard: Shard | None = None,
 ) -> PreprocessResult:
     """Preprocess every video of ``videos`` into ``cache_root``; resumable, never stale.
 
@@ -132,6 +148,9 @@ def preprocess(
         command: the command line that makes this table again (``dfbench
             preprocess ...``, absolute paths), recorded in the table so that a
             damaged crop found later can name it.
+        shard: preprocess only this shard's videos and write its part
+            (:mod:`src.data.shards`) instead of the tables; :func:`merge_shards`
+            makes the tables once every shard is done.
 
     Raises:
         UnsafePathError: ``name`` or a video key would leave the cache.
@@ -143,6 +162,10 @@ def preprocess(
     videos = video_table(videos, name)
     _check_folders(videos["video_key"], name)
     config = config or PreprocessConfig()
+    plan = plan_digest(videos, config, content_hash) if shard else ""
+    if shard is not None:
+        start_shard(cache_root, name, shard, plan)
+        videos = videos[shard.holds(videos["video_key"])]
     worker = VideoPreprocessor(cache_root, config, content_hash)
     frame_parts, failures = [], []
     processed = skipped = updated = 0
@@ -150,7 +173,7 @@ def preprocess(
     bar = progress_bar(
         videos.to_dict("records"),
         total=len(videos),
-        desc=f"preprocess {name}",
+        desc=f"preprocess {name}" + (f" shard {shard}" if shard else ""),
         unit="video",
         disable=not progress,
     )
@@ -171,25 +194,95 @@ def preprocess(
             updated += state == "reindexed"
         frame_parts.append(rows)
         failures.extend(video_failures)
-    tables = Path(cache_root) / "tables"
-    frames = pd.concat(
-        [p for p in frame_parts if not p.empty] or [pd.DataFrame(columns=list(FRAME_COLUMNS))],
-        ignore_index=True,
-    )
+    frames = _frame_table(frame_parts)
     failure_table = pd.DataFrame(failures, columns=list(FAILURE_COLUMNS))
-    table_path, failures_path = tables / f"{name}.parquet", tables / f"{name}_failures.csv"
+    table_path, failures_path = _table_paths(cache_root, name)
     if limit is None or processed < limit:
-        frames = frames.sort_values(
-            ["video_key", "frame_idx", "crop_path"], kind="stable"
-        ).reset_index(drop=True)
-        record = {"command": list(command)} if command else {}
-        with writing(table_path):
-            write_with_record(table_path, frames, record)
-        with writing(failures_path):
-            atomic_write_csv(failures_path, failure_table)
+        if shard is None:
+            _write_tables(frames, failure_table, table_path, failures_path, command)
+        else:
+            counts = {"processed": processed, "skipped": skipped, "updated": updated}
+            with writing(part_path(cache_root, name, shard)):
+                table_path = failures_path = finish_shard(
+                    cache_root, name, shard, plan, frames, failure_table, counts
+                )
     return PreprocessResult(
         frames, failure_table, table_path, failures_path, processed, skipped, updated, redone
     )
+
+
+def merge_shards(
+    videos: pd.DataFrame,
+    cache_root: str | Path,
+    name: str,
+    count: int,
+    config: PreprocessConfig | None = None,
+    content_hash: bool = False,
+    command: Sequence[str] | None = None,
+) -> PreprocessResult:
+    """Build the tables of :func:`preprocess` from the ``count`` finished shards of ``videos``.
+
+    The arguments are those the shards ran with; the tables equal a single
+    process's (same rows, order, columns and dtypes; failures in video-table
+    order). ``processed``, ``skipped`` and ``updated`` sum the shards' counts.
+
+    Raises:
+        ShardError: one line naming every shard that never ran, is unfinished,
+            or was made for another video table or other settings.
+    """
+    check_name(name, "frame table name")
+    videos = video_table(videos, name)
+    config = config or PreprocessConfig()
+    merged = gather_shards(cache_root, name, count, plan_digest(videos, config, content_hash))
+    frames = _frame_table(merged.parts)
+    # A single run lists failures video by video in table order; each video's stay together.
+    failure_table = pd.DataFrame(merged.failures, columns=list(FAILURE_COLUMNS))
+    position = pd.Series(np.arange(len(videos)), index=videos["video_key"])
+    failure_table = failure_table.iloc[
+        np.argsort(position[failure_table["video_key"]].to_numpy(), kind="stable")
+    ].reset_index(drop=True)
+    table_path, failures_path = _table_paths(cache_root, name)
+    _write_tables(frames, failure_table, table_path, failures_path, command)
+    counts = merged.counts
+    return PreprocessResult(
+        frames,
+        failure_table,
+        table_path,
+        failures_path,
+        counts.get("processed", 0),
+        counts.get("skipped", 0),
+        counts.get("updated", 0),
+    )
+
+
+def _frame_table(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Video parts -> one frame table in its canonical order (key, frame, crop)."""
+    frames = pd.concat(
+        [p for p in parts if not p.empty] or [pd.DataFrame(columns=list(FRAME_COLUMNS))],
+        ignore_index=True,
+    )
+    return frames.sort_values(["video_key", "frame_idx", "crop_path"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _table_paths(cache_root: str | Path, name: str) -> tuple[Path, Path]:
+    tables = Path(cache_root) / "tables"
+    return tables / f"{name}.parquet", tables / f"{name}_failures.csv"
+
+
+def _write_tables(
+    frames: pd.DataFrame,
+    failures: pd.DataFrame,
+    table_path: Path,
+    failures_path: Path,
+    command: Sequence[str] | None,
+) -> None:
+    record = {"command": list(command)} if command else {}
+    with writing(table_path):
+        write_with_record(table_path, frames, record)
+    with writing(failures_path):
+        atomic_write_csv(failures_path, failures)
 
 
 def _check_folders(keys: pd.Series, name: str) -> None:
