@@ -118,7 +118,11 @@ def _fit_stopped_by(tmp_path: Path, signum: signal.Signals, log: Path) -> tuple[
 
 
 @pytest.mark.parametrize(
-    "signum", [signal.SIGUSR1, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)]
+    "signum",
+    [
+        pytest.param(signal.SIGUSR1, id="SIGUSR1"),
+        pytest.param(signal.SIGTERM, id="SIGTERM", marks=pytest.mark.slow),
+    ],
 )
 def test_a_stop_signal_saves_mid_epoch_and_the_fit_resumes_there(
     tmp_path: Path, signum: signal.Signals
@@ -305,3 +309,13 @@ def test_the_srun_hint_is_silenced_unless_it_may_be_the_fix(
     assert _srun_hints(1) == []  # one device in an allocation: nothing to launch
     no_launcher.delenv("SLURM_JOB_ID")
     assert _srun_hints(2) == []  # outside any allocation (a login node, a workstation)
+
+
+def test_bench_takes_sigusr1_for_a_stop() -> None:
+    """bench then stops its running cell with SIGTERM; the cell's fit saves mid-epoch."""
+    from src.bench.process import Interrupted, handle_stop_signals
+
+    with pytest.raises(Interrupted) as stopped, handle_stop_signals():
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(1)
+    assert stopped.value.exit_code == 128 + signal.SIGUSR1
