@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import torch
 from cli_helpers import ROOT, ScriptedDetector, checkpoint_state, scripted_args
+from pytorch_lightning import Callback
 from torch import Tensor
 
 from src.bench.checkpoints import ResumePoint, resume_point
@@ -319,3 +320,39 @@ def test_bench_takes_sigusr1_for_a_stop() -> None:
         os.kill(os.getpid(), signal.SIGUSR1)
         time.sleep(1)
     assert stopped.value.exit_code == 128 + signal.SIGUSR1
+
+
+class SignalOnFirstBatch(Callback):
+    """Sends this process SIGUSR1 as the first training or test batch starts."""
+
+    sent = False
+
+    def _send(self, *_: Any) -> None:
+        if not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    on_train_batch_start = on_test_batch_start = _send
+
+
+def test_a_stopped_test_saves_nothing_and_a_stopped_fit_saves_its_first_step(
+    tmp_path: Path, no_launcher: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    signaller = "--trainer.callbacks+=test_signals.SignalOnFirstBatch"
+    small = ["--data.init_args.eval_batch_size=1", "--run_name=r", signaller]
+    test = ["test", *scripted_args(tmp_path, *small, "--allow_untrained=true")]
+    assert main(test) == EXIT_RESUMABLE
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        f"dfbench test: stopped by SIGUSR1; nothing to save: run it again "
+        f"(exit status {EXIT_RESUMABLE})"
+    )
+    assert not list(tmp_path.rglob("test_metrics.json"))
+
+    assert main(["fit", *scripted_args(tmp_path, *small)]) == EXIT_RESUMABLE
+    (last,) = tmp_path.glob("scripted_detector-*/synthetic_face/r/checkpoints/last.ckpt")
+    assert f"stopped by SIGUSR1 in epoch 0 after 1 of 1 batches; saved {last}" in (
+        capsys.readouterr().err
+    )
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 1
+    assert not list(last.parent.glob("best*.ckpt"))  # no validation ran: nothing chosen
