@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import torch
-from cli_helpers import ROOT, ScriptedDetector, checkpoint_state, scripted_args
+from cli_helpers import ROOT, ScriptedDetector, checkpoint_state, run_dfbench, scripted_args
 from pytorch_lightning import Callback
 from torch import Tensor
 
@@ -93,9 +93,11 @@ def _trained(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def _fit_stopped_by(tmp_path: Path, signum: signal.Signals, log: Path) -> tuple[int, str]:
-    """Start a fit, send ``signum`` once it waits in epoch 1 after batch 2; its status and output."""
-    args = _pausing_args(Path("runs"), log)
+def _fit_stopped_by(
+    tmp_path: Path, signum: signal.Signals, log: Path, *extra: str
+) -> tuple[int, str]:
+    """Start a fit, send ``signum`` once it waits in epoch 1 at batch 1; its status and output."""
+    args = _pausing_args(Path("runs"), log, *extra)
     child = subprocess.Popen(
         [sys.executable, "-m", "src.cli", "fit", *args],
         cwd=tmp_path,
@@ -152,22 +154,7 @@ def test_a_stop_signal_saves_mid_epoch_and_the_fit_resumes_there(
     assert resume_point(last.parent) == ResumePoint(last, 0, 2)
 
     log.unlink()
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "src.cli",
-            "fit",
-            *_pausing_args(Path("runs"), log),
-            "--ckpt_path=last",
-        ],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    run_dfbench(tmp_path, "fit", *_pausing_args(Path("runs"), log), "--ckpt_path=last")
     second = _trained(log)
     # It continues at batch 2 of epoch 1: no batch index of epoch 1 is trained twice.
     assert [(e["epoch"], e["batch"]) for e in second] == [(1, b) for b in range(2, BATCHES)] + [
@@ -356,3 +343,27 @@ def test_a_stopped_test_saves_nothing_and_a_stopped_fit_saves_its_first_step(
     )
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 1
     assert not list(last.parent.glob("best*.ckpt"))  # no validation ran: nothing chosen
+
+
+@pytest.mark.ddp
+def test_a_ddp_fit_stopped_by_sigusr1_saves_once_and_resumes_on_every_rank(tmp_path: Path) -> None:
+    """SIGUSR1 to the first process only: Lightning passes the stop on to the other rank."""
+    ddp = ("--trainer.devices=2", "--trainer.strategy=ddp")
+    log = tmp_path / "trained.jsonl"
+    status, out = _fit_stopped_by(tmp_path, signal.SIGUSR1, log, *ddp)
+    assert status == EXIT_RESUMABLE, out[-3000:]
+    per_rank = BATCHES // 2
+    lines = [line for line in out.splitlines() if "stopped by SIGUSR1" in line]
+    assert len(lines) == 1 and f"in epoch 1 after 2 of {per_rank} batches; saved" in lines[0]
+    for rank in (0, 1):
+        trained = [(e["epoch"], e["batch"]) for e in _trained(log) if e["rank"] == rank]
+        assert trained == [(0, b) for b in range(per_rank)] + [(1, 0), (1, 1)], rank
+
+    log.unlink()
+    run_dfbench(tmp_path, "fit", *_pausing_args(Path("runs"), log, *ddp), "--ckpt_path=last")
+    for rank in (0, 1):
+        trained = [(e["epoch"], e["batch"]) for e in _trained(log) if e["rank"] == rank]
+        assert trained == [(1, b) for b in range(2, per_rank)] + [(2, b) for b in range(per_rank)]
+    (last,) = tmp_path.glob("runs/*/synthetic_face/r/checkpoints/last.ckpt")
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 3 * per_rank
+    assert Path(checkpoint_state(last)["best_model_path"]).name == "best-epoch000.ckpt"

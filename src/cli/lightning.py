@@ -23,6 +23,14 @@ subcommands add to plain LightningCLI:
 * a bad option or config key fails with jsonargparse's message on one line.
 * data configs are read first wherever they are stacked (src/configs.py, the
   one place configurations are resolved).
+* SIGTERM or SIGUSR1 (a scheduler's stop or warning) ends the verb after the
+  batch in progress: a fit saves a mid-epoch last.ckpt that --ckpt_path last
+  resumes, and the verb exits with status 75 after one line
+  (src/cli/signals.py).
+* processes started by srun or torchrun share one run and session folder, an
+  srun task layout Lightning cannot use is one line from the first task, and
+  Lightning's "srun is available" hint shows only where it may help
+  (src/cli/launch.py).
 * only public LightningCLI methods and hooks are overridden (DFBenchCLI).
 """
 
