@@ -35,6 +35,7 @@ when nothing else handles SIGUSR1, and dfbench does.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ def _handler(state: StopState):  # noqa: ANN202 (a signal handler)
 def stop_signals() -> Iterator[StopState]:
     """SIGTERM and SIGUSR1 stop the verb resumably while the context is active (main thread)."""
     state = StopState()
+    if threading.current_thread() is not threading.main_thread():
+        yield state  # Python runs signal handlers in the main thread only
+        return
     handle = _handler(state)
     previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
     try:
