@@ -8,6 +8,11 @@ whole pytest command in rank 1.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +20,7 @@ import pytest
 from cli_helpers import checkpoint_state, run_dfbench, scripted_args
 from conftest import TINY_SIZE
 
+from src.cli.runs import LAYOUT_ENV
 from src.metrics import compute_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +129,79 @@ def test_ddp_fit_writes_one_run_and_resumes_it(tmp_path: Path) -> None:
     state = checkpoint_state(run / "checkpoints" / "last.ckpt")
     assert Path(state["best_model_path"]).name == "best-epoch000.ckpt"
     assert float(state["best_model_score"]) == 1.0
+
+
+def _launch_env(**extra: str) -> dict[str, str]:
+    """The environment of a child dfbench with no launcher of this process leaking in."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SLURM_", "TORCHELASTIC_"))
+        and key not in {"WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT", LAYOUT_ENV}
+    }
+    env.update(HF_HUB_OFFLINE="1", WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    return {**env, **extra}
+
+
+def _one_shared_run(tmp_path: Path, name: str) -> None:
+    (run,) = tmp_path.glob("runs/scripted_detector-*/synthetic_face/*")
+    assert run.name == name
+    assert [p.name for p in run.glob("fit-*")] == [f"fit-{name}"]
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.ddp
+def test_ranks_started_by_torchrun_share_one_run(tmp_path: Path) -> None:
+    args = scripted_args(Path("runs"), "--trainer.devices=2", "--trainer.strategy=ddp")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+        + ["-m", "src.cli", "fit", *args],
+        cwd=tmp_path,
+        env=_launch_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run,) = tmp_path.glob("runs/scripted_detector-*/synthetic_face/*")
+    assert run.name.startswith("torchrun-")
+    _one_shared_run(tmp_path, run.name)
+
+
+@pytest.mark.ddp
+def test_ranks_started_by_srun_share_one_run_whatever_the_timing(tmp_path: Path) -> None:
+    """Two tasks as srun starts them (its environment), the second a few seconds later."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_STEP_ID": "0",
+        "SLURM_JOB_NAME": "cell",
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_NNODES": "1",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+    args = scripted_args(Path("runs"), "--trainer.devices=2", "--trainer.strategy=ddp")
+    tasks = []
+    for rank in ("0", "1"):
+        env = _launch_env(**slurm, SLURM_PROCID=rank, SLURM_LOCALID=rank)
+        tasks.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "src.cli", "fit", *args],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+        time.sleep(2.5)  # a time-stamped name would differ between the tasks
+    outputs = [task.communicate(timeout=900)[0] for task in tasks]
+    assert [task.returncode for task in tasks] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    assert not [o for o in outputs if "srun` command is available" in o]
+    _one_shared_run(tmp_path, "slurm4242.0")

@@ -11,7 +11,8 @@ reduced to those, and deletes the others (``last.ckpt`` ...).
 
 An unfinished fit (killed, stopped, or failed) resumes from the ``last.ckpt``
 it left (:func:`resume_point`): the last epoch it completed, with its
-optimiser, schedule and best-checkpoint record.
+optimiser, schedule and best-checkpoint record; or, when a stop signal
+ended it (src/cli/signals.py), the batch it had reached in the epoch after.
 
 Every checkpoint is read with ``weights_only=True``
 (:func:`src.checkpoint_files.load_checkpoint`): a file in a cell's folder
@@ -148,7 +149,25 @@ class ResumePoint:
     """Where an unfinished fit continues."""
 
     path: Path  # its last.ckpt
-    epoch: int  # the last epoch it completed (0-based)
+    epoch: int  # the last epoch it completed (0-based; -1: none)
+    batches: int = 0  # batches of the next epoch trained too (a fit stopped mid-epoch)
+
+    def __str__(self) -> str:
+        done = f"after epoch {self.epoch + 1}" if self.epoch >= 0 else "in epoch 1"
+        if self.batches:
+            done += f" (and {self.batches} batches of epoch {self.epoch + 2})"
+        return done
+
+
+def batches_into_epoch(checkpoint: dict[str, Any]) -> int:
+    """How many batches of its epoch a checkpoint saved mid-epoch had trained (0: none, or
+    saved at the epoch's end), read from Lightning's training-loop progress in the file."""
+    loops = checkpoint.get("loops") or {}
+    progress = (loops.get("fit_loop") or {}).get("epoch_loop.batch_progress") or {}
+    if progress.get("is_last_batch", True):
+        return 0
+    completed = (progress.get("current") or {}).get("completed", 0)
+    return completed if isinstance(completed, int) and completed > 0 else 0
 
 
 def resume_point(
@@ -188,7 +207,9 @@ def resume_point(
     for other in last.parent.glob("*.ckpt"):
         if other.name not in (last.name, best):
             other.unlink()
-    return ResumePoint(last, epoch)
+    batches = batches_into_epoch(checkpoint)
+    # Saved mid-epoch, "epoch" is the epoch in progress: the one before it is the last completed.
+    return ResumePoint(last, epoch - 1 if batches else epoch, batches)
 
 
 def _not_resumed(explain: Callable[[str], None] | None, why: str) -> None:

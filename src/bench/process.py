@@ -3,8 +3,8 @@
 Each child runs in a session (process group) of its own, so that its DDP
 workers and data-loader processes can be signalled together, and so that a
 Ctrl-C in the terminal reaches ``bench`` alone, which then stops the child in
-order. While :func:`handle_stop_signals` is active, SIGINT and SIGTERM raise
-:class:`Interrupted` in ``bench``; :func:`run_child` then sends SIGTERM to the
+order. While :func:`handle_stop_signals` is active, SIGINT, SIGTERM and SIGUSR1
+(a scheduler's warning: src/cli/signals.py) raise :class:`Interrupted` in ``bench``; :func:`run_child` then sends SIGTERM to the
 child's group (Lightning ends a fit or test at the next batch on SIGTERM),
 waits ``grace_s`` seconds, and sends SIGKILL to whatever is left. A second
 signal skips the wait. A child writes stdout and stderr, line-buffered, to its
@@ -73,7 +73,7 @@ _MAX_FDS = 64
 
 
 class Interrupted(BaseException):  # noqa: N818 (a signal, named like KeyboardInterrupt)
-    """``bench`` received SIGINT or SIGTERM; the exit status is 128 + the signal number.
+    """``bench`` received SIGINT, SIGTERM or SIGUSR1; the exit status is 128 + the signal number.
 
     A ``BaseException``, as ``KeyboardInterrupt`` is, so that the runner's
     ``except Exception`` (one cell's failure) never takes a stop for a failure.
@@ -110,12 +110,13 @@ class StopSignals:
 
 @contextlib.contextmanager
 def handle_stop_signals() -> Iterator[StopSignals]:
-    """SIGINT and SIGTERM raise :class:`Interrupted` (main thread only; elsewhere a no-op)."""
+    """SIGINT, SIGTERM and SIGUSR1 raise :class:`Interrupted` (main thread only; else a no-op)."""
     state = StopSignals()
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
-    previous = {s: signal.signal(s, state.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    previous = {s: signal.signal(s, state.handler) for s in stops}
     try:
         yield state
     finally:

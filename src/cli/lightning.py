@@ -23,14 +23,25 @@ subcommands add to plain LightningCLI:
 * a bad option or config key fails with jsonargparse's message on one line.
 * data configs are read first wherever they are stacked (src/configs.py, the
   one place configurations are resolved).
+* SIGTERM or SIGUSR1 (a scheduler's stop or warning) ends the verb after the
+  batch in progress: a fit saves a mid-epoch last.ckpt that --ckpt_path last
+  resumes, and the verb exits with status 75 after one line
+  (src/cli/signals.py).
+* processes started by srun or torchrun share one run and session folder, an
+  srun task layout Lightning cannot use is one line from the first task, and
+  Lightning's "srun is available" hint shows only where it may help
+  (src/cli/launch.py).
 * only public LightningCLI methods and hooks are overridden (DFBenchCLI).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +53,7 @@ from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
 from src.bench.lock import lock_run
-from src.cli import VERBS, UsageError, quiet
+from src.cli import EXIT_USAGE, VERBS, UsageError, quiet
 from src.cli.checkpoints import (
     AtomicCheckpointIO,
     LastCheckpoint,
@@ -52,6 +63,7 @@ from src.cli.checkpoints import (
     load_matching,
     read_checkpoint,
 )
+from src.cli.launch import ReportedByFirstTask, launch_name, silence_srun_hint, slurm_layout_error
 from src.cli.options import plain_text
 from src.cli.predictions import (
     MaskWriter,
@@ -60,7 +72,22 @@ from src.cli.predictions import (
     video_predictions,
 )
 from src.cli.records import experiment_record, run_meta, test_summary
-from src.cli.runs import RunLayout, data_name, detector_name, first_process, plan_session
+from src.cli.runs import (
+    LAYOUT_ENV,
+    RunLayout,
+    data_name,
+    detector_name,
+    first_process,
+    plan_session,
+)
+from src.cli.signals import (
+    EXIT_RESUMABLE,
+    SaveOnStop,
+    StopState,
+    is_stop,
+    stop_message,
+    stop_signals,
+)
 from src.configs import (
     DEFAULT_ROOT,
     add_dfbench_arguments,
@@ -189,6 +216,11 @@ class DFBenchCLI(LightningCLI):
     layout: RunLayout
     names: dict[str, str]
 
+    def __init__(self, *args: Any, stop: StopState | None = None, **kwargs: Any) -> None:
+        #: What a stop signal interrupted, and how the run continues (src/cli/signals.py).
+        self.stop = stop if stop is not None else StopState()
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
         add_dfbench_arguments(parser, RunCheckpoint)
         if parser.prog.rsplit(" ", 1)[-1] != "fit":
@@ -218,6 +250,13 @@ class DFBenchCLI(LightningCLI):
 
     def _prepare_run(self, verb: str, config: Namespace) -> None:
         _check_ranges(config, verb)
+        devices, num_nodes = config.trainer.get("devices"), config.trainer.get("num_nodes")
+        layout_error = slurm_layout_error(devices, num_nodes)
+        if layout_error:
+            if not first_process():
+                raise ReportedByFirstTask(layout_error)
+            raise UsageError(layout_error)
+        silence_srun_hint(devices, num_nodes)
         model_class = _import_class(config.model.class_path)
         init_args = (config.model.get("init_args") or Namespace()).as_dict()
         data = config.get("data")
@@ -229,15 +268,25 @@ class DFBenchCLI(LightningCLI):
         fast = bool(config.trainer.get("fast_dev_run"))
         resolved = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False))[verb]
         files = [str(path) for path in (config.get("config") or [])]
-        self.layout, checkpoint, continues = plan_session(
+        # Ranks that srun or torchrun started share the name the launch gives them all.
+        launch = None if fast else launch_name()
+        run_name = config.get("run_name")
+        if launch and run_name is None and verb == "fit" and not config.get("ckpt_path"):
+            run_name = launch
+        layout, checkpoint, continues = plan_session(
             verb,
             _runs_root(config.trainer),
             detector_name(model_class, resolved, files),
             data_name(data_class, data_args),
-            config.get("run_name"),
+            run_name,
             config.get("ckpt_path"),
-            create=not fast,
+            create=not fast and launch is None,
         )
+        if launch:
+            layout = dataclasses.replace(layout, session=f"{verb}-{launch}")
+            layout.session_dir.mkdir(parents=True, exist_ok=True)
+            os.environ[LAYOUT_ENV] = json.dumps({"run": layout.run, "session": layout.session})
+        self.layout = layout
         self.continues_run = continues
         if verb == "fit" and not fast and first_process():
             # One fit per run folder at a time (released when the verb ends: run()).
@@ -272,6 +321,10 @@ class DFBenchCLI(LightningCLI):
             # A fit resumed from its own checkpoint folder (an interrupted bench cell's) continues.
             own = Path(config.checkpoint["dirpath"]).resolve() == checkpoint.resolve().parent
             self.continues_run = self.continues_run or own
+        if verb == "fit":
+            self.stop.checkpoint_dir = Path(config.checkpoint["dirpath"])
+            if self.stop.checkpoint_dir.resolve() == self.layout.checkpoint_dir.resolve():
+                self.stop.resume_args = f"--ckpt_path last --run_name {self.layout.run}"
         config.trainer["default_root_dir"] = str(self.layout.run_dir)
         _point_loggers(config.trainer, self.layout, verb, self.meta)
         self.names = {
@@ -337,6 +390,8 @@ class DFBenchCLI(LightningCLI):
                     # epochs that also wrote a best checkpoint.
                     callback.save_last = False
                     self.trainer.callbacks.append(LastCheckpoint(callback))
+                if self.subcommand == "fit":
+                    self.trainer.callbacks.append(SaveOnStop(callback, self.stop))
         if self.partial_weights is not None:
             path, state_dict = self.partial_weights
             loaded, kept = load_matching(self.model, state_dict)
@@ -424,19 +479,29 @@ def run(argv: list[str]) -> int:
     if argv and argv[0] in {"validate", "test"}:
         # The suite prints its own table; an explicit --verbose later on still wins.
         argv.insert(1, "--verbose=false")
-    try:
-        DFBenchCLI(
-            Detector,
-            DeepfakeDataModuleBase,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            save_config_callback=RecordConfig,
-            save_config_kwargs={"overwrite": True},
-            seed_everything_default=0,
-            parser_kwargs=parser_kwargs,
-            args=argv,
-        )
-    finally:
-        while _RUN_LOCKS:
-            os.close(_RUN_LOCKS.pop())
+    with stop_signals() as stop:
+        try:
+            DFBenchCLI(
+                Detector,
+                DeepfakeDataModuleBase,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                save_config_callback=RecordConfig,
+                save_config_kwargs={"overwrite": True},
+                seed_everything_default=0,
+                parser_kwargs=parser_kwargs,
+                args=argv,
+                stop=stop,
+            )
+        except ReportedByFirstTask:
+            return EXIT_USAGE
+        except BaseException as error:
+            if not is_stop(error):
+                raise
+            if first_process():
+                print(stop_message(stop, argv[0]), file=sys.stderr, flush=True)
+            return EXIT_RESUMABLE
+        finally:
+            while _RUN_LOCKS:
+                os.close(_RUN_LOCKS.pop())
     return 0
