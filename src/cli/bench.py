@@ -334,8 +334,15 @@ def run(argv: list[str]) -> int:
     if args.report_only:
         return _report_only(runner, args, group)
     if args.slurm:
+        from src.bench.preflight import PreflightError
+
         # Before anything is queued: a missing table should not fail cell 7 the next morning.
-        check_cells([c for c in runner.cells if runner.status(c)["status"] != "done"])
+        try:
+            check_cells([c for c in runner.cells if runner.status(c)["status"] != "done"])
+        except PreflightError as missing:
+            if not args.dry_run:
+                raise
+            print(f"warning (a submission would stop here): {missing}")
         return _submit(runner, args, options)
     if args.srun:
         # In a Slurm job of several tasks: they are the cell's DDP ranks, one srun step
