@@ -11,11 +11,13 @@ and compares its tables with those of the same grid run without Slurm.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from slurm_cluster import slurm_cluster  # noqa: F401 (a fixture)
 from src.bench import runner as runner_module
 from src.bench import slurm
 from src.bench.grid import load_grid
+from src.bench.prle_maps import maps_folder, maps_state
 from src.bench.progress import ProgressLine
 from src.bench.report import report
 from src.bench.runner import Runner
@@ -482,6 +485,30 @@ def test_srun_flag_starts_fits_and_tests_through_the_launcher(
     assert bench(grid, tmp_path, "--cell", "2", "--srun") == 0
     calls = [json.loads(line) for line in fake_cells.read_text().splitlines()]
     assert [(c["verb"], c["launcher"]) for c in calls] == [("fit", "srun"), ("test", "srun")]
+
+
+def test_a_second_map_builder_waits_and_reuses_the_maps(tmp_path: Path, fake_cells: Path) -> None:
+    """Two PRLE tasks of one zoo side by side: the one that comes second builds nothing."""
+    grid = tiny_grid(tmp_path)
+    cells = grid_cells(grid)
+    first, second = quiet_runner(cells, tmp_path), quiet_runner(cells, tmp_path)
+    assert first.run(only=0) == 0 and first.run(only=1) == 0
+    folder = maps_folder(first.root, cells[3])
+    folder.parent.mkdir(parents=True)
+    fake_cells.unlink()
+    with open(folder.parent / f"{folder.name}.lock", "w") as builder:
+        fcntl.flock(builder, fcntl.LOCK_EX)  # the first task is building
+        waiting = threading.Thread(target=second.run, kwargs={"only": 3})
+        waiting.start()
+        time.sleep(3.0)
+        assert not fake_cells.exists()  # the second waits: no map build, no fit yet
+        first._build_maps(cells[3], folder)
+    waiting.join(timeout=120)
+    assert maps_state(first.root, cells[3]) == "built"
+    calls = [(c["verb"], c["cell"]) for c in map(json.loads, fake_cells.read_text().splitlines())]
+    # One build (the first task's), then the second task's fit and test of its PRLE cell.
+    assert calls == [("prle-maps", cells[3].id), ("fit", cells[3].id), ("test", cells[3].id)]
+    assert second.status(cells[3])["status"] == "done"
 
 
 # --------------------------------------------------------------------------- real Slurm
