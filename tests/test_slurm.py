@@ -166,11 +166,15 @@ def fake_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return calls
 
 
-def fake_program(folder: Path, name: str, body: str) -> None:
-    """A shell script ``name`` in ``folder`` (put first on PATH by the test)."""
-    path = folder / name
-    path.write_text(f"#!/bin/bash\n{body}\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+def fake_programs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **bodies: str) -> None:
+    """Shell scripts named as the keywords (``sbatch=...``), first on PATH."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name, body in bodies.items():
+        path = folder / name
+        path.write_text(f"#!/bin/bash\n{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
 
 
 def bench(grid: Path, out: Path, *more: str) -> int:
@@ -314,16 +318,13 @@ def test_done_cells_get_no_task_and_a_done_zoo_no_dependency(
 def test_submission_chains_the_real_job_ids(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     log = tmp_path / "sbatch.log"
     # Job ids 101, 102, 103 in submission order; each call's arguments recorded.
-    fake_program(
-        bin_dir,
-        "sbatch",
-        f'echo "$@" >> {log}; n=$(wc -l < {log}); echo "$((100 + n));cluster"',
+    fake_programs(
+        tmp_path,
+        monkeypatch,
+        sbatch=f'echo "$@" >> {log}; n=$(wc -l < {log}); echo "$((100 + n));cluster"',
     )
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     grid = tiny_grid(tmp_path)
     assert bench(grid, tmp_path, "--slurm") == 0
     folder = tmp_path / "tiny" / "demo" / "slurm"
@@ -341,16 +342,13 @@ def test_submission_chains_the_real_job_ids(
 def test_a_refused_submission_says_why_and_what_was_submitted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     calls = tmp_path / "n"
-    fake_program(
-        bin_dir,
-        "sbatch",
-        f"echo x >> {calls}; if [ $(wc -l < {calls}) = 2 ]; then "
+    fake_programs(
+        tmp_path,
+        monkeypatch,
+        sbatch=f"echo x >> {calls}; if [ $(wc -l < {calls}) = 2 ]; then "
         'echo "sbatch: error: invalid partition specified: gpu" >&2; exit 1; fi; echo 7',
     )
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     with pytest.raises(
         SlurmError,
         match=r"prle.sbatch: sbatch: error: invalid partition.*\(jobs submitted before it: 7\)",
@@ -450,16 +448,13 @@ def test_status_reads_the_results_folder_and_the_queue(
         "cells": {"0": "50", "1": "50", "2": "50", "3": "51"},
     }
     (slurm_folder / "jobs.json").write_text(json.dumps(record))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     # squeue --Format with '|' after each field, as the status asks for; one other job's row.
-    fake_program(
-        bin_dir,
-        "squeue",
-        "printf '50|2|RUNNING|1|None\\n51|3|PENDING|0|Dependency\\n49|2|RUNNING|0|None\\n'",
+    fake_programs(
+        tmp_path,
+        monkeypatch,
+        squeue="printf '50|2|RUNNING|1|None\\n51|3|PENDING|0|Dependency\\n49|2|RUNNING|0|None\\n'",
+        sacct="echo 'Slurm accounting storage is disabled' >&2; exit 1",
     )
-    fake_program(bin_dir, "sacct", "echo 'Slurm accounting storage is disabled' >&2; exit 1")
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     capsys.readouterr()
     assert bench(grid, tmp_path, "--status") == 0
     lines = capsys.readouterr().out.splitlines()
@@ -477,10 +472,7 @@ def test_srun_flag_starts_fits_and_tests_through_the_launcher(
     tmp_path: Path, fake_cells: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``--srun`` puts srun before each fit and test; here a stand-in srun marks them."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake_program(bin_dir, "srun", 'shift; VIA=srun exec "$@"')  # drops --kill-on-bad-exit=1
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    fake_programs(tmp_path, monkeypatch, srun='shift; VIA=srun exec "$@"')  # drops an option
     grid = tiny_grid(tmp_path)
     assert bench(grid, tmp_path, "--cell", "2", "--srun") == 0
     calls = [json.loads(line) for line in fake_cells.read_text().splitlines()]

@@ -193,7 +193,8 @@ def _status(runner, chosen) -> int:  # noqa: ANN001 (lazy imports)
     return 0
 
 
-def _report_only(runner, args: argparse.Namespace, group: str | None) -> int:  # noqa: ANN001
+def _render(runner, args: argparse.Namespace, group: str | None) -> None:  # noqa: ANN001
+    """Collect the finished cells' rows into ``results.csv`` and render the tables."""
     from src.bench.grid import table_kind
     from src.bench.report import report
 
@@ -205,6 +206,10 @@ def _report_only(runner, args: argparse.Namespace, group: str | None) -> int:  #
         wandb_project=args.wandb_project,
         wandb_group=group,
     )
+
+
+def _report_only(runner, args: argparse.Namespace, group: str | None) -> int:  # noqa: ANN001
+    _render(runner, args, group)
     unfinished = [
         (cell, runner.status(cell))
         for cell in runner.cells
@@ -283,7 +288,6 @@ def run(argv: list[str]) -> int:
         load_grid,
         parse_override,
         pick_cell,
-        table_kind,
         with_dependencies,
     )
     from src.bench.lock import BenchLock
@@ -361,14 +365,5 @@ def run(argv: list[str]) -> int:
         except Interrupted as stop:
             runner.progress.say(f"stopped by {stop.name}; re-run the same command to resume")
             return stop.exit_code
-        from src.bench.report import report
-
-        report(
-            runner.collect(),
-            runner.root,
-            table_kind(args.grid),
-            wandb=not args.no_wandb,
-            wandb_project=args.wandb_project,
-            wandb_group=group,
-        )
+        _render(runner, args, group)
     return code
