@@ -528,6 +528,12 @@ def test_a_grid_submitted_to_slurm_gives_the_tables_of_a_plain_run(
     grid = tiny_grid(tmp_path)
     start = time.monotonic()
     assert bench(grid, tmp_path / "slurm", "--slurm", "--slurm-opt", "cpus=1") == 0
+    capsys.readouterr()
+    assert bench(grid, tmp_path / "slurm", "--status") == 0
+    states = [line.split("  ")[-1] for line in capsys.readouterr().out.splitlines()[2:]]
+    # Seconds after the submission: no cell finished; the PRLE cell waits for its zoo.
+    assert all(s.startswith(("queued", "running")) for s in states[:3]), states
+    assert states[3].startswith("queued"), states
     slurm_cluster.wait_for_jobs(timeout_s=840)
     took = time.monotonic() - start
     root = tmp_path / "slurm" / "tiny" / "demo"
@@ -553,4 +559,7 @@ def test_a_grid_submitted_to_slurm_gives_the_tables_of_a_plain_run(
     capsys.readouterr()
     assert bench(grid, tmp_path / "plain") == 0
     assert table_files(tmp_path / "plain" / "tiny" / "demo") == via_slurm
+    capsys.readouterr()
+    assert bench(grid, tmp_path / "slurm", "--status") == 0
+    assert capsys.readouterr().out.count("  done\n") == 4
     print(f"grid through Slurm: {took:.0f} s")
