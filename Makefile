@@ -14,7 +14,7 @@ TEST_ENV := HF_HUB_OFFLINE=1 WANDB_MODE=offline NO_ALBUMENTATIONS_UPDATE=1
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard src tests benchmarks)
 
-.PHONY: help venv test test-full lint format bench-cross-dataset synthetic-data clean clean-venv
+.PHONY: help venv test test-full test-slurm lint format bench-cross-dataset synthetic-data clean clean-venv
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,11 @@ test: $(STAMP) ## Run the fast test suite (no slow or DDP tests)
 
 test-full: $(STAMP) ## Run every test, slow and DDP ones included
 	$(TEST_ENV) $(BIN)/pytest -m "" $(PYTEST_ARGS)
+
+# Installs Debian's Slurm packages when missing (apt-get, as root) and starts a throwaway
+# single-node cluster in a temporary folder for the tests marked `slurm` (tests/slurm_cluster.py).
+test-slurm: $(STAMP) ## Run the tests on a real throwaway Slurm (root; installs slurm packages)
+	$(TEST_ENV) $(BIN)/pytest -m slurm $(PYTEST_ARGS)
 
 lint: $(STAMP) ## Check style with ruff
 	$(BIN)/ruff check $(LINT_PATHS)

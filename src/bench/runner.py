@@ -48,6 +48,7 @@ to weights and hyper-parameters (:mod:`src.bench.checkpoints`), unless
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -87,18 +88,20 @@ def _dfbench(
     state: StopSignals | None = None,
     grace_s: float | None = None,
     workers: Workers | None = None,
+    launcher: Sequence[str] = (),
 ) -> float:
     """Run ``dfbench ARGS`` in a subprocess, output to ``log``; returns the wall time.
 
     ``shown_log`` is how an error message names the log (relative to the results root).
     With ``workers`` (:class:`~src.bench.process.Workers` of ``dfbench``'s main), the
-    subprocess is one of them, unless ``DFBENCH`` names another command (a test's stand-in).
+    subprocess is one of them, unless ``DFBENCH`` names another command (a test's stand-in)
+    or a ``launcher`` (``srun``) starts it as a new program.
     """
     start = time.perf_counter()
-    if DFBENCH is not _THIS_DFBENCH:
+    if DFBENCH is not _THIS_DFBENCH or launcher:
         workers = None
     code = run_child(
-        args if workers is not None else [*DFBENCH, *args],
+        args if workers is not None else [*launcher, *DFBENCH, *args],
         log,
         cwd=REPO,
         env=os.environ | {"PYTHONUNBUFFERED": "1"} | env,
@@ -146,6 +149,8 @@ class Runner:
             detectors imported already (:class:`src.bench.process.Workers`): each fit
             and test is one of them instead of a new program that imports those
             again. None for DDP, whose launcher starts the command line again.
+        launcher: what starts each fit and test (``["srun", ...]`` in a Slurm job whose
+            tasks are the cell's DDP ranks: :mod:`src.bench.slurm`); empty for none.
     """
 
     def __init__(
@@ -160,6 +165,7 @@ class Runner:
         grace_s: float | None = None,
         map_device: str = "cpu",
         workers: Workers | None = None,
+        launcher: Sequence[str] = (),
     ) -> None:
         if not cells:
             raise GridError("the grid has no cells")
@@ -173,6 +179,7 @@ class Runner:
         self.grace_s = grace_s
         self.map_device = map_device
         self.workers = workers
+        self.launcher = tuple(launcher)
         self.version = code_version()
         self._signals: StopSignals | None = None
 
@@ -255,7 +262,14 @@ class Runner:
             )
         return 1 if failed else 0
 
-    def _run(self, cell: Cell, args: list[str], log: Path, watch: Callable[[], None]) -> float:
+    def _run(
+        self,
+        cell: Cell,
+        args: list[str],
+        log: Path,
+        watch: Callable[[], None],
+        launcher: Sequence[str] = (),
+    ) -> float:
         return _dfbench(
             args,
             log,
@@ -266,6 +280,7 @@ class Runner:
             state=self._signals,
             grace_s=self.grace_s,
             workers=self.workers,
+            launcher=launcher,
         )
 
     def _prepare_maps(self, cell: Cell) -> None:
@@ -278,6 +293,15 @@ class Runner:
         if maps.maps_state(self.root, cell) == "built":
             return
         folder = maps.maps_folder(self.root, cell)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # PRLE cells of one zoo may run side by side (Slurm array tasks): the first
+        # builds the maps, the others wait for it and then find them built.
+        with open(folder.parent / f"{folder.name}.lock", "w") as builder:
+            fcntl.flock(builder, fcntl.LOCK_EX)
+            if maps.maps_state(self.root, cell) != "built":
+                self._build_maps(cell, folder)
+
+    def _build_maps(self, cell: Cell, folder: Path) -> None:
         checkpoints = [
             self.root / json.loads((self.cell_dir(z) / "fit.json").read_text())["checkpoint"]
             for z in cell.zoo
@@ -336,6 +360,7 @@ class Runner:
                 ],
                 folder / "fit.log",
                 lambda: self.progress.update(read_progress(progress_file)),
+                self.launcher,
             )
             best = sorted((folder / "checkpoints").glob("best-*.ckpt"))
             if not best:
@@ -382,6 +407,7 @@ class Runner:
                 ],
                 folder / f"test_{k}.log",
                 lambda: None,
+                self.launcher,
             )
             (metrics_path,) = sorted(out.rglob("test_metrics.json"))[-1:]
             rows += rows_of_test(
